@@ -178,3 +178,10 @@ def _optional_text(env: Mapping[str, str], name: str, default: str | None) -> st
 def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
     raw = env.get(name)
     return Path(raw).expanduser() if raw else None
+
+
+def env_is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a variable is set and non-empty: Dagster definitions use it to decide between an
+    `EnvVar` (resolved at run time, never shown in the UI) and the embedded default."""
+    env = os.environ if environ is None else environ
+    return bool(env.get(name))

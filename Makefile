@@ -1,0 +1,28 @@
+# Two commands do all the set-up: `make demo` and `make test` create the virtual environment,
+# install the project and start what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test ui benchmarks
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/photo-pipeline demo
+
+ui: setup
+	$(BIN)/photo-pipeline ui
+
+test: setup
+	./scripts/ensure-postgres.sh
+	$(BIN)/python -m pytest
+
+benchmarks: setup
+	for script in benchmarks/*.py; do $(BIN)/python "$$script" || exit 1; done

@@ -1,0 +1,240 @@
+"""`photo-pipeline`: the operator's and the client's command line (click + rich)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from photo_pipeline.database import migrate
+from photo_pipeline.models import PhotoStatus
+from photo_pipeline.object_store import ObjectStore, StorageError, build_object_store
+from photo_pipeline.repository import CleanupRefused, PhotoNotFound, PhotoRepository
+from photo_pipeline.settings import Settings, SettingsError
+from photo_pipeline.uploads import UploadFailed, UploadPolicy, UploadRejected, cleanup_photo, upload_photo
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Context:
+    """Settings read once per command; repository and store built on first use."""
+
+    def __init__(self) -> None:
+        try:
+            self.settings = Settings.from_env()
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from exc
+        self._repository: PhotoRepository | None = None
+        self._store: ObjectStore | None = None
+
+    def repository(self, *, migrate_first: bool = True) -> PhotoRepository:
+        if self._repository is None:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+            if migrate_first:
+                migrate(self.settings.database_url)
+            self._repository = PhotoRepository.from_url(self.settings.database_url)
+        return self._repository
+
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = build_object_store(self.settings)
+        return self._store
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+def parse_uuid(kind: str) -> Callable[[click.Context, click.Parameter, str | None], uuid.UUID | None]:
+    def convert(_ctx: click.Context, _param: click.Parameter, value: str | None) -> uuid.UUID | None:
+        if value is None:
+            return None
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise click.BadParameter(f"{kind} must be a UUID, got {value!r}") from None
+
+    return convert
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log details (never secrets) to stderr.")
+def main(verbose: bool) -> None:
+    """Photo pipeline: the photo table, the bucket and the renditions, kept in agreement."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command("init-db")
+@pass_context
+def init_db(ctx: Context) -> None:
+    """Create or migrate the photo table (Alembic upgrade to head)."""
+    ctx.settings.home.mkdir(parents=True, exist_ok=True)
+    migrate(ctx.settings.database_url)
+    console.print(f"[green]database ready[/] {ctx.settings.database_url_for_display()}")
+
+
+@main.command()
+@click.argument("album_id", callback=parse_uuid("ALBUM_ID"))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_context
+def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
+    """Upload FILES into ALBUM_ID the way a browser does: row, presigned PUT, verification.
+
+    A file that never lands is retried, then cleaned up (row and object) and reported.
+    """
+    repository, store = ctx.repository(), ctx.store()
+    policy = UploadPolicy(expires_in=ctx.settings.presign_expires_seconds)
+    failures = 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console
+    ) as progress:
+        for path in files:
+            size = path.stat().st_size if path.is_file() else 0
+            task = progress.add_task(path.name, total=size or None)
+
+            def advance(n: int, task: int = task) -> None:
+                if n < 0:
+                    progress.reset(task)
+                else:
+                    progress.advance(task, n)
+
+            try:
+                result = upload_photo(repository, store, album_id, path, policy=policy, on_progress=advance)
+            except UploadRejected as exc:
+                failures += 1
+                progress.console.print(f"[yellow]skipped[/] {exc}")
+                progress.remove_task(task)
+                continue
+            except UploadFailed as exc:
+                failures += 1
+                progress.console.print(f"[red]failed[/] {exc} (row and object cleaned up)")
+                continue
+            progress.console.print(f"[green]uploaded[/] {path.name} -> photo {result.photo_id} ({result.key})")
+    if failures:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--album", "album_id", callback=parse_uuid("--album"), help="Only this album.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def status(ctx: Context, album_id: uuid.UUID | None, as_json: bool) -> None:
+    """Photo counts per status, per album."""
+    repository = ctx.repository()
+    by_album = repository.status_counts_by_album()
+    if album_id is not None:
+        by_album = {album_id: by_album.get(album_id, {s: 0 for s in PhotoStatus})}
+    totals = {s: sum(counts.get(s, 0) for counts in by_album.values()) for s in PhotoStatus}
+    if as_json:
+        payload = {
+            "totals": {s.value: n for s, n in totals.items()},
+            "albums": {str(a): {s.value: counts.get(s, 0) for s in PhotoStatus} for a, counts in sorted(by_album.items(), key=lambda kv: str(kv[0]))},
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(title="photos per status")
+    table.add_column("album")
+    for s in PhotoStatus:
+        table.add_column(s.value, justify="right")
+    for album, counts in sorted(by_album.items(), key=lambda kv: str(kv[0])):
+        table.add_row(str(album), *(str(counts.get(s, 0)) for s in PhotoStatus))
+    table.add_row("[bold]total[/]", *(f"[bold]{totals[s]}[/]" for s in PhotoStatus))
+    console.print(table)
+
+
+@main.command()
+@click.argument("photo_id", callback=parse_uuid("PHOTO_ID"))
+@pass_context
+def cleanup(ctx: Context, photo_id: uuid.UUID) -> None:
+    """Delete a pending or failed photo's row and objects (never one being processed)."""
+    try:
+        result = cleanup_photo(ctx.repository(), ctx.store(), photo_id)
+    except PhotoNotFound:
+        err_console.print(f"[red]no photo {photo_id}[/]")
+        raise SystemExit(1) from None
+    except CleanupRefused as exc:
+        err_console.print(f"[red]refused:[/] {exc}")
+        raise SystemExit(1) from None
+    except StorageError as exc:
+        err_console.print(f"[red]row deleted but objects could not be removed:[/] {exc}; reconciliation will remove them")
+        raise SystemExit(1) from None
+    console.print(f"[green]cleaned up[/] photo {photo_id} ({result.photo.status.value}); removed {', '.join(result.deleted_keys)}")
+
+
+@main.command()
+@pass_context
+def doctor(ctx: Context) -> None:
+    """Check the database, the bucket, a presigned PUT through the public endpoint, and CORS."""
+    from photo_pipeline.doctor import run_checks
+
+    failed = False
+    for check in run_checks(ctx.settings):
+        colour = {"ok": "green", "warn": "yellow", "fail": "red"}[check.level]
+        console.print(f"[{colour}]{check.level:>4}[/] {check.name}: {check.detail}")
+        failed = failed or check.level == "fail"
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@pass_context
+def demo(ctx: Context) -> None:
+    """Run the whole pipeline on sample photos (made in code) on the embedded defaults."""
+    from photo_pipeline.demo import album_rows, run_demo
+    from photo_pipeline.local_instance import local_instance
+
+    settings = ctx.settings
+    repository, store = ctx.repository(), ctx.store()
+    console.print(f"[bold]photo_pipeline demo[/] in {settings.home}")
+    console.print(f"  database: {settings.database_url_for_display()}\n  objects:  {store.describe()}")
+    instance = local_instance(settings)
+
+    def on_upload(album: str, path: Path, result: object) -> None:
+        console.print(f"  uploaded {album}/{path.name}")
+
+    albums = run_demo(repository, store, instance, settings.home / "demo-samples", on_upload=on_upload)
+    for album in albums:
+        table = Table(title=f"{album.name} — album {album.album_id} — run {album.run_id[:8]}")
+        for column in ("file", "status", "size", "thumbnail", "error"):
+            table.add_column(column)
+        for row in album_rows(repository, album):
+            colour = {"completed": "green", "failed": "red"}.get(row.status.value, "yellow")
+            size = f"{row.width}x{row.height}" if row.width else ""
+            table.add_row(row.filename or "", f"[{colour}]{row.status.value}[/]", size, row.thumb_key or "", row.error or "")
+        console.print(table)
+        console.print(f"  {album.photos_per_second:.2f} photos/s ({album.seconds:.2f}s for the album)")
+    if not settings.uses_s3:
+        console.print(f"\nrenditions: {settings.objects_dir / 'processed'}")
+    console.print("open the Dagster UI to see the runs: [bold]photo-pipeline ui[/]")
+    if not all(album.run_success for album in albums):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+@pass_context
+def ui(ctx: Context, port: int) -> None:
+    """Start the Dagster UI and daemon on the local instance (sensors on, demo runs visible)."""
+    from photo_pipeline.local_instance import ensure_local_dagster_home
+
+    dagster_home = ensure_local_dagster_home(ctx.settings)
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "dev", "-m", "photo_pipeline.definitions", "-p", str(port)]
+    console.print(f"DAGSTER_HOME={dagster_home} {' '.join(command)}")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PHOTO_PIPELINE_HOME": str(ctx.settings.home)}
+    raise SystemExit(subprocess.call(command, env=env))
+
+
+if __name__ == "__main__":
+    main()

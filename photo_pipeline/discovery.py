@@ -1,0 +1,136 @@
+"""What the sensors decide, without Dagster: which raw objects need rows, which albums need a
+run, and how the sensors' cursors move. Pure functions over listings and rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePosixPath
+
+from photo_pipeline import keys
+from photo_pipeline.object_store import ObjectInfo
+from photo_pipeline.repository import AlbumPending, NewPhoto, PhotoRecord
+
+
+@dataclass(frozen=True)
+class RawSweepCursor:
+    """Position in a sweep of raw/ that spans several ticks.
+
+    Keys under raw/ are not time-ordered, so a StartAfter position alone would miss uploads that
+    sort before it; instead each tick lists the next slice, and at the end of the listing the
+    sweep starts over. Every object is therefore seen once per sweep, and a tick's work is bounded.
+    """
+
+    after: str | None = None
+    sweeps_completed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"after": self.after, "sweeps_completed": self.sweeps_completed})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> RawSweepCursor:
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+            return cls(after=data.get("after"), sweeps_completed=int(data.get("sweeps_completed", 0)))
+        except (ValueError, TypeError, AttributeError):
+            # A cursor from an older version or hand-edited in the UI: start a fresh sweep.
+            return cls()
+
+    def advanced(self, last_key: str | None, reached_end: bool) -> RawSweepCursor:
+        if reached_end:
+            return RawSweepCursor(after=None, sweeps_completed=self.sweeps_completed + 1)
+        return RawSweepCursor(after=last_key, sweeps_completed=self.sweeps_completed)
+
+
+def photos_to_adopt(objects: Iterable[ObjectInfo], rows_by_key: Mapping[str, PhotoRecord]) -> list[NewPhoto]:
+    """Rows to create for raw objects that have none, with ids read from or minted for the key."""
+    adopted: list[NewPhoto] = []
+    for obj in objects:
+        if obj.key in rows_by_key:
+            continue
+        identity = keys.identify_raw_key(obj.key)
+        if identity is None:
+            continue
+        adopted.append(
+            NewPhoto(
+                id=identity.photo_id,
+                album_id=identity.album_id,
+                original_key=obj.key,
+                filename=PurePosixPath(obj.key).name,
+                content_type=keys.content_type_for_extension(identity.extension),
+                original_bytes=obj.size,
+            )
+        )
+    return adopted
+
+
+def group_by_album(photos: Iterable[NewPhoto], created: Collection[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Album -> ids of the photos actually created (another tick may have created the rest)."""
+    albums: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for photo in photos:
+        if photo.id in created:
+            albums.setdefault(photo.album_id, []).append(photo.id)
+    return albums
+
+
+def run_key(prefix: str, album_id: uuid.UUID, parts: Iterable[str]) -> str:
+    """Stable key for a run request: the same album and the same work give the same key, so a
+    repeated or overlapping tick cannot launch a second run for it."""
+    digest = hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
+    return f"{prefix}:{album_id}:{digest}"
+
+
+@dataclass(frozen=True)
+class PendingCursor:
+    """For each album with pending photos, the newest change already turned into a run request.
+    An album is looked at again only when its pending set changed (new rows, released rows)."""
+
+    requested: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.requested, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> PendingCursor:
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        return cls(requested={str(k): str(v) for k, v in data.items()})
+
+
+def pending_marker(album: AlbumPending) -> str:
+    return f"{album.newest_updated_at.isoformat()}#{album.pending}"
+
+
+def albums_with_news(pending: Sequence[AlbumPending], cursor: PendingCursor) -> list[AlbumPending]:
+    return [album for album in pending if cursor.requested.get(str(album.album_id)) != pending_marker(album)]
+
+
+def next_pending_cursor(
+    pending: Sequence[AlbumPending], cursor: PendingCursor, handled: Collection[uuid.UUID]
+) -> PendingCursor:
+    """Remember the albums handled this tick; forget albums that have nothing pending any more,
+    so the cursor stays as small as the set of albums with work."""
+    still_pending = {str(album.album_id): album for album in pending}
+    requested = {k: v for k, v in cursor.requested.items() if k in still_pending}
+    for album_id in handled:
+        album = still_pending.get(str(album_id))
+        if album is not None:
+            requested[str(album_id)] = pending_marker(album)
+    return PendingCursor(requested=requested)
+
+
+def is_recent(created_at: datetime, now: datetime, grace_seconds: int) -> bool:
+    return (now - created_at).total_seconds() < grace_seconds

@@ -1,0 +1,110 @@
+"""`photo-pipeline doctor`: is this deployment wired correctly? Each check says what it found."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+from sqlalchemy.exc import SQLAlchemyError
+
+from photo_pipeline.database import current_revision, head_revision
+from photo_pipeline.object_store import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    StorageError,
+    build_object_store,
+)
+from photo_pipeline.settings import Settings
+
+Level = Literal["ok", "warn", "fail"]
+PROBE_PREFIX = "doctor/"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+
+
+def check_database(settings: Settings) -> Check:
+    name = f"database {settings.database_url_for_display()}"
+    try:
+        current = current_revision(settings.database_url)
+    except SQLAlchemyError as exc:
+        return Check(name, "fail", f"cannot connect: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}")
+    head = head_revision()
+    if current != head:
+        return Check(name, "warn", f"schema at {current or 'nothing'}, code expects {head}: run `photo-pipeline init-db`")
+    return Check(name, "ok", f"reachable, schema at {head}")
+
+
+def check_bucket(store: ObjectStore) -> Check:
+    try:
+        store.check()
+    except StorageError as exc:
+        return Check(f"bucket {store.describe()}", "fail", str(exc))
+    return Check(f"bucket {store.describe()}", "ok", "reachable")
+
+
+def check_presigned_put(store: ObjectStore, settings: Settings) -> Check:
+    """A real presigned PUT, signed for the public endpoint, as a browser would send it."""
+    key = f"{PROBE_PREFIX}probe-{uuid.uuid4()}.txt"
+    body = b"photo-pipeline doctor probe"
+    name = "presigned PUT" + (f" via {settings.public_endpoint_url}" if settings.public_endpoint_url else "")
+    try:
+        upload = store.presign_put(key, "text/plain", 120)
+        if isinstance(store, LocalObjectStore):
+            store.accept_presigned_put(upload.url, body, upload.headers)
+        else:
+            response = requests.put(upload.url, data=body, headers=upload.headers, timeout=15)
+            if response.status_code not in (200, 201, 204):
+                return Check(name, "fail", f"HTTP {response.status_code} from {upload.url.split('?')[0]}: {response.text[:200]}")
+        info = store.head(key)
+        store.delete(key)
+    except (StorageError, requests.RequestException) as exc:
+        return Check(name, "fail", str(exc))
+    if info.size != len(body):
+        return Check(name, "fail", f"object landed with {info.size} bytes instead of {len(body)}")
+    return Check(name, "ok", "uploaded, verified with HEAD and removed")
+
+
+def _allows_browser_put(rule: dict[str, Any]) -> bool:
+    methods = {m.upper() for m in rule.get("AllowedMethods", [])}
+    headers = {h.lower() for h in rule.get("AllowedHeaders", [])}
+    return "PUT" in methods and ("*" in headers or "content-type" in headers)
+
+
+def check_cors(store: ObjectStore) -> Check:
+    if not isinstance(store, S3ObjectStore):
+        return Check("CORS", "ok", "not needed for the local folder store")
+    try:
+        rules = store.client.get_bucket_cors(Bucket=store.bucket).get("CORSRules", [])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchCORSConfiguration":
+            return Check("CORS", "warn", "the bucket has no CORS rules: browsers cannot PUT to presigned URLs")
+        return Check("CORS", "fail", f"cannot read CORS rules: {exc}")
+    except BotoCoreError as exc:
+        return Check("CORS", "fail", f"cannot read CORS rules: {exc}")
+    if any(_allows_browser_put(rule) for rule in rules):
+        return Check("CORS", "ok", "a rule allows browser PUTs with a Content-Type header")
+    return Check("CORS", "warn", "no CORS rule allows PUT with a Content-Type header: browser uploads will fail")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks = [check_database(settings)]
+    try:
+        store = build_object_store(settings)
+    except (StorageError, ValueError) as exc:
+        return [*checks, Check("bucket", "fail", str(exc))]
+    bucket = check_bucket(store)
+    checks.append(bucket)
+    if bucket.level == "fail":
+        return checks
+    checks.append(check_presigned_put(store, settings))
+    checks.append(check_cors(store))
+    return checks

@@ -1,0 +1,271 @@
+"""The processing service: claimed photos in, renditions in the bucket and final rows out.
+
+It holds the per-photo rules (what a missing original means, what counts as the photo's fault and
+what as the infrastructure's) and knows nothing of Dagster: the assets call `process_album` and
+turn its report into metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from photo_pipeline import keys
+from photo_pipeline.object_store import ObjectNotFound, ObjectStore, StorageError
+from photo_pipeline.rendering import Renditions, RenderError, RenderOptions, render_renditions
+from photo_pipeline.repository import ClaimedPhoto, PhotoRepository, utc_now
+
+DEFAULT_LOGGER = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    # Handed back to pending for a later run: original not there yet, or storage trouble.
+    RELEASED = "released"
+    # Our claim expired and someone else owns the photo now; we changed nothing.
+    CLAIM_LOST = "claim_lost"
+
+
+@dataclass(frozen=True)
+class PhotoOutcome:
+    photo_id: uuid.UUID
+    album_id: uuid.UUID
+    outcome: Outcome
+    detail: str | None = None
+    seconds: float = 0.0
+    thumb_key: str | None = None
+    preview_key: str | None = None
+    thumb_bytes: int = 0
+    preview_bytes: int = 0
+
+
+@dataclass
+class AlbumReport:
+    album_id: uuid.UUID
+    outcomes: list[PhotoOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    # One small rendered thumbnail, so the UI can show what came out.
+    sample_thumbnail: bytes | None = None
+    sample_content_type: str | None = None
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for o in self.outcomes if o.outcome is outcome)
+
+    @property
+    def rendered(self) -> int:
+        return self.count(Outcome.COMPLETED)
+
+    @property
+    def failed(self) -> int:
+        return self.count(Outcome.FAILED)
+
+    @property
+    def skipped(self) -> int:
+        return self.count(Outcome.RELEASED) + self.count(Outcome.CLAIM_LOST)
+
+    @property
+    def photos_per_second(self) -> float:
+        return self.rendered / self.seconds if self.seconds > 0 else 0.0
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The photo table could not be written; the step should be retried as a whole."""
+
+
+@dataclass(frozen=True)
+class ProcessingLimits:
+    batch_size: int = 32
+    max_photos: int = 5000
+    workers: int = 2
+    missing_grace_seconds: int = 900
+
+
+class PhotoProcessor:
+    """Renders an album's claimed photos with a bounded pool of threads.
+
+    Pillow releases the GIL while decoding, resampling and encoding, so threads keep every core
+    busy without the cost of shipping images between processes.
+    """
+
+    def __init__(
+        self,
+        repository: PhotoRepository,
+        store: ObjectStore,
+        render_options: RenderOptions,
+        limits: ProcessingLimits = ProcessingLimits(),
+        *,
+        logger: logging.Logger = DEFAULT_LOGGER,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._repository = repository
+        self._store = store
+        self._render_options = render_options
+        self._limits = limits
+        self._log = logger
+        self._clock = clock
+
+    def process_album(self, album_id: uuid.UUID, worker: str) -> AlbumReport:
+        """Claim and render the album's pending photos, a batch at a time, until none are left
+        (or the per-run limit is reached, so one huge album cannot hold a run for hours)."""
+        report = AlbumReport(album_id=album_id)
+        started = time.perf_counter()
+        attempted: set[uuid.UUID] = set()
+        with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
+            while len(attempted) < self._limits.max_photos:
+                room = min(self._limits.batch_size, self._limits.max_photos - len(attempted))
+                claims = self._repository.claim_batch(album_id, worker, room, exclude=attempted)
+                if not claims:
+                    break
+                attempted.update(claim.id for claim in claims)
+                self._process_batch(pool, claims, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def process_claims(self, claims: Iterable[ClaimedPhoto], album_id: uuid.UUID) -> AlbumReport:
+        """Render photos that were claimed elsewhere (re-runs of chosen photos)."""
+        report = AlbumReport(album_id=album_id)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
+            self._process_batch(pool, list(claims), report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _process_batch(self, pool: ThreadPoolExecutor, claims: list[ClaimedPhoto], report: AlbumReport) -> None:
+        futures = [pool.submit(self._process_one, claim, report) for claim in claims]
+        database_errors: list[tuple[ClaimedPhoto, SQLAlchemyError]] = []
+        for claim, future in zip(claims, futures, strict=True):
+            try:
+                report.outcomes.append(future.result())
+            except SQLAlchemyError as exc:
+                database_errors.append((claim, exc))
+        if database_errors:
+            self._give_back(claim for claim, _ in database_errors)
+            first_claim, first_error = database_errors[0]
+            raise DatabaseUnavailable(
+                f"could not record the outcome of {len(database_errors)} photo(s) of album "
+                f"{report.album_id} (first: photo {first_claim.id}): {first_error}"
+            ) from first_error
+
+    def _give_back(self, claims: Iterable[ClaimedPhoto]) -> None:
+        """Best effort: return claims we could not finish, so they need not wait for the lease."""
+        for claim in claims:
+            try:
+                self._repository.release(claim, "database error while recording the result; will retry")
+            except SQLAlchemyError:
+                self._log.exception("could not release photo %s; its claim will expire after the lease", claim.id)
+
+    def _process_one(self, claim: ClaimedPhoto, report: AlbumReport) -> PhotoOutcome:
+        started = time.perf_counter()
+        try:
+            original = self._store.get(claim.original_key)
+        except ObjectNotFound:
+            return self._release_missing(claim, started)
+        except StorageError as exc:
+            self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
+            return self._release(claim, f"storage error reading the original: {exc}", started)
+
+        try:
+            renditions = render_renditions(original, self._render_options)
+        except RenderError as exc:
+            self._log.warning("photo %s: cannot be rendered: %s", claim.id, exc)
+            return self._fail(claim, f"cannot render {claim.original_key}: {exc}", started)
+        except Exception as exc:  # noqa: BLE001 - one photo's bug must not stop the album
+            self._log.exception("photo %s: unexpected error while rendering", claim.id)
+            return self._fail(claim, f"unexpected error while rendering: {type(exc).__name__}: {exc}", started)
+
+        try:
+            thumb_key, preview_key = self._write_renditions(claim, renditions)
+        except StorageError as exc:
+            self._log.exception("photo %s: could not write renditions", claim.id)
+            return self._release(claim, f"storage error writing renditions: {exc}", started)
+
+        if report.sample_thumbnail is None:
+            report.sample_thumbnail = renditions.thumbnail.data
+            report.sample_content_type = renditions.thumbnail.content_type
+        completed = self._repository.complete(
+            claim,
+            thumb_key=thumb_key,
+            preview_key=preview_key,
+            width=renditions.source_width,
+            height=renditions.source_height,
+            original_bytes=len(original),
+            thumb_bytes=len(renditions.thumbnail.data),
+            preview_bytes=len(renditions.preview.data),
+        )
+        if not completed:
+            return self._claim_lost(claim, started)
+        self._log.debug("photo %s: completed", claim.id)
+        return PhotoOutcome(
+            photo_id=claim.id,
+            album_id=claim.album_id,
+            outcome=Outcome.COMPLETED,
+            seconds=time.perf_counter() - started,
+            thumb_key=thumb_key,
+            preview_key=preview_key,
+            thumb_bytes=len(renditions.thumbnail.data),
+            preview_bytes=len(renditions.preview.data),
+        )
+
+    def _write_renditions(self, claim: ClaimedPhoto, renditions: Renditions) -> tuple[str, str]:
+        fmt = renditions.preview.format
+        thumb_key = keys.thumb_key(claim.album_id, claim.id, fmt)
+        preview_key = keys.preview_key(claim.album_id, claim.id, fmt)
+        self._store.put(thumb_key, renditions.thumbnail.data, renditions.thumbnail.content_type)
+        self._store.put(preview_key, renditions.preview.data, renditions.preview.content_type)
+        return thumb_key, preview_key
+
+    def _release_missing(self, claim: ClaimedPhoto, started: float) -> PhotoOutcome:
+        # Object stores and clients lag behind the row: a missing original is "not yet", and
+        # only reconciliation (after the grace period) may call it lost.
+        age = (self._clock() - claim.created_at).total_seconds()
+        if age < self._limits.missing_grace_seconds:
+            reason = f"original {claim.original_key} not in the bucket yet ({age:.0f}s after upload began); will retry"
+        else:
+            reason = (
+                f"original {claim.original_key} not found {age:.0f}s after upload began; "
+                "reconciliation will flag it missing"
+            )
+        self._log.info("photo %s: %s", claim.id, reason)
+        return self._release(claim, reason, started)
+
+    def _release(self, claim: ClaimedPhoto, reason: str, started: float) -> PhotoOutcome:
+        if not self._repository.release(claim, reason):
+            return self._claim_lost(claim, started)
+        return PhotoOutcome(
+            photo_id=claim.id,
+            album_id=claim.album_id,
+            outcome=Outcome.RELEASED,
+            detail=reason,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _fail(self, claim: ClaimedPhoto, reason: str, started: float) -> PhotoOutcome:
+        if not self._repository.fail(claim, reason):
+            return self._claim_lost(claim, started)
+        return PhotoOutcome(
+            photo_id=claim.id,
+            album_id=claim.album_id,
+            outcome=Outcome.FAILED,
+            detail=reason,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _claim_lost(self, claim: ClaimedPhoto, started: float) -> PhotoOutcome:
+        detail = "claim expired and was taken over; result discarded"
+        self._log.warning("photo %s: %s", claim.id, detail)
+        return PhotoOutcome(
+            photo_id=claim.id,
+            album_id=claim.album_id,
+            outcome=Outcome.CLAIM_LOST,
+            detail=detail,
+            seconds=time.perf_counter() - started,
+        )

@@ -1,0 +1,358 @@
+"""Rendering: the bytes of an original in, a watermarked preview and thumbnail out.
+
+Pure and I/O-free (only `render_options_from_settings` reads a file, the watermark logo). Each
+photo is decoded once; the preview is made from that decode and the thumbnail from the preview.
+Whatever comes in — CMYK, 16-bit, palette, alpha, a camera ICC profile, EXIF rotation, HEIC, an
+animation — what goes out is plain sRGB RGB with no metadata, never larger than the original.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pillow_heif
+from PIL import Image, ImageCms, ImageColor, ImageOps, UnidentifiedImageError
+
+from photo_pipeline.settings import RenderSettings, SettingsError
+from photo_pipeline.watermark import WatermarkOptions, apply_watermark, decode_logo
+
+__all__ = [
+    "RenderError",
+    "RenderOptions",
+    "Rendition",
+    "Renditions",
+    "WatermarkOptions",
+    "render_options_from_settings",
+    "render_renditions",
+]
+
+# HEIC is what iPhones upload; Pillow reads it only through this plugin.
+pillow_heif.register_heif_opener()
+
+# Our own limit (RenderOptions.max_pixels) is checked from the header before any decode, so
+# Pillow's advisory warning is redundant noise. `warnings.catch_warnings` around each open would
+# be the local alternative, but it is not thread-safe and photos render on a thread pool. Pillow's
+# hard error (twice its MAX_IMAGE_PIXELS) still applies and is reported as a RenderError.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# Photo formats only: an allow-list keeps exotic decoders (EPS runs Ghostscript, for one) away
+# from files anybody can upload.
+SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF")
+OUTPUT_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+# Downscale by whole-number `reduce` first while the remaining factor stays above this; the
+# result is indistinguishable from a plain LANCZOS resize and much faster on big images.
+REDUCING_GAP = 3.0
+EXIF_ORIENTATION_TAG = 0x0112
+# EXIF orientations that swap width and height (the 90 and 270 degree ones).
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+# Decoders report broken data with any of these; nothing else is caught around decoding.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+
+
+class RenderError(Exception):
+    """The original cannot be rendered: not an image, corrupt, empty, or too large.
+
+    The message is meant for an operator (it ends up in the photo row's `error`).
+    """
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    preview_long_side: int = 1600
+    thumb_long_side: int = 400
+    quality: int = 82
+    format: str = "JPEG"  # or "WEBP"
+    watermark: WatermarkOptions | None = WatermarkOptions()  # None = no watermark
+    background: str = "#ffffff"  # transparency is flattened onto this colour
+    max_pixels: int = 120_000_000
+
+    def __post_init__(self) -> None:
+        if self.preview_long_side < 1 or self.thumb_long_side < 1:
+            raise ValueError("preview and thumbnail sizes must be at least 1 pixel")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
+        if self.format not in OUTPUT_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.format!r}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
+        ImageColor.getrgb(self.background)  # raises ValueError naming the bad colour
+
+
+@dataclass(frozen=True)
+class Rendition:
+    data: bytes
+    width: int
+    height: int
+    format: str  # "JPEG" / "WEBP"
+    content_type: str  # "image/jpeg" / "image/webp"
+
+
+@dataclass(frozen=True)
+class Renditions:
+    preview: Rendition
+    thumbnail: Rendition
+    source_width: int  # of the original, after EXIF orientation
+    source_height: int
+    source_format: str  # e.g. "JPEG", "PNG", "HEIF"
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """The one decode of a photo: upright, possibly reduced by JPEG draft, not yet colour-managed."""
+
+    image: Image.Image
+    source_size: tuple[int, int]  # full size of the original, after orientation
+    source_format: str
+
+
+def render_renditions(data: bytes, options: RenderOptions = RenderOptions()) -> Renditions:
+    """Render the preview and the thumbnail of one original. Raises RenderError for bad input."""
+    return _render(data, options, use_draft=True)
+
+
+def render_options_from_settings(render: RenderSettings) -> RenderOptions:
+    """RenderOptions from the configured settings; reads the watermark logo file if one is set.
+
+    Raises SettingsError (a ValueError) when a value is unusable, e.g. a logo that is not an image.
+    """
+    logo_png = _read_logo(render.watermark_logo_path) if render.watermark_logo_path else None
+    try:
+        watermark = WatermarkOptions(
+            text=render.watermark_text,
+            logo_png=logo_png,
+            opacity=render.watermark_opacity,
+            position=render.watermark_position,
+            scale=render.watermark_scale,
+        )
+        return RenderOptions(
+            preview_long_side=render.preview_long_side,
+            thumb_long_side=render.thumb_long_side,
+            quality=render.quality,
+            format=render.format,
+            watermark=watermark if watermark.is_visible else None,
+            background=render.background,
+            max_pixels=render.max_pixels,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"render settings: {exc}") from exc
+
+
+def _read_logo(logo_path: Path) -> bytes:
+    try:
+        logo_png = Path(logo_path).read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"watermark logo {logo_path} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        # Fail at start-up on a bad logo, not on every photo of the run.
+        decode_logo(logo_png)
+    except ValueError as exc:
+        raise SettingsError(f"watermark logo {logo_path}: {exc}") from exc
+    return logo_png
+
+
+def _render(data: bytes, options: RenderOptions, *, use_draft: bool) -> Renditions:
+    """The rendering itself; `use_draft=False` exists only so the benchmark can show what draft saves."""
+    decoded = _decode(data, options, use_draft=use_draft)
+    upright = _to_srgb(decoded.image, options.background)
+    preview = _fit(upright, _fit_size(decoded.source_size, options.preview_long_side))
+    # From the preview, not the original: a small resize of an already small image.
+    thumbnail = _fit(preview, _fit_size(preview.size, options.thumb_long_side))
+    return Renditions(
+        preview=_encode(_watermarked(preview, options), options, progressive=True),
+        thumbnail=_encode(_watermarked(thumbnail, options), options, progressive=False),
+        source_width=decoded.source_size[0],
+        source_height=decoded.source_size[1],
+        source_format=decoded.source_format,
+    )
+
+
+def _decode(data: bytes, options: RenderOptions, *, use_draft: bool = True) -> _Decoded:
+    """Decode once, upright, checking the header's pixel count before any pixel is decoded."""
+    if not data:
+        raise RenderError("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data), formats=SOURCE_FORMATS) as opened:
+            stored_size = opened.size
+            _check_pixel_limit(stored_size, options.max_pixels)
+            orientation = _orientation(opened)
+            if use_draft:
+                _request_draft(opened, _fit_size(stored_size, options.preview_long_side))
+            opened.load()
+            source_format = _source_format(opened)
+            image = _upright(opened)
+    except RenderError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise RenderError(
+            "not an image Pillow can read (cannot identify image file); "
+            f"supported formats: {', '.join(SOURCE_FORMATS)}"
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise RenderError(_pillow_bomb_message(exc)) from exc
+    except DECODE_ERRORS as exc:
+        raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
+    if orientation in TRANSPOSING_ORIENTATIONS:
+        stored_size = (stored_size[1], stored_size[0])
+    return _Decoded(image=image, source_size=stored_size, source_format=source_format)
+
+
+def _check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
+    pixels = size[0] * size[1]
+    if pixels > max_pixels:
+        raise RenderError(
+            f"image is {size[0]}x{size[1]} = {_megapixels(pixels)} megapixels, "
+            f"above the limit of {_megapixels(max_pixels)} megapixels"
+        )
+
+
+def _pillow_bomb_message(exc: Image.DecompressionBombError) -> str:
+    # Pillow refuses before we see the size; its message carries the pixel counts.
+    counts = re.findall(r"(\d+) pixels", str(exc))
+    if len(counts) == 2:
+        pixels, limit = (int(count) for count in counts)
+        return (
+            f"image is {_megapixels(pixels)} megapixels, "
+            f"above Pillow's decompression-bomb limit of {_megapixels(limit)} megapixels"
+        )
+    return f"image is too large to decode safely ({exc})"
+
+
+def _megapixels(pixels: int) -> str:
+    megapixels = pixels / 1_000_000
+    return f"{megapixels:.0f}" if megapixels >= 10 else f"{megapixels:.1f}"
+
+
+def _orientation(image: Image.Image) -> int:
+    value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) else 1
+
+
+def _request_draft(image: Image.Image, target: tuple[int, int]) -> None:
+    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while the result stays >= target.
+
+    `target` is in stored (pre-rotation) orientation: rotation swaps the sides but keeps the long
+    side long, so fitting the stored size to the long side asks for the right scale either way.
+    A no-op for every format but JPEG.
+    """
+    image.draft(None, target)
+
+
+def _source_format(image: Image.Image) -> str:
+    # MPO is what Pillow calls a camera JPEG carrying extra (preview/depth) images.
+    return "JPEG" if image.format == "MPO" else (image.format or "unknown")
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    # In place: after the decode no second full-size copy is needed.
+    ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def _to_srgb(image: Image.Image, background: str) -> Image.Image:
+    """8-bit sRGB RGB: bit depth scaled, ICC profile applied, transparency flattened."""
+    icc_profile = image.info.get("icc_profile")
+    colour, alpha = _split_alpha(_eight_bit(image))
+    rgb = _profile_to_srgb(colour, icc_profile) if icc_profile else None
+    if rgb is None:
+        rgb = colour.convert("RGB")
+    return _flatten(rgb, alpha, background) if alpha is not None else rgb
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """One of L, LA, RGB, RGBA or CMYK, with 16-bit samples scaled down rather than clipped."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        # Pillow's own conversion clips everything above 255 to white. 32-bit "I" is taken to hold
+        # 16-bit samples, which is what PNG and TIFF decoders put there.
+        return image.convert("I").point(lambda value: value * 255 / 65535 + 0.5).convert("L")
+    if image.mode in ("L", "LA", "RGB", "RGBA", "CMYK") and "transparency" not in image.info:
+        return image
+    if image.mode == "F":
+        return image.convert("L")
+    if "transparency" in image.info or image.mode in ("PA", "La", "RGBa"):
+        return image.convert("RGBA")
+    if image.mode == "1":
+        return image.convert("L")
+    return image.convert("RGB")
+
+
+def _split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    if image.mode == "RGBA":
+        return image.convert("RGB"), image.getchannel("A")
+    if image.mode == "LA":
+        return image.convert("L"), image.getchannel("A")
+    return image, None
+
+
+def _profile_to_srgb(image: Image.Image, icc_profile: bytes) -> Image.Image | None:
+    """Convert through the embedded profile; None when the profile is sRGB, broken or mismatched.
+
+    A broken or mismatched profile is not worth failing a photo over: the pixels are then taken
+    as sRGB, which is what a browser would do with them.
+    """
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        if ImageCms.getProfileDescription(source).strip().lower().startswith("srgb"):
+            return None
+        # A fresh sRGB profile per call: LittleCMS objects are not shared between threads.
+        return ImageCms.profileToProfile(
+            image,
+            source,
+            ImageCms.createProfile("sRGB"),
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
+            outputMode="RGB",
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
+def _flatten(rgb: Image.Image, alpha: Image.Image, background: str) -> Image.Image:
+    flat = Image.new("RGB", rgb.size, ImageColor.getrgb(background)[:3])
+    flat.paste(rgb, (0, 0), alpha)
+    return flat
+
+
+def _fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """`size` scaled so its long side is `long_side`; never larger than `size`."""
+    width, height = size
+    longest = max(width, height)
+    if longest <= long_side:
+        return size
+    scale = long_side / longest
+    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Rounding must not shave a pixel off the side that defines the box.
+    return (long_side, fitted[1]) if width >= height else (fitted[0], long_side)
+
+
+def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+
+
+def _watermarked(image: Image.Image, options: RenderOptions) -> Image.Image:
+    return apply_watermark(image, options.watermark) if options.watermark is not None else image
+
+
+def _encode(image: Image.Image, options: RenderOptions, *, progressive: bool) -> Rendition:
+    clean = image.copy()
+    # Decoded EXIF (GPS, camera serials) and ICC data ride along in `info`; none may leave.
+    clean.info = {}
+    buffer = io.BytesIO()
+    if options.format == "JPEG":
+        clean.save(buffer, "JPEG", quality=options.quality, optimize=False, progressive=progressive)
+    else:
+        clean.save(buffer, "WEBP", quality=options.quality)
+    return Rendition(
+        data=buffer.getvalue(),
+        width=clean.width,
+        height=clean.height,
+        format=options.format,
+        content_type=OUTPUT_FORMATS[options.format],
+    )

@@ -1,0 +1,120 @@
+"""Dagster resources: the thin shell that hands assets and sensors a repository, a store and the
+rendering settings. No rule lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from photo_pipeline.database import create_engine_for
+from photo_pipeline.object_store import LocalObjectStore, ObjectStore, S3ObjectStore, s3_client_config
+from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.rendering import RenderOptions, render_options_from_settings
+from photo_pipeline.repository import PhotoRepository
+from photo_pipeline.settings import Settings, default_database_url
+
+_engine_lock = threading.Lock()
+_repositories: dict[str, PhotoRepository] = {}
+
+
+def repository_for(url: str) -> PhotoRepository:
+    """One engine (and connection pool) per database per process: sensors tick every few
+    seconds in a long-lived code server and must not open a new pool each time."""
+    with _engine_lock:
+        repository = _repositories.get(url)
+        if repository is None:
+            repository = PhotoRepository(create_engine_for(url))
+            _repositories[url] = repository
+        return repository
+
+
+class S3StorageResource(S3Resource):
+    """dagster-aws's S3 resource with what MinIO needs: path-style addressing and timeouts.
+
+    Unset fields fall through to boto3's own configuration (AWS_ENDPOINT_URL_S3,
+    AWS_ACCESS_KEY_ID, ...), so credentials never pass through Dagster config at all.
+    """
+
+    addressing_style: str = Field(default="path", description="'path' for MinIO, 'virtual' or 'auto' for AWS.")
+    connect_timeout: float = Field(default=5.0, description="Seconds to wait for a connection.")
+    read_timeout: float = Field(default=30.0, description="Seconds to wait for a response.")
+
+    def get_client(self, endpoint_url: str | None = None) -> Any:
+        config = s3_client_config(
+            max_attempts=self.max_attempts,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            addressing_style=self.addressing_style,
+        )
+        session = boto3.session.Session(profile_name=self.profile_name)
+        return session.client(
+            "s3",
+            region_name=self.region_name,
+            endpoint_url=endpoint_url or self.endpoint_url,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config=config,
+        )
+
+
+class PhotoPipelineResource(ConfigurableResource):
+    """Where the photo table and the objects live. Every field may be left unset: the value then
+    comes from the environment (see settings.py) or the embedded defaults."""
+
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the photo table.")
+    bucket: str | None = Field(default=None, description="S3 bucket; unset = local folder store.")
+    public_endpoint_url: str | None = Field(default=None, description="Endpoint presigned URLs are signed for.")
+    home: str | None = Field(default=None, description="Folder of the embedded defaults.")
+    s3: S3StorageResource = Field(default_factory=S3StorageResource)
+
+    def settings(self) -> Settings:
+        settings = Settings.from_env()
+        if self.home:
+            home = Path(self.home).absolute()
+            settings = replace(settings, home=home, database_url=default_database_url(home))
+        return replace(
+            settings,
+            database_url=self.database_url or settings.database_url,
+            bucket=self.bucket or settings.bucket,
+            public_endpoint_url=self.public_endpoint_url or settings.public_endpoint_url,
+        )
+
+    def repository(self) -> PhotoRepository:
+        return repository_for(self.settings().database_url)
+
+    def store(self) -> ObjectStore:
+        settings = self.settings()
+        if settings.bucket is None:
+            return LocalObjectStore(settings.objects_dir)
+        client = self.s3.get_client()
+        presign_client = self.s3.get_client(settings.public_endpoint_url) if settings.public_endpoint_url else client
+        return S3ObjectStore(client, settings.bucket, presign_client=presign_client)
+
+    def render_options(self) -> RenderOptions:
+        return render_options_from_settings(self.settings().render)
+
+    def limits(self) -> ProcessingLimits:
+        settings = self.settings()
+        return ProcessingLimits(
+            batch_size=settings.batch_size,
+            max_photos=settings.max_photos_per_run,
+            workers=settings.workers,
+            missing_grace_seconds=settings.missing_grace_seconds,
+        )
+
+    def processor(self, logger: logging.Logger) -> PhotoProcessor:
+        return PhotoProcessor(
+            self.repository(), self.store(), self.render_options(), self.limits(), logger=logger
+        )

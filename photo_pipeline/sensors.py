@@ -1,0 +1,179 @@
+"""Sensors that notice uploads and turn them into per-album `process_album` runs.
+
+Both are idempotent: run keys absorb overlapping ticks, and an album that already has a queued
+or running `process_album` run gets no second one. The one side effect, creating rows for raw
+objects that have none, is an idempotent insert, so a "preview tick" in the UI repeats it safely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from photo_pipeline import discovery, keys
+from photo_pipeline.assets import albums_partitions
+from photo_pipeline.jobs import process_album
+from photo_pipeline.object_store import ObjectStore
+from photo_pipeline.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.settings import Settings
+
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+PARTITION_TAG = "dagster/partition"
+LIST_PAGE_SIZE = 1000
+# How many of an album's pending rows a tick checks for an arrived original.
+PENDING_PROBES_PER_ALBUM = 20
+PENDING_ALBUMS_PER_TICK = 200
+
+_settings = Settings.from_env()
+
+
+def albums_with_runs_in_flight(context: SensorEvaluationContext) -> set[str]:
+    """Albums whose `process_album` run is queued or running, in one query."""
+    records = context.instance.get_run_records(
+        RunsFilter(job_name=process_album.name, statuses=IN_FLIGHT), limit=10_000
+    )
+    return {r.dagster_run.tags[PARTITION_TAG] for r in records if PARTITION_TAG in r.dagster_run.tags}
+
+
+def album_run_request(album_id: uuid.UUID, key: str, trigger: str) -> RunRequest:
+    return RunRequest(
+        run_key=key,
+        partition_key=str(album_id),
+        tags={"photo_pipeline/trigger": trigger},
+    )
+
+
+def new_album_partitions(context: SensorEvaluationContext, album_ids: Iterable[uuid.UUID]):
+    missing = [
+        str(a) for a in album_ids if not context.instance.has_dynamic_partition(albums_partitions.name, str(a))
+    ]
+    return [albums_partitions.build_add_request(missing)] if missing else []
+
+
+@sensor(
+    name="raw_object_sensor",
+    job=process_album,
+    minimum_interval_seconds=_settings.sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Sweeps raw/ a slice per tick (cursor = last key seen), creates pending rows for objects "
+        "that have none, adds their album partitions and requests one run per album."
+    ),
+)
+def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPipelineResource) -> SensorResult:
+    settings = photo_pipeline.settings()
+    store = photo_pipeline.store()
+    repository = photo_pipeline.repository()
+    cursor = discovery.RawSweepCursor.from_json(context.cursor)
+
+    objects, reached_end = list_slice(store, cursor.after, settings.sensor_max_keys_per_tick)
+    rows = repository.find_by_original_keys([o.key for o in objects])
+    candidates = discovery.photos_to_adopt(objects, rows)
+    created = set(repository.adopt(candidates)) if candidates else set()
+    by_album = discovery.group_by_album(candidates, created)
+    if created:
+        context.log.info("created pending rows for %d raw object(s) without a row", len(created))
+
+    busy = albums_with_runs_in_flight(context) if by_album else set()
+    requests = [
+        album_run_request(album_id, discovery.run_key("raw", album_id, map(str, ids)), "raw_object_sensor")
+        for album_id, ids in by_album.items()
+        if str(album_id) not in busy
+    ]
+    next_cursor = cursor.advanced(objects[-1].key if objects else cursor.after, reached_end)
+    if not requests:
+        return SensorResult(
+            skip_reason=SkipReason(f"looked at {len(objects)} raw object(s); none without a row"),
+            cursor=next_cursor.to_json(),
+            dynamic_partitions_requests=new_album_partitions(context, by_album),
+        )
+    return SensorResult(
+        run_requests=requests,
+        cursor=next_cursor.to_json(),
+        dynamic_partitions_requests=new_album_partitions(context, by_album),
+    )
+
+
+def list_slice(store: ObjectStore, after: str | None, max_keys: int) -> tuple[list, bool]:
+    """Up to max_keys objects under raw/ after `after`; True when the listing's end was reached."""
+    objects = []
+    position = after
+    while len(objects) < max_keys:
+        limit = min(LIST_PAGE_SIZE, max_keys - len(objects))
+        page = store.list_page(keys.RAW_PREFIX, start_after=position, limit=limit)
+        objects.extend(page)
+        if len(page) < limit:
+            return objects, True
+        position = page[-1].key
+    return objects, False
+
+
+@sensor(
+    name="pending_photo_sensor",
+    job=process_album,
+    minimum_interval_seconds=max(5, _settings.sensor_interval_seconds // 2),
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Finds albums with pending photos whose original is in the bucket and requests a "
+        "process_album run for each (cursor = the newest change already requested per album)."
+    ),
+)
+def pending_photo_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPipelineResource) -> SensorResult:
+    repository = photo_pipeline.repository()
+    store = photo_pipeline.store()
+    cursor = discovery.PendingCursor.from_json(context.cursor)
+    pending = repository.pending_albums(limit=PENDING_ALBUMS_PER_TICK)
+    news = discovery.albums_with_news(pending, cursor)
+    busy = albums_with_runs_in_flight(context) if news else set()
+    ready = [album for album in news if str(album.album_id) not in busy]
+    arrived = albums_with_arrived_originals(repository, store, [a.album_id for a in ready])
+    requests = [
+        album_run_request(
+            album.album_id, discovery.run_key("pending", album.album_id, [discovery.pending_marker(album)]), "pending_photo_sensor"
+        )
+        for album in ready
+        if album.album_id in arrived
+    ]
+    next_cursor = discovery.next_pending_cursor(pending, cursor, [a.album_id for a in ready if a.album_id in arrived])
+    partitions = new_album_partitions(context, arrived)
+    if not requests:
+        reason = (
+            f"{len(pending)} album(s) with pending photos; {len(news)} changed, "
+            f"{len(news) - len(ready)} already running, none with an arrived original"
+        )
+        return SensorResult(skip_reason=SkipReason(reason), cursor=next_cursor.to_json(), dynamic_partitions_requests=partitions)
+    return SensorResult(run_requests=requests, cursor=next_cursor.to_json(), dynamic_partitions_requests=partitions)
+
+
+def albums_with_arrived_originals(
+    repository: PhotoRepository, store: ObjectStore, album_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Albums with at least one pending photo whose original is in the bucket (HEADs in parallel,
+    the newest uploads first, a bounded number per album)."""
+    probes: list[PhotoRecord] = []
+    for album_id in album_ids:
+        probes.extend(repository.pending_in_album(album_id, PENDING_PROBES_PER_ALBUM))
+    if not probes:
+        return set()
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe") as pool:
+        found = list(pool.map(lambda p: store.exists(p.original_key), probes))
+    return {photo.album_id for photo, exists in zip(probes, found, strict=True) if exists}
+

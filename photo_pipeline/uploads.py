@@ -1,0 +1,230 @@
+"""The client's side of an upload, as the browser did it, and its cleanup.
+
+Row first (pending), then a presigned PUT straight into the bucket, then proof that the object
+really landed: the old client reported 100 % for files that never arrived, so a 2xx alone is not
+believed — a HEAD must find the object with the right size. Only after retries does it give up,
+and then it cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import requests
+from PIL import Image, UnidentifiedImageError
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from photo_pipeline import keys
+from photo_pipeline import rendering as _rendering  # noqa: F401  (registers the HEIF opener)
+from photo_pipeline.object_store import LocalObjectStore, ObjectNotFound, ObjectStore, PresignedUpload, StorageError
+from photo_pipeline.repository import CleanupRefused, NewPhoto, PhotoNotFound, PhotoRecord, PhotoRepository
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]
+
+
+class UploadRejected(ValueError):
+    """The file is not something we accept (empty, not an image); nothing was created."""
+
+
+class UploadFailed(RuntimeError):
+    """The upload did not land after retries; the row and any object were cleaned up."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    photo_id: uuid.UUID
+    album_id: uuid.UUID
+    key: str
+    size: int
+    attempts: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    expires_in: int = 900
+    attempts: int = 3
+    backoff_seconds: float = 0.5
+    timeout_seconds: float = 60.0
+
+
+def inspect_upload(path: Path) -> tuple[str, str]:
+    """Extension and content type of an acceptable image file, or UploadRejected saying why."""
+    if not path.is_file():
+        raise UploadRejected(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise UploadRejected(f"{path}: the file is empty")
+    try:
+        with Image.open(path) as image:
+            detected = (image.format or "").upper()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UploadRejected(f"{path}: not an image we can read ({exc})") from exc
+    ext = {"JPEG": "jpg", "MPO": "jpg", "HEIF": "heic", "TIFF": "tif"}.get(detected, detected.lower())
+    if not keys.is_supported_extension(ext):
+        raise UploadRejected(f"{path}: {detected or 'unknown'} images are not accepted")
+    return keys.normalise_extension(ext), keys.content_type_for_extension(ext)
+
+
+class _ProgressReader(io.RawIOBase):
+    """A seekable file wrapper that reports bytes read, so requests streams it with a
+    Content-Length (S3 refuses chunked PUTs) and urllib3 can rewind it for a retry."""
+
+    def __init__(self, stream: BinaryIO, size: int, on_progress: ProgressCallback | None) -> None:
+        self._stream = stream
+        self._size = size
+        self._on_progress = on_progress
+
+    def __len__(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        if chunk and self._on_progress is not None:
+            self._on_progress(len(chunk))
+        return chunk
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position = self._stream.seek(offset, whence)
+        if position == 0 and self._on_progress is not None:
+            self._on_progress(-1)  # restart: the caller resets its bar
+        return position
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+def _http_session(policy: UploadPolicy) -> requests.Session:
+    retry = Retry(
+        total=policy.attempts,
+        connect=policy.attempts,
+        read=policy.attempts,
+        status=policy.attempts,
+        backoff_factor=policy.backoff_seconds,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=frozenset({"PUT"}),
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _put_presigned(
+    store: ObjectStore,
+    upload: PresignedUpload,
+    body: _ProgressReader,
+    session: requests.Session,
+    policy: UploadPolicy,
+) -> None:
+    if urlsplit(upload.url).scheme == "file":
+        if not isinstance(store, LocalObjectStore):
+            raise UploadFailed("a file:// upload URL was issued by a store that cannot receive it")
+        store.accept_presigned_put(upload.url, body, upload.headers)
+        return
+    response = session.request(upload.method, upload.url, data=body, headers=upload.headers, timeout=policy.timeout_seconds)
+    if response.status_code not in (200, 201, 204):
+        raise UploadFailed(f"the bucket answered HTTP {response.status_code}: {response.text[:300]}")
+
+
+def _verify_landed(store: ObjectStore, key: str, size: int) -> None:
+    try:
+        info = store.head(key)
+    except ObjectNotFound:
+        raise UploadFailed(f"the upload was acknowledged but {key} is not in the bucket") from None
+    if info.size != size:
+        raise UploadFailed(f"{key} landed with {info.size} bytes instead of {size}")
+
+
+def upload_photo(
+    repository: PhotoRepository,
+    store: ObjectStore,
+    album_id: uuid.UUID,
+    path: Path,
+    *,
+    policy: UploadPolicy = UploadPolicy(),
+    on_progress: ProgressCallback | None = None,
+    photo_id: uuid.UUID | None = None,
+) -> UploadResult:
+    """Register, presign, PUT, verify; clean up and raise UploadFailed if it never lands."""
+    ext, content_type = inspect_upload(path)
+    size = path.stat().st_size
+    photo_id = photo_id or uuid.uuid4()
+    key = keys.raw_key(album_id, photo_id, ext)
+    started = time.perf_counter()
+    repository.register_pending(
+        NewPhoto(
+            id=photo_id,
+            album_id=album_id,
+            original_key=key,
+            filename=path.name,
+            content_type=content_type,
+            original_bytes=size,
+        )
+    )
+    session = _http_session(policy)
+    last_error: Exception | None = None
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            presigned = store.presign_put(key, content_type, policy.expires_in)
+            with path.open("rb") as stream:
+                _put_presigned(store, presigned, _ProgressReader(stream, size, on_progress), session, policy)
+            _verify_landed(store, key, size)
+            return UploadResult(photo_id, album_id, key, size, attempt, time.perf_counter() - started)
+        except (UploadFailed, StorageError, requests.RequestException) as exc:
+            last_error = exc
+            log.warning("upload of %s as photo %s, attempt %d/%d failed: %s", path, photo_id, attempt, policy.attempts, exc)
+            if on_progress is not None:
+                on_progress(-1)
+            if attempt < policy.attempts:
+                time.sleep(policy.backoff_seconds * 2 ** (attempt - 1))
+    _cleanup_after_failed_upload(repository, store, photo_id)
+    raise UploadFailed(f"{path}: upload failed after {policy.attempts} attempts: {last_error}") from last_error
+
+
+def _cleanup_after_failed_upload(repository: PhotoRepository, store: ObjectStore, photo_id: uuid.UUID) -> None:
+    try:
+        cleanup_photo(repository, store, photo_id)
+    except (CleanupRefused, PhotoNotFound, StorageError):
+        log.exception("cleanup after the failed upload of photo %s did not finish", photo_id)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    photo: PhotoRecord
+    deleted_keys: tuple[str, ...]
+
+
+def cleanup_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uuid.UUID) -> CleanupResult:
+    """The client's cleanup: delete a pending or failed photo's row and objects, nothing else.
+
+    The row goes first, in one conditional statement, so a photo being processed is never
+    deleted from under its worker; CleanupRefused and PhotoNotFound say why not.
+    """
+    photo = repository.delete_for_cleanup(photo_id)
+    doomed = tuple(k for k in (photo.original_key, photo.thumb_key, photo.preview_key) if k)
+    store.delete_many(doomed)
+    return CleanupResult(photo=photo, deleted_keys=doomed)

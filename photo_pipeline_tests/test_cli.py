@@ -1,0 +1,122 @@
+"""The command line on the embedded defaults (SQLite + local folder) and the demo in an empty folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from photo_pipeline import samples
+from photo_pipeline.cli import main
+from photo_pipeline.models import PhotoStatus
+from photo_pipeline.object_store import LocalObjectStore
+from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.rendering import RenderOptions
+from photo_pipeline.repository import PhotoRepository
+from photo_pipeline.settings import Settings
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name in list(os.environ):
+        if name.startswith("PHOTO_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("PHOTO_PIPELINE_HOME", str(home))
+    return {"PHOTO_PIPELINE_HOME": str(home)}
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_upload_status_and_cleanup(embedded_env: dict[str, str], tmp_path: Path) -> None:
+    album = uuid.uuid4()
+    good = [write(tmp_path / f"p{i}.jpg", samples.photo_jpeg(400, 300, seed=i)) for i in range(2)]
+    png = write(tmp_path / "alpha.png", samples.photo_png(300, 200, mode="RGBA"))
+    empty = write(tmp_path / "empty.jpg", b"")
+    text = write(tmp_path / "notes.jpg", samples.not_an_image())
+
+    result = invoke("upload", str(album), *map(str, [*good, png, empty, text]))
+    assert result.exit_code == 1, result.output
+    assert "the file is empty" in result.output
+    assert "not an image" in result.output
+    assert result.output.count("uploaded") == 3
+
+    settings = Settings.from_env()
+    repository = PhotoRepository.from_url(settings.database_url)
+    assert repository.status_counts(album)[PhotoStatus.PENDING] == 3
+
+    status = invoke("status", "--json")
+    payload = json.loads(status.output)
+    assert payload["albums"][str(album)]["pending"] == 3
+    assert payload["totals"]["pending"] == 3
+
+    # Render one photo so there is a completed row that cleanup must refuse.
+    store = LocalObjectStore(settings.objects_dir)
+    PhotoProcessor(repository, store, RenderOptions(preview_long_side=200, thumb_long_side=50), ProcessingLimits(max_photos=1, workers=1)).process_album(album, "test")
+    counts = repository.status_counts(album)
+    assert counts[PhotoStatus.COMPLETED] == 1 and counts[PhotoStatus.PENDING] == 2
+    [completed] = [r for r in repository.photos_in_album(album) if r.status is PhotoStatus.COMPLETED]
+    refused = invoke("cleanup", str(completed.id))
+    assert refused.exit_code == 1 and "refused" in refused.output
+
+    pending = repository.pending_in_album(album, 10)[0]
+    assert store.exists(pending.original_key)
+    done = invoke("cleanup", str(pending.id))
+    assert done.exit_code == 0, done.output
+    assert repository.get(pending.id) is None
+    assert not store.exists(pending.original_key)
+
+    human = invoke("status", "--album", str(album))
+    assert human.exit_code == 0 and "completed" in human.output
+
+    assert invoke("cleanup", str(uuid.uuid4())).exit_code == 1
+    bad_album = invoke("upload", "not-a-uuid", str(good[0]))
+    assert bad_album.exit_code == 2 and "must be a UUID" in bad_album.output
+
+
+def test_doctor_on_embedded_defaults(embedded_env: dict[str, str]) -> None:
+    assert invoke("init-db").exit_code == 0
+    result = invoke("doctor")
+    assert result.exit_code == 0, result.output
+    assert "presigned PUT" in result.output and "fail" not in result.output
+
+
+@pytest.mark.slow
+def test_demo_in_an_empty_folder(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    result = subprocess.run(
+        [str(BIN / "photo-pipeline"), "demo"], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "completed" in result.stdout and "failed" in result.stdout
+    home = folder / ".photo_pipeline"
+    settings = Settings.from_env({"PHOTO_PIPELINE_HOME": str(home)})
+    repository = PhotoRepository.from_url(settings.database_url)
+    totals = repository.status_counts()
+    assert totals[PhotoStatus.FAILED] == 1  # the corrupt sample
+    assert totals[PhotoStatus.COMPLETED] == 10
+    assert totals[PhotoStatus.PENDING] == 0 and totals[PhotoStatus.PROCESSING] == 0
+    assert any((home / "objects" / "processed" / "previews").rglob("*.jpg"))
+    # The runs were recorded on the persistent local instance, so the UI shows them afterwards.
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        runs = instance.get_run_records(RunsFilter(job_name="process_album"))
+        assert len(runs) == 2
+        assert all(r.dagster_run.status is DagsterRunStatus.SUCCESS for r in runs)

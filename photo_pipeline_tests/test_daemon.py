@@ -1,0 +1,153 @@
+"""End to end through the daemon: `dagster-daemon` running with the sensors on, photos uploaded
+with the CLI, rows reaching `completed` without anyone launching a run, renditions that decode.
+
+Everything is real and out of process: the daemon, its code server and run workers are
+subprocesses speaking to PostgreSQL and to the S3 server over HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy.engine import make_url
+
+from photo_pipeline import samples
+from photo_pipeline.database import migrate
+from photo_pipeline.models import PhotoStatus
+from photo_pipeline.object_store import S3ObjectStore, make_s3_client
+from photo_pipeline.repository import PhotoRepository
+from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, PostgresServer, S3Server
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEADLINE_SECONDS = 240
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pipeline_env(postgres_server: PostgresServer, s3_server: S3Server, tmp_path: Path) -> dict[str, str]:
+    photo_db = postgres_server.new_database()
+    migrate(photo_db)
+    dagster_db = make_url(postgres_server.new_database())
+    bucket = s3_server.new_bucket()
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
+    env.update(S3_TEST_CREDENTIALS)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url,
+            "PHOTO_DATABASE_URL": photo_db,
+            "PHOTO_BUCKET": bucket,
+            "PHOTO_PIPELINE_HOME": str(tmp_path / "home"),
+            "PHOTO_SENSOR_INTERVAL_SECONDS": "5",
+            "PHOTO_PREVIEW_SIZE": "1024",
+            "DAGSTER_HOME": str(dagster_home),
+            "DAGSTER_PG_HOST": dagster_db.host or "127.0.0.1",
+            "DAGSTER_PG_USER": dagster_db.username or "postgres",
+            "DAGSTER_PG_PASSWORD": dagster_db.password or "unused-with-trust-auth",
+            "DAGSTER_PG_DB": dagster_db.database or "",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def daemon(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp_path / "daemon.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=pipeline_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()
+
+
+def wait_for(condition, what: str, daemon_log: Path, process: subprocess.Popen[bytes]) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while time.monotonic() - started < DEADLINE_SECONDS:
+        if condition():
+            return time.monotonic() - started
+        if process.poll() is not None:
+            break
+        time.sleep(1)
+    tail = daemon_log.read_text(errors="replace")[-6000:]
+    pytest.fail(f"timed out waiting for {what}; daemon exit={process.poll()}; daemon log tail:\n{tail}")
+
+
+def test_uploads_reach_completed_through_the_daemon(
+    pipeline_env: dict[str, str], daemon: subprocess.Popen[bytes], tmp_path: Path, s3_server: S3Server
+) -> None:
+    album = uuid.uuid4()
+    files = []
+    for i, data in enumerate([samples.photo_jpeg(2400, 1600, seed=i) for i in range(3)] + [samples.corrupt_jpeg()]):
+        path = tmp_path / f"photo-{i}.jpg"
+        path.write_bytes(data)
+        files.append(path)
+    upload = subprocess.run(
+        [str(BIN / "photo-pipeline"), "upload", str(album), *map(str, files)],
+        env=pipeline_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+
+    # An object dropped straight into the bucket, with no row: the raw sensor adopts it.
+    store = S3ObjectStore(make_s3_client(endpoint_url=s3_server.endpoint_url), pipeline_env["PHOTO_BUCKET"])
+    orphan_album = uuid.uuid4()
+    orphan_key = f"raw/{orphan_album}/{uuid.uuid4()}.jpg"
+    store.put(orphan_key, samples.photo_jpeg(800, 600), "image/jpeg")
+
+    repository = PhotoRepository.from_url(pipeline_env["PHOTO_DATABASE_URL"])
+
+    def all_settled() -> bool:
+        counts = repository.status_counts(album)
+        orphan = repository.find_by_original_keys([orphan_key]).get(orphan_key)
+        return (
+            counts[PhotoStatus.COMPLETED] == 3
+            and counts[PhotoStatus.FAILED] == 1
+            and orphan is not None
+            and orphan.status is PhotoStatus.COMPLETED
+        )
+
+    seconds = wait_for(all_settled, "uploads to reach completed", tmp_path / "daemon.log", daemon)
+    print(f"\nupload -> completed through the daemon: {seconds:.1f}s")
+
+    photos = repository.pending_in_album(album, 10)
+    assert photos == []
+    by_album = repository.status_counts_by_album()
+    assert by_album[album][PhotoStatus.COMPLETED] == 3
+    rows = repository.photos_in_album(album)
+    completed = [r for r in rows if r.status is PhotoStatus.COMPLETED]
+    for row in completed:
+        with Image.open(io.BytesIO(store.get(row.preview_key or ""))) as preview:
+            preview.load()
+            assert max(preview.size) == 1024
+        with Image.open(io.BytesIO(store.get(row.thumb_key or ""))) as thumb:
+            thumb.load()
+    failed = [r for r in rows if r.status is PhotoStatus.FAILED]
+    assert failed and store.exists(failed[0].original_key)

@@ -1,0 +1,212 @@
+"""The Dagster layer on real parts: a Dagster instance built from the repository's production
+dagster.yaml (PostgreSQL), the photo table on PostgreSQL, the bucket on S3 over HTTP."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    SensorResult,
+    build_sensor_context,
+    materialize,
+)
+from PIL import Image
+from sqlalchemy.engine import make_url
+
+from photo_pipeline import keys, samples
+from photo_pipeline.assets import album_renditions, albums_partitions
+from photo_pipeline.database import migrate
+from photo_pipeline.definitions import defs
+from photo_pipeline.jobs import process_album
+from photo_pipeline.models import PhotoStatus
+from photo_pipeline.object_store import S3ObjectStore, make_s3_client
+from photo_pipeline.repository import NewPhoto, PhotoRepository
+from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
+from photo_pipeline_tests.conftest import PostgresServer, S3Server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def instance(postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
+    """A Dagster instance configured by the repository's own dagster.yaml, on a fresh database."""
+    url = make_url(postgres_server.new_database())
+    monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "unused-with-trust-auth")
+    monkeypatch.setenv("DAGSTER_PG_DB", url.database or "")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    with DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def photo_db(postgres_url: str) -> str:
+    migrate(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+def resource(photo_db: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> PhotoPipelineResource:
+    monkeypatch.setenv("PHOTO_PREVIEW_SIZE", "800")
+    monkeypatch.setenv("PHOTO_THUMB_SIZE", "200")
+    return PhotoPipelineResource(database_url=photo_db, bucket=s3_bucket)
+
+
+@pytest.fixture
+def store(s3_env: S3Server, s3_bucket: str) -> S3ObjectStore:
+    return S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
+
+
+def upload(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes | None) -> uuid.UUID:
+    photo_id = uuid.uuid4()
+    key = keys.raw_key(album, photo_id, "jpg")
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
+    if data is not None:
+        store.put(key, data, "image/jpeg")
+    return photo_id
+
+
+def test_definitions_load() -> None:
+    assert defs.resolve_job_def("process_album") is not None
+    assert {s.name for s in defs.sensors} == {"raw_object_sensor", "pending_photo_sensor"}
+
+
+def test_process_album_materializes_both_assets_on_postgres_and_s3(
+    instance: DagsterInstance, resource: PhotoPipelineResource, photo_db: str, store: S3ObjectStore
+) -> None:
+    repository = PhotoRepository.from_url(photo_db)
+    album = uuid.uuid4()
+    good = [upload(repository, store, album, samples.photo_jpeg(1600, 1200, seed=i)) for i in range(4)]
+    bad = upload(repository, store, album, samples.corrupt_jpeg())
+    instance.add_dynamic_partitions(albums_partitions.name, [str(album)])
+
+    result = materialize(
+        [album_renditions], partition_key=str(album), instance=instance, resources={"photo_pipeline": resource}
+    )
+
+    assert result.success
+    rows = repository.get_many([*good, bad])
+    assert all(rows[p].status is PhotoStatus.COMPLETED for p in good)
+    assert rows[bad].status is PhotoStatus.FAILED and rows[bad].error
+    with Image.open(io.BytesIO(store.get(rows[good[0]].preview_key or ""))) as preview:
+        assert max(preview.size) == 800
+    for asset in ("thumbnails", "previews"):
+        event = instance.get_latest_materialization_event(AssetKey(asset))
+        assert event is not None and event.asset_materialization is not None
+        assert event.asset_materialization.partition == str(album)
+        metadata = event.asset_materialization.metadata
+        assert metadata["photos_rendered"].value == 4
+        assert metadata["photos_failed"].value == 1
+        assert metadata["photos_per_second"].value > 0
+    thumbs = instance.get_latest_materialization_event(AssetKey("thumbnails"))
+    assert "data:image/jpeg;base64," in thumbs.asset_materialization.metadata["sample"].value  # type: ignore[union-attr]
+
+
+def tick(sensor, instance: DagsterInstance, cursor: str | None, resource: PhotoPipelineResource) -> SensorResult:  # type: ignore[no-untyped-def]
+    context = build_sensor_context(instance=instance, cursor=cursor, resources={"photo_pipeline": resource})
+    result = sensor(context)
+    assert isinstance(result, SensorResult)
+    # The daemon applies partition requests before launching runs; do the same between ticks.
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def test_raw_object_sensor_sweeps_in_slices_and_requests_each_album_once(
+    instance: DagsterInstance,
+    resource: PhotoPipelineResource,
+    photo_db: str,
+    store: S3ObjectStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PHOTO_SENSOR_MAX_KEYS_PER_TICK", "3")
+    repository = PhotoRepository.from_url(photo_db)
+    album_a, album_b = uuid.uuid4(), uuid.uuid4()
+    known = upload(repository, store, album_a, samples.photo_jpeg(64, 48))
+    orphans_a = [uuid.uuid4() for _ in range(4)]
+    for photo_id in orphans_a:
+        store.put(keys.raw_key(album_a, photo_id, "jpg"), samples.photo_jpeg(64, 48), "image/jpeg")
+
+    cursor: str | None = None
+    run_keys: list[str] = []
+    requested_albums: list[str] = []
+    for _ in range(3):  # 5 objects at 3 per tick: two ticks finish the sweep, the third starts over
+        result = tick(raw_object_sensor, instance, cursor, resource)
+        cursor = result.cursor
+        run_keys += [r.run_key for r in result.run_requests or []]
+        requested_albums += [r.partition_key for r in result.run_requests or []]
+
+    assert sorted(requested_albums) == [str(album_a)] * len(requested_albums)
+    assert len(run_keys) == len(set(run_keys))
+    rows = repository.get_many(orphans_a)
+    assert set(rows) == set(orphans_a) and all(r.status is PhotoStatus.PENDING for r in rows.values())
+    assert repository.get(known) is not None
+    assert instance.has_dynamic_partition(albums_partitions.name, str(album_a))
+
+    # New objects between ticks, one under a key that is not ours: adopted with a minted id.
+    store.put(f"raw/{album_b}/{uuid.uuid4()}.jpg", samples.photo_jpeg(64, 48), "image/jpeg")
+    store.put("raw/phone-dump/IMG_0001.jpg", samples.photo_jpeg(64, 48), "image/jpeg")
+    later_albums: list[str] = []
+    for _ in range(4):
+        result = tick(raw_object_sensor, instance, cursor, resource)
+        cursor = result.cursor
+        run_keys += [r.run_key for r in result.run_requests or []]
+        later_albums += [r.partition_key for r in result.run_requests or []]
+    assert len(run_keys) == len(set(run_keys))
+    assert str(album_b) in later_albums
+    assert len(later_albums) == 2, "one run per album that got new rows, never twice"
+    assert repository.find_by_original_keys(["raw/phone-dump/IMG_0001.jpg"])
+
+
+def test_sensors_do_not_pile_on_an_album_with_a_run_in_flight(
+    instance: DagsterInstance, resource: PhotoPipelineResource, photo_db: str, store: S3ObjectStore
+) -> None:
+    repository = PhotoRepository.from_url(photo_db)
+    album = uuid.uuid4()
+    upload(repository, store, album, samples.photo_jpeg(64, 48))
+    instance.add_dynamic_partitions(albums_partitions.name, [str(album)])
+    job = defs.resolve_job_def(process_album.name)
+    queued = instance.create_run_for_job(
+        job_def=job, status=DagsterRunStatus.QUEUED, tags={"dagster/partition": str(album)}
+    )
+    result = tick(pending_photo_sensor, instance, None, resource)
+    assert not result.run_requests
+    instance.report_run_canceled(queued)
+    result = tick(pending_photo_sensor, instance, result.cursor, resource)
+    assert [r.partition_key for r in result.run_requests or []] == [str(album)]
+
+
+def test_pending_photo_sensor_requests_albums_whose_files_arrived(
+    instance: DagsterInstance, resource: PhotoPipelineResource, photo_db: str, store: S3ObjectStore
+) -> None:
+    repository = PhotoRepository.from_url(photo_db)
+    arrived_album, waiting_album = uuid.uuid4(), uuid.uuid4()
+    upload(repository, store, arrived_album, samples.photo_jpeg(64, 48))
+    waiting = upload(repository, store, waiting_album, None)
+
+    first = tick(pending_photo_sensor, instance, None, resource)
+    assert [r.partition_key for r in first.run_requests or []] == [str(arrived_album)]
+
+    second = tick(pending_photo_sensor, instance, first.cursor, resource)
+    assert not second.run_requests, "nothing changed: no second request"
+
+    # The waiting album's upload lands between ticks.
+    row = repository.get(waiting)
+    assert row is not None
+    store.put(row.original_key, samples.photo_jpeg(64, 48), "image/jpeg")
+    third = tick(pending_photo_sensor, instance, second.cursor, resource)
+    assert [r.partition_key for r in third.run_requests or []] == [str(waiting_album)]
+    keys_seen = [r.run_key for r in (first.run_requests or []) + (third.run_requests or [])]
+    assert len(keys_seen) == len(set(keys_seen))
