@@ -69,7 +69,8 @@ class RenderOptions:
     thumb_long_side: int = 400
     quality: int = 82
     format: str = "JPEG"  # or "WEBP"
-    watermark: WatermarkOptions | None = WatermarkOptions()  # None = no watermark
+    # None = no watermark. A shared default is safe: WatermarkOptions is frozen.
+    watermark: WatermarkOptions | None = WatermarkOptions()  # noqa: RUF009
     background: str = "#ffffff"  # transparency is flattened onto this colour
     max_pixels: int = 120_000_000
 
@@ -191,8 +192,7 @@ def _decode(data: bytes, options: RenderOptions, *, use_draft: bool = True) -> _
         raise
     except UnidentifiedImageError as exc:
         raise RenderError(
-            "not an image Pillow can read (cannot identify image file); "
-            f"supported formats: {', '.join(SOURCE_FORMATS)}"
+            f"not an image Pillow can read (cannot identify image file); supported formats: {', '.join(SOURCE_FORMATS)}"
         ) from exc
     except Image.DecompressionBombError as exc:
         raise RenderError(_pillow_bomb_message(exc)) from exc
@@ -261,7 +261,8 @@ def _to_srgb(image: Image.Image, background: str) -> Image.Image:
     colour, alpha = _split_alpha(_eight_bit(image))
     rgb = _profile_to_srgb(colour, icc_profile) if icc_profile else None
     if rgb is None:
-        rgb = colour.convert("RGB")
+        # convert() copies even to the same mode: a needless 24 MB for a 6-MP decode.
+        rgb = colour if colour.mode == "RGB" else colour.convert("RGB")
     return _flatten(rgb, alpha, background) if alpha is not None else rgb
 
 

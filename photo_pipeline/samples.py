@@ -324,6 +324,10 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 # --- ICC profiles (ICC.1:2001-04, version 2.1) -----------------------------------------------
 
 
+# Fixed, so that the profile's bytes (and every sample embedding it) are deterministic.
+_ICC_CREATION_DATE = (2024, 1, 1, 0, 0, 0)
+
+
 def _icc_profile(device_class: bytes, colour_space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
     table_size = 4 + 12 * len(tags)
     entries = []
@@ -340,7 +344,7 @@ def _icc_profile(device_class: bytes, colour_space: bytes, pcs: bytes, tags: lis
         device_class,
         colour_space,
         pcs,
-        2024, 1, 1, 0, 0, 0,  # creation date: fixed, so the bytes are deterministic
+        *_ICC_CREATION_DATE,
         b"acsp",
         b"\0\0\0\0",  # platform
         0,  # flags
@@ -374,7 +378,14 @@ def _icc_text(text: str) -> bytes:
 def _icc_text_description(text: str) -> bytes:
     ascii_text = text.encode("ascii") + b"\0"
     # ASCII part, then empty Unicode and ScriptCode parts (the latter has a fixed 67-byte field).
-    return b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text + struct.pack(">IIHB", 0, 0, 0, 0) + bytes(67)
+    return (
+        b"desc"
+        + bytes(4)
+        + struct.pack(">I", len(ascii_text))
+        + ascii_text
+        + struct.pack(">IIHB", 0, 0, 0, 0)
+        + bytes(67)
+    )
 
 
 def _cmyk_to_lab_lut(grid_points: int) -> bytes:
