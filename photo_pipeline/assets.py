@@ -1,6 +1,5 @@
 """Album-partitioned renditions: `thumbnails` and `previews`, produced together from one decode."""
 
-from __future__ import annotations
 
 import base64
 import uuid

@@ -5,7 +5,6 @@ or running `process_album` run gets no second one. The one side effect, creating
 objects that have none, is an idempotent insert, so a "preview tick" in the UI repeats it safely.
 """
 
-from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence

@@ -1,0 +1,81 @@
+"""The photo table, as a typed SQLAlchemy 2 model. Schema changes go through Alembic
+(photo_pipeline/migrations); a test checks that the migrations and this model agree."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, String, Text, TypeDecorator, UniqueConstraint, Uuid
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class PhotoStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    MISSING = "missing"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend: SQLite stores no zone and hands back naive values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+STATUS_VALUES = ", ".join(f"'{s.value}'" for s in PhotoStatus)
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({STATUS_VALUES})", name="ck_photos_status"),
+        UniqueConstraint("original_key", name="uq_photos_original_key"),
+        Index("ix_photos_album_status", "album_id", "status"),
+        Index("ix_photos_status_updated", "status", "updated_at"),
+        Index("ix_photos_status_claimed", "status", "claimed_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    album_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    original_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=PhotoStatus.PENDING.value)
+    thumb_key: Mapped[str | None] = mapped_column(String(1024))
+    preview_key: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The rendition's facts: the original's size after orientation, and the bytes of each file.
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    original_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    thumb_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    preview_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    filename: Mapped[str | None] = mapped_column(String(512))
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,412 @@
+"""The photo repository: every read and write of the photo table, in bulk where it matters.
+
+The state machine's guards live in the statements themselves (conditional UPDATE/DELETE ...
+RETURNING), so concurrent workers cannot slip between a check and a write:
+- claims flip `pending -> processing` in one statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
+  SQLite has one writer at a time), each claim carrying a fresh token in `claimed_by`;
+- complete / fail / release only touch a row still `processing` under the caller's token, so a
+  late writer whose claim expired and was taken over changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from photo_pipeline.database import create_engine_for
+from photo_pipeline.models import Photo, PhotoStatus
+
+# Chunk size for IN (...) lists and multi-row inserts: far below SQLite's variable limit.
+CHUNK = 500
+CLEANABLE = (PhotoStatus.PENDING, PhotoStatus.FAILED, PhotoStatus.MISSING)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PhotoNotFound(LookupError):
+    pass
+
+
+class CleanupRefused(Exception):
+    """Cleanup only deletes pending, failed or missing photos; never one being processed."""
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    id: uuid.UUID
+    album_id: uuid.UUID
+    original_key: str
+    status: PhotoStatus
+    thumb_key: str | None
+    preview_key: str | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    claimed_by: str | None
+    claimed_at: datetime | None
+    width: int | None
+    height: int | None
+    original_bytes: int | None
+    thumb_bytes: int | None
+    preview_bytes: int | None
+    filename: str | None
+    content_type: str | None
+    completed_at: datetime | None
+    missing_since: datetime | None
+
+    @classmethod
+    def of(cls, photo: Photo) -> PhotoRecord:
+        values = {f.name: getattr(photo, f.name) for f in fields(cls)}
+        values["status"] = PhotoStatus(photo.status)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ClaimedPhoto:
+    id: uuid.UUID
+    album_id: uuid.UUID
+    original_key: str
+    created_at: datetime
+    attempts: int
+    claim: str
+
+
+@dataclass(frozen=True)
+class AlbumPending:
+    album_id: uuid.UUID
+    pending: int
+    oldest_created_at: datetime
+    newest_updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewPhoto:
+    id: uuid.UUID
+    album_id: uuid.UUID
+    original_key: str
+    filename: str | None = None
+    content_type: str | None = None
+    original_bytes: int | None = None
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class PhotoRepository:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
+        self.engine = engine
+        self._clock = clock
+
+    @classmethod
+    def from_url(cls, url: str) -> PhotoRepository:
+        return cls(create_engine_for(url))
+
+    # -- single photos ---------------------------------------------------------------------
+
+    def register_pending(self, photo: NewPhoto) -> PhotoRecord:
+        """The upload flow's first step: the row exists before any URL is handed out."""
+        now = self._clock()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                insert(Photo)
+                .values(**self._new_row(photo, now))
+                .returning(*Photo.__table__.columns)
+            ).one()
+        return self._record(row)
+
+    def get(self, photo_id: uuid.UUID) -> PhotoRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*Photo.__table__.columns).where(Photo.id == photo_id)).one_or_none()
+        return self._record(row) if row is not None else None
+
+    def get_many(self, photo_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, PhotoRecord]:
+        found: dict[uuid.UUID, PhotoRecord] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(photo_ids)):
+                for row in conn.execute(select(*Photo.__table__.columns).where(Photo.id.in_(chunk))):
+                    record = self._record(row)
+                    found[record.id] = record
+        return found
+
+    def photos_in_album(self, album_id: uuid.UUID, limit: int | None = None) -> list[PhotoRecord]:
+        query = select(*Photo.__table__.columns).where(Photo.album_id == album_id).order_by(Photo.created_at, Photo.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def claim_batch(
+        self, album_id: uuid.UUID, worker: str, limit: int, *, exclude: Collection[uuid.UUID] = ()
+    ) -> list[ClaimedPhoto]:
+        """Atomically move up to `limit` of the album's pending photos (oldest first) to
+        processing under a fresh claim token."""
+        if limit <= 0:
+            return []
+        candidates = (
+            select(Photo.id)
+            .where(Photo.album_id == album_id, Photo.status == PhotoStatus.PENDING.value)
+            .order_by(Photo.created_at, Photo.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # rendered on PostgreSQL, ignored by SQLite
+        )
+        if exclude:
+            candidates = candidates.where(Photo.id.not_in(list(exclude)))
+        return self._claim(candidates, worker, (PhotoStatus.PENDING,))
+
+    def claim_photos(
+        self,
+        photo_ids: Collection[uuid.UUID],
+        worker: str,
+        *,
+        from_statuses: Collection[PhotoStatus] = (PhotoStatus.PENDING,),
+    ) -> list[ClaimedPhoto]:
+        claimed: list[ClaimedPhoto] = []
+        for chunk in _chunks(list(photo_ids)):
+            candidates = (
+                select(Photo.id)
+                .where(Photo.id.in_(chunk), Photo.status.in_([s.value for s in from_statuses]))
+                .with_for_update(skip_locked=True)
+            )
+            claimed.extend(self._claim(candidates, worker, from_statuses))
+        return claimed
+
+    def _claim(self, candidates: Select[Any], worker: str, from_statuses: Collection[PhotoStatus]) -> list[ClaimedPhoto]:
+        token = f"{worker}/{uuid.uuid4().hex[:12]}"
+        now = self._clock()
+        # A CTE, not `id IN (SELECT ... LIMIT n)`: PostgreSQL may re-run such a subquery for each
+        # row it updates and so claim more than n rows; a locking CTE is evaluated exactly once.
+        picked = candidates.cte("picked")
+        statement = (
+            update(Photo)
+            .where(Photo.id.in_(select(picked.c.id)), Photo.status.in_([s.value for s in from_statuses]))
+            .values(
+                status=PhotoStatus.PROCESSING.value,
+                claimed_by=token,
+                claimed_at=now,
+                attempts=Photo.attempts + 1,
+                updated_at=now,
+            )
+            .returning(Photo.id, Photo.album_id, Photo.original_key, Photo.created_at, Photo.attempts)
+        )
+        with self.engine.begin() as conn:
+            rows = conn.execute(statement).all()
+        claims = [
+            ClaimedPhoto(id=r.id, album_id=r.album_id, original_key=r.original_key, created_at=r.created_at, attempts=r.attempts, claim=token)
+            for r in rows
+        ]
+        return sorted(claims, key=lambda c: (c.created_at, c.id))
+
+    def _finish(self, claim: ClaimedPhoto, **values: Any) -> bool:
+        now = self._clock()
+        statement = (
+            update(Photo)
+            .where(
+                Photo.id == claim.id,
+                Photo.status == PhotoStatus.PROCESSING.value,
+                Photo.claimed_by == claim.claim,
+            )
+            .values(updated_at=now, claimed_by=None, claimed_at=None, **values)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def complete(
+        self,
+        claim: ClaimedPhoto,
+        *,
+        thumb_key: str,
+        preview_key: str,
+        width: int,
+        height: int,
+        original_bytes: int | None,
+        thumb_bytes: int,
+        preview_bytes: int,
+    ) -> bool:
+        return self._finish(
+            claim,
+            status=PhotoStatus.COMPLETED.value,
+            thumb_key=thumb_key,
+            preview_key=preview_key,
+            width=width,
+            height=height,
+            original_bytes=original_bytes,
+            thumb_bytes=thumb_bytes,
+            preview_bytes=preview_bytes,
+            error=None,
+            completed_at=self._clock(),
+        )
+
+    def fail(self, claim: ClaimedPhoto, error: str) -> bool:
+        return self._finish(claim, status=PhotoStatus.FAILED.value, error=error)
+
+    def release(self, claim: ClaimedPhoto, reason: str | None = None) -> bool:
+        """Back to pending for a later run; attempts are kept."""
+        return self._finish(claim, status=PhotoStatus.PENDING.value, error=reason)
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    def requeue_failed(
+        self,
+        *,
+        album_id: uuid.UUID | None = None,
+        photo_ids: Collection[uuid.UUID] | None = None,
+        include_missing: bool = False,
+    ) -> list[PhotoRecord]:
+        """An operator's re-run: failed (and optionally missing) photos back to pending."""
+        statuses = [PhotoStatus.FAILED.value] + ([PhotoStatus.MISSING.value] if include_missing else [])
+        statement = update(Photo).where(Photo.status.in_(statuses))
+        if album_id is not None:
+            statement = statement.where(Photo.album_id == album_id)
+        now = self._clock()
+        statement = statement.values(status=PhotoStatus.PENDING.value, error=None, missing_since=None, updated_at=now)
+        requeued: list[PhotoRecord] = []
+        with self.engine.begin() as conn:
+            id_chunks: list[Sequence[uuid.UUID] | None] = list(_chunks(list(photo_ids))) if photo_ids is not None else [None]
+            for chunk in id_chunks:
+                chunk_statement = statement if chunk is None else statement.where(Photo.id.in_(chunk))
+                rows = conn.execute(chunk_statement.returning(*Photo.__table__.columns)).all()
+                requeued.extend(self._record(row) for row in rows)
+        return requeued
+
+    def delete_for_cleanup(self, photo_id: uuid.UUID) -> PhotoRecord:
+        """Delete a pending, failed or missing photo's row, in one conditional statement."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                delete(Photo)
+                .where(Photo.id == photo_id, Photo.status.in_([s.value for s in CLEANABLE]))
+                .returning(*Photo.__table__.columns)
+            ).one_or_none()
+            if row is not None:
+                return self._record(row)
+            status = conn.execute(select(Photo.status).where(Photo.id == photo_id)).scalar_one_or_none()
+        if status is None:
+            raise PhotoNotFound(f"no photo {photo_id}")
+        raise CleanupRefused(
+            f"photo {photo_id} is {status}; only pending, failed or missing photos can be cleaned up"
+        )
+
+    # -- bulk reads for sensors and status -----------------------------------------------------
+
+    def status_counts(self, album_id: uuid.UUID | None = None) -> dict[PhotoStatus, int]:
+        query = select(Photo.status, func.count()).group_by(Photo.status)
+        if album_id is not None:
+            query = query.where(Photo.album_id == album_id)
+        counts = {s: 0 for s in PhotoStatus}
+        with self.engine.connect() as conn:
+            for status, count in conn.execute(query):
+                counts[PhotoStatus(status)] = count
+        return counts
+
+    def status_counts_by_album(self) -> dict[uuid.UUID, dict[PhotoStatus, int]]:
+        query = select(Photo.album_id, Photo.status, func.count()).group_by(Photo.album_id, Photo.status)
+        by_album: dict[uuid.UUID, dict[PhotoStatus, int]] = {}
+        with self.engine.connect() as conn:
+            for album_id, status, count in conn.execute(query):
+                by_album.setdefault(album_id, {s: 0 for s in PhotoStatus})[PhotoStatus(status)] = count
+        return by_album
+
+    def pending_albums(self, limit: int = 1000, *, older_than: datetime | None = None) -> list[AlbumPending]:
+        oldest = func.min(Photo.created_at)
+        query = (
+            select(Photo.album_id, func.count(), oldest, func.max(Photo.updated_at))
+            .where(Photo.status == PhotoStatus.PENDING.value)
+            .group_by(Photo.album_id)
+            .order_by(oldest)
+            .limit(limit)
+        )
+        if older_than is not None:
+            query = query.where(Photo.created_at < older_than)
+        with self.engine.connect() as conn:
+            return [AlbumPending(a, n, o, u) for a, n, o, u in conn.execute(query)]
+
+    def pending_in_album(self, album_id: uuid.UUID, limit: int) -> list[PhotoRecord]:
+        """The album's pending photos, most recently changed first (the likeliest to have just
+        arrived)."""
+        query = (
+            select(*Photo.__table__.columns)
+            .where(Photo.album_id == album_id, Photo.status == PhotoStatus.PENDING.value)
+            .order_by(Photo.updated_at.desc(), Photo.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def find_by_original_keys(self, keys: Collection[str]) -> dict[str, PhotoRecord]:
+        found: dict[str, PhotoRecord] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                for row in conn.execute(select(*Photo.__table__.columns).where(Photo.original_key.in_(chunk))):
+                    record = self._record(row)
+                    found[record.original_key] = record
+        return found
+
+    def adopt(self, photos: Sequence[NewPhoto]) -> list[uuid.UUID]:
+        """Create pending rows for orphan objects; rows that exist (same id or same key) are left
+        alone, so running this twice creates nothing the second time."""
+        if not photos:
+            return []
+        now = self._clock()
+        dialect = self.engine.dialect.name
+        insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        created: list[uuid.UUID] = []
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(photos)):
+                statement = (
+                    insert_for(Photo)
+                    .values([self._new_row(p, now) for p in chunk])
+                    .on_conflict_do_nothing()
+                    .returning(Photo.id)
+                )
+                created.extend(conn.execute(statement).scalars())
+        return created
+
+    def albums(self) -> list[uuid.UUID]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Photo.album_id).distinct().order_by(Photo.album_id)).scalars())
+
+    def expired_claims(self, older_than: datetime, limit: int = 1000) -> list[PhotoRecord]:
+        query = (
+            select(*Photo.__table__.columns)
+            .where(Photo.status == PhotoStatus.PROCESSING.value, Photo.claimed_at < older_than)
+            .order_by(Photo.claimed_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_row(photo: NewPhoto, now: datetime) -> dict[str, Any]:
+        return {
+            "id": photo.id,
+            "album_id": photo.album_id,
+            "original_key": photo.original_key,
+            "status": PhotoStatus.PENDING.value,
+            "attempts": 0,
+            "filename": photo.filename,
+            "content_type": photo.content_type,
+            "original_bytes": photo.original_bytes,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    @staticmethod
+    def _record(row: Any) -> PhotoRecord:
+        values = dict(row._mapping)
+        values["status"] = PhotoStatus(values["status"])
+        return PhotoRecord(**values)
