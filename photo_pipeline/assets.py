@@ -100,7 +100,7 @@ def album_renditions(context: AssetExecutionContext, photo_pipeline: PhotoPipeli
     album_id = album_id_of(context.partition_key)
     processor = photo_pipeline.processor(context.log)
     try:
-        report = processor.process_album(album_id, worker=context.run_id)
+        report = processor.process_album(album_id, worker=context.run.run_id)
     except (DatabaseUnavailable, StorageUnavailable) as exc:
         context.log.exception("album %s: transient failure, the step will be retried", album_id)
         raise Failure(description=f"album {album_id}: {exc}") from exc

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from photo_pipeline.assets import PREVIEWS, THUMBNAILS, albums_partitions
+from photo_pipeline.assets import PREVIEWS, THUMBNAILS
 
 process_album = define_asset_job(
     name="process_album",
     selection=AssetSelection.assets(THUMBNAILS, PREVIEWS),
-    partitions_def=albums_partitions,
     description="Render the thumbnails and previews of one album's pending photos.",
     tags={"photo_pipeline/kind": "render"},
 )

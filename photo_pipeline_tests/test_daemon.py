@@ -99,7 +99,7 @@ def wait_for(condition, what: str, daemon_log: Path, process: subprocess.Popen[b
 
 
 def test_uploads_reach_completed_through_the_daemon(
-    pipeline_env: dict[str, str], daemon: subprocess.Popen[bytes], tmp_path: Path, s3_server: S3Server
+    pipeline_env: dict[str, str], daemon: subprocess.Popen[bytes], tmp_path: Path, s3_env: S3Server
 ) -> None:
     album = uuid.uuid4()
     files = []
@@ -117,7 +117,7 @@ def test_uploads_reach_completed_through_the_daemon(
     assert upload.returncode == 0, upload.stdout + upload.stderr
 
     # An object dropped straight into the bucket, with no row: the raw sensor adopts it.
-    store = S3ObjectStore(make_s3_client(endpoint_url=s3_server.endpoint_url), pipeline_env["PHOTO_BUCKET"])
+    store = S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), pipeline_env["PHOTO_BUCKET"])
     orphan_album = uuid.uuid4()
     orphan_key = f"raw/{orphan_album}/{uuid.uuid4()}.jpg"
     store.put(orphan_key, samples.photo_jpeg(800, 600), "image/jpeg")

@@ -115,8 +115,8 @@ def test_process_album_materializes_both_assets_on_postgres_and_s3(
 
 
 def tick(sensor, instance: DagsterInstance, cursor: str | None, resource: PhotoPipelineResource) -> SensorResult:  # type: ignore[no-untyped-def]
-    context = build_sensor_context(instance=instance, cursor=cursor, resources={"photo_pipeline": resource})
-    result = sensor(context)
+    with build_sensor_context(instance=instance, cursor=cursor, resources={"photo_pipeline": resource}) as context:
+        result = sensor(context)
     assert isinstance(result, SensorResult)
     # The daemon applies partition requests before launching runs; do the same between ticks.
     for request in result.dynamic_partitions_requests or []:
@@ -178,9 +178,9 @@ def test_sensors_do_not_pile_on_an_album_with_a_run_in_flight(
     upload(repository, store, album, samples.photo_jpeg(64, 48))
     instance.add_dynamic_partitions(albums_partitions.name, [str(album)])
     job = defs.resolve_job_def(process_album.name)
-    queued = instance.create_run_for_job(
-        job_def=job, status=DagsterRunStatus.QUEUED, tags={"dagster/partition": str(album)}
-    )
+    # A run that has been created but not started yet counts as in flight, like a queued one.
+    queued = instance.create_run_for_job(job_def=job, tags={"dagster/partition": str(album)})
+    assert queued.status is DagsterRunStatus.NOT_STARTED
     result = tick(pending_photo_sensor, instance, None, resource)
     assert not result.run_requests
     instance.report_run_canceled(queued)
