@@ -206,12 +206,13 @@ def demo(ctx: Context) -> None:
     albums = run_demo(repository, store, instance, settings.home / "demo-samples", on_upload=on_upload)
     for album in albums:
         table = Table(title=f"{album.name} — album {album.album_id} — run {album.run_id[:8]}")
-        for column in ("file", "status", "size", "thumbnail", "error"):
+        for column in ("file", "status", "original", "preview / thumbnail", "error"):
             table.add_column(column)
         for row in album_rows(repository, album):
             colour = {"completed": "green", "failed": "red"}.get(row.status.value, "yellow")
             size = f"{row.width}x{row.height}" if row.width else ""
-            table.add_row(row.filename or "", f"[{colour}]{row.status.value}[/]", size, row.thumb_key or "", row.error or "")
+            rendered = f"{(row.preview_bytes or 0) // 1024} KiB / {(row.thumb_bytes or 0) // 1024} KiB" if row.preview_key else ""
+            table.add_row(row.filename or "", f"[{colour}]{row.status.value}[/]", size, rendered, row.error or "")
         console.print(table)
         console.print(f"  {album.photos_per_second:.2f} photos/s ({album.seconds:.2f}s for the album)")
     if not settings.uses_s3:

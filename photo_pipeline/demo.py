@@ -74,7 +74,12 @@ def run_album(instance: DagsterInstance, album_id: uuid.UUID) -> ExecuteInProces
     instance.add_dynamic_partitions(albums_partitions.name, [str(album_id)])
     job = defs.resolve_job_def("process_album")
     return job.execute_in_process(
-        partition_key=str(album_id), instance=instance, tags={"photo_pipeline/trigger": "demo"}, raise_on_error=False
+        partition_key=str(album_id),
+        instance=instance,
+        tags={"photo_pipeline/trigger": "demo"},
+        raise_on_error=False,
+        # The full event log is in the UI; the terminal gets warnings only, then the summary.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
 
 
