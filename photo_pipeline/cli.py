@@ -229,6 +229,7 @@ def ui(ctx: Context, port: int) -> None:
     """Start the Dagster UI and daemon on the local instance (sensors on, demo runs visible)."""
     from photo_pipeline.local_instance import ensure_local_dagster_home
 
+    ctx.repository()  # migrates: the sensors start ticking at once and need the table
     dagster_home = ensure_local_dagster_home(ctx.settings)
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
     command = [dagster, "dev", "-m", "photo_pipeline.definitions", "-p", str(port)]

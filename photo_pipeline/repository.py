@@ -150,22 +150,29 @@ class PhotoRepository:
     # -- claims ------------------------------------------------------------------------------
 
     def claim_batch(
-        self, album_id: uuid.UUID, worker: str, limit: int, *, exclude: Collection[uuid.UUID] = ()
+        self,
+        album_id: uuid.UUID,
+        worker: str,
+        limit: int,
+        *,
+        exclude: Collection[uuid.UUID] = (),
+        from_statuses: Collection[PhotoStatus] = (PhotoStatus.PENDING,),
     ) -> list[ClaimedPhoto]:
         """Atomically move up to `limit` of the album's pending photos (oldest first) to
-        processing under a fresh claim token."""
+        processing under a fresh claim token. A re-render passes `from_statuses` with
+        COMPLETED too (the state machine's explicit `completed -> processing`)."""
         if limit <= 0:
             return []
         candidates = (
             select(Photo.id)
-            .where(Photo.album_id == album_id, Photo.status == PhotoStatus.PENDING.value)
+            .where(Photo.album_id == album_id, Photo.status.in_([s.value for s in from_statuses]))
             .order_by(Photo.created_at, Photo.id)
             .limit(limit)
             .with_for_update(skip_locked=True)  # rendered on PostgreSQL, ignored by SQLite
         )
         if exclude:
             candidates = candidates.where(Photo.id.not_in(list(exclude)))
-        return self._claim(candidates, worker, (PhotoStatus.PENDING,))
+        return self._claim(candidates, worker, from_statuses)
 
     def claim_photos(
         self,
