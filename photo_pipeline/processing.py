@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from photo_pipeline import keys
 from photo_pipeline.object_store import ObjectNotFound, ObjectStore, StorageError
 from photo_pipeline.rendering import Renditions, RenderError, RenderOptions, render_renditions
+from photo_pipeline.models import PhotoStatus
 from photo_pipeline.repository import ClaimedPhoto, PhotoRepository, utc_now
 
 DEFAULT_LOGGER = logging.getLogger(__name__)
@@ -113,16 +114,22 @@ class PhotoProcessor:
         self._log = logger
         self._clock = clock
 
-    def process_album(self, album_id: uuid.UUID, worker: str) -> AlbumReport:
+    def process_album(
+        self, album_id: uuid.UUID, worker: str, *, rerender: bool = False
+    ) -> AlbumReport:
         """Claim and render the album's pending photos, a batch at a time, until none are left
-        (or the per-run limit is reached, so one huge album cannot hold a run for hours)."""
+        (or the per-run limit is reached, so one huge album cannot hold a run for hours).
+        With `rerender`, completed photos are claimed and rendered again too (new settings)."""
+        statuses = (PhotoStatus.PENDING, PhotoStatus.COMPLETED) if rerender else (PhotoStatus.PENDING,)
         report = AlbumReport(album_id=album_id)
         started = time.perf_counter()
         attempted: set[uuid.UUID] = set()
         with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
             while len(attempted) < self._limits.max_photos:
                 room = min(self._limits.batch_size, self._limits.max_photos - len(attempted))
-                claims = self._repository.claim_batch(album_id, worker, room, exclude=attempted)
+                claims = self._repository.claim_batch(
+                    album_id, worker, room, exclude=attempted, from_statuses=statuses
+                )
                 if not claims:
                     break
                 attempted.update(claim.id for claim in claims)
