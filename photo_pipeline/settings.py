@@ -62,6 +62,13 @@ class Settings:
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     sensor_interval_seconds: int = 30
     sensor_max_keys_per_tick: int = 5000
+    # Reconciliation refuses a plan that would flag or delete more than this share of an
+    # album's (or the whole table's) rows or objects, once more than `reconcile_min_changes`.
+    reconcile_max_change_fraction: float = 0.2
+    reconcile_min_changes: int = 10
+    reconcile_cron: str = "0 * * * *"
+    # Completed photos whose renditions vanished, rendered again per reconciliation run.
+    reconcile_rerender_limit: int = 500
 
     @property
     def objects_dir(self) -> Path:
@@ -125,6 +132,12 @@ class Settings:
             workers=_int(env, "PHOTO_WORKERS", defaults.workers),
             sensor_interval_seconds=_int(env, "PHOTO_SENSOR_INTERVAL_SECONDS", defaults.sensor_interval_seconds),
             sensor_max_keys_per_tick=_int(env, "PHOTO_SENSOR_MAX_KEYS_PER_TICK", defaults.sensor_max_keys_per_tick),
+            reconcile_max_change_fraction=_float(
+                env, "PHOTO_RECONCILE_MAX_CHANGE_FRACTION", defaults.reconcile_max_change_fraction
+            ),
+            reconcile_min_changes=_int(env, "PHOTO_RECONCILE_MIN_CHANGES", defaults.reconcile_min_changes),
+            reconcile_cron=env.get("PHOTO_RECONCILE_CRON") or defaults.reconcile_cron,
+            reconcile_rerender_limit=_int(env, "PHOTO_RECONCILE_RERENDER_LIMIT", defaults.reconcile_rerender_limit),
         )
 
 

@@ -1,0 +1,390 @@
+"""Reconciliation, decided: a pure function of (objects, rows, clock, policy) -> plan.
+
+Both sides arrive as streams sorted by key (the bucket lists in UTF-8 byte order; the table is
+read ordered the same way), so the comparison is a merge join: memory holds the mismatches, not
+the listing. What the plan would destroy is weighed against safety limits before anything is
+applied: a wrong bucket or an unreachable endpoint must never read as "every file is missing".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from photo_pipeline import keys
+from photo_pipeline.models import PhotoStatus
+from photo_pipeline.object_store import ObjectInfo
+from photo_pipeline.repository import NewPhoto, PhotoRecord
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class ActionKind(StrEnum):
+    REQUEUE = "requeue"  # pending, original present: touch it so its album gets a run
+    SEEN_GONE = "seen_gone"  # original gone, first sighting: remember when (status unchanged)
+    FLAG_MISSING = "flag_missing"  # original gone past the grace period -> missing
+    RESTORE = "restore"  # original back: missing -> pending, or forget the sighting
+    PURGE = "purge"  # missing past the retention period: row deleted
+    ADOPT = "adopt"  # raw object without a row: row created (pending)
+    CORRECT_KEY = "correct_key"  # the object carrying the photo id has another key
+    DELETE_RENDITION = "delete_rendition"  # rendition with no row pointing at it
+    RERENDER = "rerender"  # completed, but a rendition is gone
+    RELEASE_CLAIM = "release_claim"  # claim expired and its run is gone -> pending
+    FAIL_CLAIM = "fail_claim"  # ... and the photo used up its attempts -> failed
+
+
+# Kinds that lose information if the plan is wrong (wrong bucket, listing error).
+DESTRUCTIVE = frozenset({ActionKind.SEEN_GONE, ActionKind.FLAG_MISSING, ActionKind.PURGE, ActionKind.DELETE_RENDITION})
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    missing_grace_seconds: int = 900
+    orphan_grace_seconds: int = 300
+    claim_lease_seconds: int = 900
+    missing_retention_seconds: int = 30 * 86400
+    max_attempts: int = 5
+    max_change_fraction: float = 0.2
+    min_changes: int = 10
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    album_id: uuid.UUID
+    photo_id: uuid.UUID | None = None
+    key: str | None = None
+    detail: str = ""
+    # For CORRECT_KEY the new key; for ADOPT the row to create; for claims the token to fence on.
+    new_key: str | None = None
+    adopt: NewPhoto | None = None
+    expected_status: PhotoStatus | None = None
+    claimed_by: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "kind": self.kind.value,
+            "album_id": str(self.album_id),
+            "photo_id": str(self.photo_id) if self.photo_id else None,
+            "key": self.key,
+            "new_key": self.new_key,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class ReconciliationPlan:
+    taken_at: datetime
+    actions: list[Action] = field(default_factory=list)
+    rows_seen: int = 0
+    objects_seen: int = 0
+    raw_objects_seen: int = 0
+    settled_rows: int = 0  # completed, failed or missing: rows that must have an original
+    rows_per_album: Counter[uuid.UUID] = field(default_factory=Counter)
+    objects_per_album: Counter[uuid.UUID] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(a.kind.value for a in self.actions)
+        return {kind.value: counted.get(kind.value, 0) for kind in ActionKind}
+
+    def of_kind(self, kind: ActionKind) -> list[Action]:
+        return [a for a in self.actions if a.kind is kind]
+
+    @property
+    def destructive(self) -> int:
+        return sum(1 for a in self.actions if a.kind in DESTRUCTIVE)
+
+    @property
+    def safe(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "taken_at": self.taken_at.isoformat(),
+            "rows_seen": self.rows_seen,
+            "objects_seen": self.objects_seen,
+            "actions": self.counts(),
+            "destructive": self.destructive,
+            "violations": list(self.violations),
+        }
+
+
+class _Peekable(Generic[T]):
+    def __init__(self, items: Iterable[T]) -> None:
+        self._items: Iterator[T] = iter(items)
+        self._next: T | None = None
+        self._done = False
+        self._advance()
+
+    def _advance(self) -> None:
+        try:
+            self._next = next(self._items)
+        except StopIteration:
+            self._next, self._done = None, True
+
+    @property
+    def head(self) -> T | None:
+        return None if self._done else self._next
+
+    def pop(self) -> T:
+        assert not self._done
+        item = self._next
+        self._advance()
+        return item  # type: ignore[return-value]
+
+
+def merge_join(
+    left: Iterable[T], right: Iterable[U], left_key, right_key  # type: ignore[no-untyped-def]
+) -> Iterator[tuple[T | None, U | None]]:
+    """Pairs of items with equal keys from two streams sorted by key; None where one side has
+    no partner. Keys are compared as UTF-8 bytes, S3's listing order."""
+    a, b = _Peekable(left), _Peekable(right)
+    while a.head is not None or b.head is not None:
+        if b.head is None:
+            yield a.pop(), None
+            continue
+        if a.head is None:
+            yield None, b.pop()
+            continue
+        ka, kb = left_key(a.head).encode(), right_key(b.head).encode()
+        if ka == kb:
+            yield a.pop(), b.pop()
+        elif ka < kb:
+            yield a.pop(), None
+        else:
+            yield None, b.pop()
+
+
+def _age(now: datetime, since: datetime) -> float:
+    return (now - since).total_seconds()
+
+
+def _worker_of(claimed_by: str | None) -> str | None:
+    return claimed_by.rsplit("/", 1)[0] if claimed_by else None
+
+
+class Planner:
+    """Builds a plan from the three sorted comparisons: originals, thumbnails, previews."""
+
+    def __init__(self, now: datetime, policy: ReconcilePolicy, alive_workers: Collection[str]) -> None:
+        self.now = now
+        self.policy = policy
+        self.alive_workers = set(alive_workers)
+        self.plan = ReconciliationPlan(taken_at=now)
+        self._unmatched_rows: dict[uuid.UUID, PhotoRecord] = {}
+        self._unmatched_objects: dict[uuid.UUID, list[tuple[ObjectInfo, keys.RawObjectIdentity]]] = {}
+        self._rerender: set[uuid.UUID] = set()
+
+    def add(self, action: Action) -> None:
+        self.plan.actions.append(action)
+
+    # -- originals ------------------------------------------------------------------------------
+
+    def compare_originals(self, rows: Iterable[PhotoRecord], objects: Iterable[ObjectInfo]) -> None:
+        for row, obj in merge_join(rows, objects, lambda r: r.original_key, lambda o: o.key):
+            if row is not None:
+                self.plan.rows_seen += 1
+                self.plan.rows_per_album[row.album_id] += 1
+                if row.status in (PhotoStatus.COMPLETED, PhotoStatus.FAILED, PhotoStatus.MISSING):
+                    self.plan.settled_rows += 1
+            if obj is not None:
+                self.plan.objects_seen += 1
+                self.plan.raw_objects_seen += 1
+            if row is not None and obj is not None:
+                self.plan.objects_per_album[row.album_id] += 1
+                self._row_with_original(row, obj.key)
+            elif row is not None:
+                self._unmatched_rows[row.id] = row
+            elif obj is not None:
+                identity = keys.identify_raw_key(obj.key)
+                if identity is None:
+                    continue
+                self.plan.objects_per_album[identity.album_id] += 1
+                self._unmatched_objects.setdefault(identity.photo_id, []).append((obj, identity))
+        self._resolve_unmatched()
+
+    def _row_with_original(self, row: PhotoRecord, key: str) -> None:
+        if row.status is PhotoStatus.PROCESSING:
+            self._expired_claim(row)
+        elif row.status is PhotoStatus.PENDING:
+            # Rows touched recently are in the normal flow (a sensor or run has them in hand).
+            if _age(self.now, row.updated_at) > self.policy.orphan_grace_seconds:
+                self.add(Action(ActionKind.REQUEUE, row.album_id, row.id, key, "original present, still pending", expected_status=row.status))
+        elif row.status is PhotoStatus.MISSING:
+            self.add(Action(ActionKind.RESTORE, row.album_id, row.id, key, "original is back", expected_status=row.status))
+        elif row.missing_since is not None:
+            self.add(Action(ActionKind.RESTORE, row.album_id, row.id, key, "original is back", expected_status=row.status))
+
+    def _resolve_unmatched(self) -> None:
+        for photo_id, row in self._unmatched_rows.items():
+            carriers = self._unmatched_objects.get(photo_id, [])
+            if len(carriers) == 1:
+                obj, _identity = carriers.pop()
+                del self._unmatched_objects[photo_id]
+                self.plan.objects_per_album[row.album_id] += 0
+                self.add(
+                    Action(
+                        ActionKind.CORRECT_KEY,
+                        row.album_id,
+                        row.id,
+                        row.original_key,
+                        f"original is at {obj.key}",
+                        new_key=obj.key,
+                        expected_status=row.status,
+                    )
+                )
+                self._row_with_original(row, obj.key)
+            else:
+                self._row_without_original(row)
+        for carriers in self._unmatched_objects.values():
+            for obj, identity in carriers:
+                self._orphan(obj, identity)
+        self._unmatched_rows.clear()
+        self._unmatched_objects.clear()
+
+    def _row_without_original(self, row: PhotoRecord) -> None:
+        grace = self.policy.missing_grace_seconds
+        if row.status is PhotoStatus.PROCESSING:
+            self._expired_claim(row)
+        elif row.status is PhotoStatus.MISSING:
+            since = row.missing_since or row.updated_at
+            if _age(self.now, since) > self.policy.missing_retention_seconds:
+                self.add(Action(ActionKind.PURGE, row.album_id, row.id, row.original_key, f"missing since {since.isoformat()}", expected_status=row.status))
+        elif row.status is PhotoStatus.PENDING:
+            # An upload that never arrived counts from the row's creation (the old system's rule).
+            if _age(self.now, row.created_at) > grace:
+                self.add(Action(ActionKind.FLAG_MISSING, row.album_id, row.id, row.original_key, "upload never arrived", expected_status=row.status))
+        elif row.missing_since is None:
+            self.add(Action(ActionKind.SEEN_GONE, row.album_id, row.id, row.original_key, "original not in the bucket", expected_status=row.status))
+        elif _age(self.now, row.missing_since) > grace:
+            self.add(Action(ActionKind.FLAG_MISSING, row.album_id, row.id, row.original_key, f"original gone since {row.missing_since.isoformat()}", expected_status=row.status))
+
+    def _orphan(self, obj: ObjectInfo, identity: keys.RawObjectIdentity) -> None:
+        if _age(self.now, obj.last_modified) <= self.policy.orphan_grace_seconds:
+            return  # its row may still be on its way
+        photo = NewPhoto(
+            id=identity.photo_id,
+            album_id=identity.album_id,
+            original_key=obj.key,
+            filename=obj.key.rsplit("/", 1)[-1],
+            content_type=keys.content_type_for_extension(identity.extension),
+            original_bytes=obj.size,
+        )
+        self.add(Action(ActionKind.ADOPT, identity.album_id, identity.photo_id, obj.key, "raw object without a row", adopt=photo))
+
+    def _expired_claim(self, row: PhotoRecord) -> None:
+        claimed_at = row.claimed_at or row.updated_at
+        if _age(self.now, claimed_at) <= self.policy.claim_lease_seconds:
+            return
+        if _worker_of(row.claimed_by) in self.alive_workers:
+            return  # a slow run, not a dead one
+        if row.attempts >= self.policy.max_attempts:
+            self.add(
+                Action(
+                    ActionKind.FAIL_CLAIM,
+                    row.album_id,
+                    row.id,
+                    row.original_key,
+                    f"gave up after {row.attempts} attempts; the last run ({_worker_of(row.claimed_by)}) died while processing it",
+                    expected_status=row.status,
+                    claimed_by=row.claimed_by,
+                )
+            )
+        else:
+            self.add(
+                Action(
+                    ActionKind.RELEASE_CLAIM,
+                    row.album_id,
+                    row.id,
+                    row.original_key,
+                    f"claim by {_worker_of(row.claimed_by)} expired at attempt {row.attempts}",
+                    expected_status=row.status,
+                    claimed_by=row.claimed_by,
+                )
+            )
+
+    # -- renditions -----------------------------------------------------------------------------
+
+    def compare_renditions(self, rows: Iterable[tuple[str, PhotoRecord]], objects: Iterable[ObjectInfo]) -> None:
+        """`rows`: (rendition key, row) sorted by key, for rows that have such a key."""
+        for pair, obj in merge_join(rows, objects, lambda p: p[0], lambda o: o.key):
+            if obj is not None:
+                self.plan.objects_seen += 1
+            if pair is not None and obj is None:
+                key, row = pair
+                if row.status is PhotoStatus.COMPLETED and row.id not in self._rerender:
+                    self._rerender.add(row.id)
+                    self.add(Action(ActionKind.RERENDER, row.album_id, row.id, key, "rendition missing from the bucket"))
+            elif obj is not None and pair is None:
+                self._stray_rendition(obj)
+
+    def _stray_rendition(self, obj: ObjectInfo) -> None:
+        # A run writes renditions moments before it records their keys: give it the grace period.
+        if _age(self.now, obj.last_modified) <= self.policy.orphan_grace_seconds:
+            return
+        parts = obj.key.split("/")
+        album = keys.ADOPTION_NAMESPACE
+        if len(parts) >= 4:
+            try:
+                album = uuid.UUID(parts[2])
+            except ValueError:
+                pass
+        self.plan.objects_per_album[album] += 1
+        self.add(Action(ActionKind.DELETE_RENDITION, album, keys.photo_id_from_key(obj.key), obj.key, "no row points at this rendition"))
+
+    # -- safety ---------------------------------------------------------------------------------
+
+    def check_safety(self) -> ReconciliationPlan:
+        plan, policy = self.plan, self.policy
+        if plan.raw_objects_seen == 0 and plan.settled_rows > 0:
+            plan.violations.append(
+                f"the bucket lists no originals under raw/ but the table has {plan.settled_rows} completed, failed or "
+                "missing photos: wrong bucket or endpoint? nothing was changed"
+            )
+        destructive_by_album: Counter[uuid.UUID] = Counter(a.album_id for a in plan.actions if a.kind in DESTRUCTIVE)
+        total = sum(destructive_by_album.values())
+        whole = max(plan.rows_seen, plan.objects_seen)
+        if total > max(policy.min_changes, policy.max_change_fraction * whole):
+            plan.violations.append(
+                f"{total} destructive changes (flag missing, purge, delete renditions) out of {whole} rows/objects "
+                f"exceeds the limit of {policy.max_change_fraction:.0%}"
+            )
+        for album, count in destructive_by_album.items():
+            size = max(plan.rows_per_album.get(album, 0), plan.objects_per_album.get(album, 0))
+            if count > max(policy.min_changes, policy.max_change_fraction * size):
+                plan.violations.append(
+                    f"album {album}: {count} destructive changes out of {size} rows/objects exceeds the limit of "
+                    f"{policy.max_change_fraction:.0%}"
+                )
+        return plan
+
+
+def plan_reconciliation(
+    *,
+    originals: Iterable[ObjectInfo],
+    rows_by_original_key: Iterable[PhotoRecord],
+    thumbnails: Iterable[ObjectInfo],
+    rows_by_thumb_key: Iterable[tuple[str, PhotoRecord]],
+    previews: Iterable[ObjectInfo],
+    rows_by_preview_key: Iterable[tuple[str, PhotoRecord]],
+    now: datetime,
+    policy: ReconcilePolicy,
+    alive_workers: Collection[str] = (),
+) -> ReconciliationPlan:
+    """All six streams sorted by key (UTF-8 byte order)."""
+    planner = Planner(now, policy, alive_workers)
+    planner.compare_originals(rows_by_original_key, originals)
+    planner.compare_renditions(rows_by_thumb_key, thumbnails)
+    planner.compare_renditions(rows_by_preview_key, previews)
+    return planner.check_safety()
+
+
+def retention_cutoff(now: datetime, policy: ReconcilePolicy) -> datetime:
+    return now - timedelta(seconds=policy.missing_retention_seconds)
