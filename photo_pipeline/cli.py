@@ -173,6 +173,72 @@ def cleanup(ctx: Context, photo_id: uuid.UUID) -> None:
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--force", is_flag=True, help="Apply a plan the safety limit refused (review it with --dry-run first).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def reconcile(ctx: Context, dry_run: bool, force: bool, as_json: bool) -> None:
+    """Bring the table and the bucket into agreement (what the scheduled reconcile_storage job does)."""
+    from photo_pipeline.reconciler import Reconciler, SafetyLimitExceeded, policy_from_settings
+    from photo_pipeline.resources import PhotoPipelineResource
+
+    settings = ctx.settings
+    reconciler = Reconciler(ctx.repository(), ctx.store(), policy_from_settings(settings))
+    try:
+        plan = reconciler.plan(alive_workers=runs_in_flight(settings))
+    except StorageError as exc:
+        err_console.print(f"[red]cannot list the bucket, nothing changed:[/] {exc}")
+        raise SystemExit(1) from None
+    payload: dict[str, object] = {**plan.summary(), "dry_run": dry_run, "planned": [a.as_dict() for a in plan.actions]}
+    if dry_run:
+        emit_plan(payload, plan, as_json)
+        return
+    try:
+        processor = PhotoPipelineResource().processor(logging.getLogger("photo_pipeline.reconcile"))
+        report = reconciler.apply(plan, force=force, processor=processor, worker="cli-reconcile", rerender_limit=settings.reconcile_rerender_limit)
+    except SafetyLimitExceeded as exc:
+        emit_plan({**payload, "refused": str(exc)}, plan, as_json)
+        err_console.print(f"[red]{exc}[/]")
+        raise SystemExit(2) from None
+    payload["applied"] = report.applied
+    payload["albums_to_render"] = sorted(str(a) for a in report.albums_to_render)
+    emit_plan(payload, plan, as_json)
+
+
+def runs_in_flight(settings: Settings) -> set[str]:
+    """Ids of Dagster runs still going (their claims are not expired, just slow)."""
+    from dagster import DagsterInstance, RunsFilter
+    from dagster._core.errors import DagsterHomeNotSetError
+
+    from photo_pipeline.local_instance import local_instance
+    from photo_pipeline.sensors import IN_FLIGHT
+
+    try:
+        instance = DagsterInstance.get()
+    except DagsterHomeNotSetError:
+        instance = local_instance(settings)
+    with instance:
+        return {r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(statuses=IN_FLIGHT), limit=10_000)}
+
+
+def emit_plan(payload: dict[str, object], plan: object, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return
+    table = Table(title="reconciliation" + (" (dry run)" if payload.get("dry_run") else ""))
+    table.add_column("action")
+    table.add_column("planned", justify="right")
+    table.add_column("applied", justify="right")
+    applied = payload.get("applied") or {}
+    for kind, count in dict(payload["actions"]).items():  # type: ignore[call-overload]
+        table.add_row(kind, str(count), str(applied.get(kind, "")) if isinstance(applied, dict) else "")
+    console.print(table)
+    console.print(f"rows seen {payload['rows_seen']}, objects seen {payload['objects_seen']}")
+    for violation in payload.get("violations") or []:  # type: ignore[union-attr]
+        console.print(f"[red]refused:[/] {violation}")
+
+
+@main.command()
 @pass_context
 def doctor(ctx: Context) -> None:
     """Check the database, the bucket, a presigned PUT through the public endpoint, and CORS."""

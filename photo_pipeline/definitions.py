@@ -6,6 +6,7 @@ from dagster import Definitions, EnvVar
 
 from photo_pipeline.assets import album_renditions
 from photo_pipeline.jobs import process_album
+from photo_pipeline.reconcile_job import reconcile_schedule, reconcile_storage
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
 from photo_pipeline.settings import (
@@ -34,7 +35,8 @@ def photo_pipeline_resource() -> PhotoPipelineResource:
 
 defs = Definitions(
     assets=[album_renditions],
-    jobs=[process_album],
+    jobs=[process_album, reconcile_storage],
+    schedules=[reconcile_schedule],
     sensors=[raw_object_sensor, pending_photo_sensor],
     resources={"photo_pipeline": photo_pipeline_resource()},
 )
