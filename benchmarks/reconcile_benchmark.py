@@ -1,0 +1,119 @@
+"""Reconciliation at scale: seconds and peak memory to plan (and apply) over N objects and N rows.
+
+PostgreSQL (a throw-away database on the local server) + the local folder store. Runs 10,000 and
+100,000 side by side so the ratio shows how time and memory grow. Prints figures; asserts nothing.
+
+    .venv/bin/python benchmarks/reconcile_benchmark.py [--sizes 10000 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import update
+
+from photo_pipeline import keys
+from photo_pipeline.database import migrate
+from photo_pipeline.models import Photo, PhotoStatus
+from photo_pipeline.object_store import LocalObjectStore
+from photo_pipeline.reconciler import Reconciler
+from photo_pipeline.reconciliation import ReconcilePolicy
+from photo_pipeline.repository import NewPhoto, PhotoRepository
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PER_ALBUM = 1000
+
+
+def fresh_database() -> tuple[str, str]:
+    name = f"photo_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def seed(repository: PhotoRepository, root: Path, total: int) -> None:
+    for _ in range(total // PER_ALBUM):
+        album = uuid.uuid4()
+        folder = root / "raw" / str(album)
+        folder.mkdir(parents=True)
+        photos = []
+        for _ in range(PER_ALBUM):
+            photo_id = uuid.uuid4()
+            (folder / f"{photo_id}.jpg").write_bytes(b"x")
+            photos.append(NewPhoto(id=photo_id, album_id=album, original_key=keys.raw_key(album, photo_id, "jpg")))
+        repository.adopt(photos)
+    with repository.engine.begin() as conn:
+        conn.execute(update(Photo).values(status=PhotoStatus.COMPLETED.value))
+
+
+def measure(total: int) -> dict[str, float]:
+    name, url = fresh_database()
+    try:
+        migrate(url)
+        repository = PhotoRepository.from_url(url)
+        with tempfile.TemporaryDirectory() as folder:
+            store = LocalObjectStore(Path(folder))
+            started = time.perf_counter()
+            seed(repository, store.root, total)
+            seeded = time.perf_counter() - started
+            # A few real differences so apply has work: 1% of originals gone.
+            for row in repository.photos_in_album(repository.albums()[0], limit=total // 100):
+                store.delete(row.original_key)
+            reconciler = Reconciler(repository, store, ReconcilePolicy(max_change_fraction=0.5), page_size=1000)
+            tracemalloc.start()
+            started = time.perf_counter()
+            plan = reconciler.plan()
+            planned = time.perf_counter() - started
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            started = time.perf_counter()
+            report = reconciler.apply(plan)
+            applied = time.perf_counter() - started
+        repository.engine.dispose()
+    finally:
+        drop_database(name)
+    return {
+        "seed_s": seeded,
+        "plan_s": planned,
+        "apply_s": applied,
+        "peak_mib": peak / 2**20,
+        "changes": float(sum(report.applied.values())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    args = parser.parse_args()
+    results = {}
+    for total in args.sizes:
+        results[total] = figures = measure(total)
+        print(
+            f"{total:>7} objects + rows: plan {figures['plan_s']:.2f}s, apply {figures['apply_s']:.2f}s "
+            f"({figures['changes']:.0f} changes), peak traced memory while planning {figures['peak_mib']:.1f} MiB "
+            f"(seeding took {figures['seed_s']:.1f}s)"
+        )
+    if len(args.sizes) >= 2:
+        small, large = args.sizes[0], args.sizes[-1]
+        print(
+            f"x{large // small} data: plan time x{results[large]['plan_s'] / results[small]['plan_s']:.1f}, "
+            f"peak memory x{results[large]['peak_mib'] / results[small]['peak_mib']:.2f}"
+        )
+    print(f"process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
