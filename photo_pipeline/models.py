@@ -46,6 +46,10 @@ class Base(DeclarativeBase):
 
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in PhotoStatus)
 
+# Object keys compare as bytes in PostgreSQL too ("C" collation), the order S3 lists them in, so
+# reconciliation can walk table and bucket side by side along an index.
+ObjectKey = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
 
 class Photo(Base):
     __tablename__ = "photos"
@@ -55,14 +59,16 @@ class Photo(Base):
         Index("ix_photos_album_status", "album_id", "status"),
         Index("ix_photos_status_updated", "status", "updated_at"),
         Index("ix_photos_status_claimed", "status", "claimed_at"),
+        Index("ix_photos_thumb_key", "thumb_key"),
+        Index("ix_photos_preview_key", "preview_key"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     album_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
-    original_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    original_key: Mapped[str] = mapped_column(ObjectKey, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=PhotoStatus.PENDING.value)
-    thumb_key: Mapped[str | None] = mapped_column(String(1024))
-    preview_key: Mapped[str | None] = mapped_column(String(1024))
+    thumb_key: Mapped[str | None] = mapped_column(ObjectKey)
+    preview_key: Mapped[str | None] = mapped_column(ObjectKey)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
