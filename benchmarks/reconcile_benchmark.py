@@ -18,15 +18,12 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import update
-
-from photo_pipeline import keys
 from photo_pipeline.database import migrate
-from photo_pipeline.models import Photo, PhotoStatus
 from photo_pipeline.object_store import LocalObjectStore
 from photo_pipeline.reconciler import Reconciler
 from photo_pipeline.reconciliation import ReconcilePolicy
-from photo_pipeline.repository import NewPhoto, PhotoRepository
+from photo_pipeline.repository import PhotoRepository
+from photo_pipeline_tests.scale import seed_completed_library
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PER_ALBUM = 1000
@@ -44,21 +41,6 @@ def drop_database(name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def seed(repository: PhotoRepository, root: Path, total: int) -> None:
-    for _ in range(total // PER_ALBUM):
-        album = uuid.uuid4()
-        folder = root / "raw" / str(album)
-        folder.mkdir(parents=True)
-        photos = []
-        for _ in range(PER_ALBUM):
-            photo_id = uuid.uuid4()
-            (folder / f"{photo_id}.jpg").write_bytes(b"x")
-            photos.append(NewPhoto(id=photo_id, album_id=album, original_key=keys.raw_key(album, photo_id, "jpg")))
-        repository.adopt(photos)
-    with repository.engine.begin() as conn:
-        conn.execute(update(Photo).values(status=PhotoStatus.COMPLETED.value))
-
-
 def measure(total: int) -> dict[str, float]:
     name, url = fresh_database()
     try:
@@ -67,7 +49,7 @@ def measure(total: int) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as folder:
             store = LocalObjectStore(Path(folder))
             started = time.perf_counter()
-            seed(repository, store.root, total)
+            seed_completed_library(repository, store.root, total // PER_ALBUM, PER_ALBUM)
             seeded = time.perf_counter() - started
             # A few real differences so apply has work: 1% of originals gone.
             for row in repository.photos_in_album(repository.albums()[0], limit=total // 100):

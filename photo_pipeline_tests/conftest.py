@@ -7,6 +7,7 @@ skipping, so CI cannot turn green without having tested the production database.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ import boto3
 import psycopg
 import pytest
 from botocore.config import Config
+from dagster import DagsterInstance
 from moto.server import ThreadedMotoServer
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 # Admin connection used only to create and drop throw-away databases.
 PG_ADMIN_DSN = os.environ.get("PHOTO_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -136,3 +139,24 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
 @pytest.fixture
 def s3_bucket(s3_env: S3Server) -> str:
     return s3_env.new_bucket()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def dagster_instance(
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterInstance]:
+    """A Dagster instance configured by the repository's own production dagster.yaml, on a fresh
+    PostgreSQL database (so the file itself is tested too)."""
+    url = make_url(postgres_server.new_database())
+    monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "unused-with-trust-auth")
+    monkeypatch.setenv("DAGSTER_PG_DB", url.database or "")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    with DagsterInstance.from_config(str(home)) as instance:
+        yield instance

@@ -4,9 +4,7 @@ dagster.yaml (PostgreSQL), the photo table on PostgreSQL, the bucket on S3 over 
 from __future__ import annotations
 
 import io
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,6 @@ from dagster import (
     materialize,
 )
 from PIL import Image
-from sqlalchemy.engine import make_url
 
 from photo_pipeline import keys, samples
 from photo_pipeline.assets import album_renditions, albums_partitions
@@ -31,24 +28,14 @@ from photo_pipeline.object_store import S3ObjectStore, make_s3_client
 from photo_pipeline.repository import NewPhoto, PhotoRepository
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
-from photo_pipeline_tests.conftest import PostgresServer, S3Server
+from photo_pipeline_tests.conftest import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def instance(postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
-    """A Dagster instance configured by the repository's own dagster.yaml, on a fresh database."""
-    url = make_url(postgres_server.new_database())
-    monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
-    monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "unused-with-trust-auth")
-    monkeypatch.setenv("DAGSTER_PG_DB", url.database or "")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    with DagsterInstance.from_config(str(home)) as instance:
-        yield instance
+def instance(dagster_instance: DagsterInstance) -> DagsterInstance:
+    return dagster_instance
 
 
 @pytest.fixture

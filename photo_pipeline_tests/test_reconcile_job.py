@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from dagster import AssetKey, DagsterInstance
-from sqlalchemy.engine import make_url
 
 from photo_pipeline import keys, samples
 from photo_pipeline.cli import main
@@ -32,24 +29,15 @@ from photo_pipeline.reconciliation import ReconcilePolicy
 from photo_pipeline.rendering import RenderOptions
 from photo_pipeline.repository import NewPhoto, PhotoRepository, utc_now
 from photo_pipeline.resources import PhotoPipelineResource
-from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, PostgresServer, S3Server
+from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 JPEG = samples.photo_jpeg(64, 48)
 
 
 @pytest.fixture
-def instance(postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
-    url = make_url(postgres_server.new_database())
-    monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
-    monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "unused-with-trust-auth")
-    monkeypatch.setenv("DAGSTER_PG_DB", url.database or "")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    with DagsterInstance.from_config(str(home)) as instance:
-        yield instance
+def instance(dagster_instance: DagsterInstance) -> DagsterInstance:
+    return dagster_instance
 
 
 def seed(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, n: int) -> list[uuid.UUID]:

@@ -7,42 +7,23 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
-from sqlalchemy import update
-
 from photo_pipeline import keys
 from photo_pipeline.database import migrate
-from photo_pipeline.models import Photo, PhotoStatus
 from photo_pipeline.object_store import LocalObjectStore
 from photo_pipeline.reconciler import Reconciler
 from photo_pipeline.reconciliation import ReconcilePolicy
-from photo_pipeline.repository import NewPhoto, PhotoRepository
+from photo_pipeline.repository import PhotoRepository
+from photo_pipeline_tests.scale import seed_completed_library
 
 ALBUMS, PER_ALBUM = 100, 1000
 MEMORY_BOUND = 64 * 1024 * 1024
-
-
-def seed(repository: PhotoRepository, root: Path) -> None:
-    """100 albums of 1,000 completed photos whose originals are all present, written directly
-    (files and multi-row inserts) because the upload flow would take minutes."""
-    for _ in range(ALBUMS):
-        album = uuid.uuid4()
-        folder = root / "raw" / str(album)
-        folder.mkdir(parents=True)
-        photos = []
-        for _ in range(PER_ALBUM):
-            photo_id = uuid.uuid4()
-            (folder / f"{photo_id}.jpg").write_bytes(b"x")
-            photos.append(NewPhoto(id=photo_id, album_id=album, original_key=keys.raw_key(album, photo_id, "jpg")))
-        repository.adopt(photos)
-    with repository.engine.begin() as conn:
-        conn.execute(update(Photo).values(status=PhotoStatus.COMPLETED.value))
 
 
 def test_planning_100k_objects_and_rows_stays_within_memory(postgres_url: str, tmp_path: Path) -> None:
     migrate(postgres_url)
     repository = PhotoRepository.from_url(postgres_url)
     store = LocalObjectStore(tmp_path / "objects")
-    seed(repository, store.root)
+    seed_completed_library(repository, store.root, ALBUMS, PER_ALBUM)
     # One object whose row is gone and one row whose object is gone: found among 100,000.
     extra = keys.raw_key(uuid.uuid4(), uuid.uuid4(), "jpg")
     store.put(extra, b"x", "image/jpeg")
