@@ -85,3 +85,14 @@ class Photo(Base):
     content_type: Mapped[str | None] = mapped_column(String(128))
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeletedUpload(Base):
+    """A tombstone left by the client's cleanup: a presigned PUT may still land after its row was
+    deleted, and such a late object must be removed, not adopted as a new photo."""
+
+    __tablename__ = "deleted_uploads"
+
+    original_key: Mapped[str] = mapped_column(ObjectKey, primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)

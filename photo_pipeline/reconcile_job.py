@@ -8,6 +8,7 @@ memory stays bounded however large the bucket is; the job runs in one process fo
 import pickle
 import shutil
 import tempfile
+from datetime import timedelta
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,13 @@ def load_rows(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource
     return paths
 
 
+@op(out=Out(list), description="Keys of uploads the client cleaned up (their late objects are removed).")
+def load_cancelled_uploads(photo_pipeline: PhotoPipelineResource) -> list[str]:
+    settings = photo_pipeline.settings()
+    since = utc_now() - timedelta(seconds=policy_from_settings(settings).tombstone_seconds)
+    return sorted(photo_pipeline.repository().tombstones_since(since))
+
+
 def alive_workers(context: OpExecutionContext) -> set[str]:
     """Runs that may still hold claims: a claim is only taken back when its run is gone."""
     records = context.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT), limit=10_000)
@@ -133,7 +141,7 @@ def plan_metadata(plan: ReconciliationPlan) -> dict[str, MetadataValue]:
 
 @op(out=Out(ReconciliationPlan), description="Compare table and bucket (merge join) and decide; no writes.")
 def plan_changes(
-    context: OpExecutionContext, photo_pipeline: PhotoPipelineResource, objects: dict, rows: dict
+    context: OpExecutionContext, photo_pipeline: PhotoPipelineResource, objects: dict, rows: dict, cancelled: list
 ) -> ReconciliationPlan:
     settings = photo_pipeline.settings()
     plan = plan_reconciliation(
@@ -146,6 +154,7 @@ def plan_changes(
         now=utc_now(),
         policy=policy_from_settings(settings),
         alive_workers=alive_workers(context),
+        cancelled_uploads=cancelled,
     )
     shutil.rmtree(scratch_dir(context), ignore_errors=True)
     context.log.info("plan: %s", plan.summary())
@@ -181,7 +190,9 @@ def apply_changes(
 def report(context: OpExecutionContext, plan: ReconciliationPlan, outcome: dict) -> None:
     counts = plan.counts()
     metadata: dict[str, Any] = {
-        "orphan_objects": MetadataValue.int(counts[ActionKind.ADOPT.value] + counts[ActionKind.DELETE_RENDITION.value]),
+        "orphan_objects": MetadataValue.int(
+            counts[ActionKind.ADOPT.value] + counts[ActionKind.DELETE_RENDITION.value] + counts[ActionKind.DELETE_CANCELLED.value]
+        ),
         "missing_rows": MetadataValue.int(counts[ActionKind.FLAG_MISSING.value] + counts[ActionKind.SEEN_GONE.value]),
         "rerender_needed": MetadataValue.int(counts[ActionKind.RERENDER.value]),
         "expired_claims": MetadataValue.int(counts[ActionKind.RELEASE_CLAIM.value] + counts[ActionKind.FAIL_CLAIM.value]),
@@ -204,7 +215,7 @@ def report(context: OpExecutionContext, plan: ReconciliationPlan, outcome: dict)
     tags={"photo_pipeline/kind": "reconcile"},
 )
 def reconcile_storage() -> None:
-    plan = plan_changes(list_objects(), load_rows())
+    plan = plan_changes(list_objects(), load_rows(), load_cancelled_uploads())
     report(plan, apply_changes(plan))
 
 

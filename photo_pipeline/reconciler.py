@@ -78,6 +78,7 @@ class Reconciler:
         """Read both sides (streamed) and decide. A listing error (timeout, 5xx, access, no such
         bucket) propagates as StorageError: the run aborts and nothing changes."""
         page = self._page_size
+        now = self._clock()
         return plan_reconciliation(
             originals=self.store.iter_objects(keys.RAW_PREFIX, page_size=page),
             rows_by_original_key=self.queries.rows_by_original_key(),
@@ -85,9 +86,10 @@ class Reconciler:
             rows_by_thumb_key=self.queries.rows_by_thumb_key(),
             previews=self.store.iter_objects(keys.PREVIEWS_PREFIX, page_size=page),
             rows_by_preview_key=self.queries.rows_by_preview_key(),
-            now=self._clock(),
+            now=now,
             policy=self.policy,
             alive_workers=alive_workers,
+            cancelled_uploads=self.repository.tombstones_since(now - timedelta(seconds=self.policy.tombstone_seconds)),
         )
 
     def apply(
@@ -131,6 +133,10 @@ class Reconciler:
         doomed = [a.key for a in ids[ActionKind.DELETE_RENDITION] if a.key]
         self.store.delete_many(doomed)
         report.applied["delete_rendition"] = len(doomed)
+        cancelled = [a.key for a in ids[ActionKind.DELETE_CANCELLED] if a.key]
+        self.store.delete_many(cancelled)
+        report.applied["delete_cancelled"] = len(cancelled)
+        self.repository.purge_tombstones(plan.taken_at - timedelta(seconds=self.policy.tombstone_seconds))
 
         for kind in (ActionKind.REQUEUE, ActionKind.RESTORE, ActionKind.ADOPT, ActionKind.RELEASE_CLAIM, ActionKind.CORRECT_KEY):
             report.albums_to_render.update(a.album_id for a in ids[kind])

@@ -37,10 +37,13 @@ class ActionKind(StrEnum):
     RERENDER = "rerender"  # completed, but a rendition is gone
     RELEASE_CLAIM = "release_claim"  # claim expired and its run is gone -> pending
     FAIL_CLAIM = "fail_claim"  # ... and the photo used up its attempts -> failed
+    DELETE_CANCELLED = "delete_cancelled"  # a cleaned-up upload's object that landed late
 
 
 # Kinds that lose information if the plan is wrong (wrong bucket, listing error).
-DESTRUCTIVE = frozenset({ActionKind.SEEN_GONE, ActionKind.FLAG_MISSING, ActionKind.PURGE, ActionKind.DELETE_RENDITION})
+DESTRUCTIVE = frozenset(
+    {ActionKind.SEEN_GONE, ActionKind.FLAG_MISSING, ActionKind.PURGE, ActionKind.DELETE_RENDITION, ActionKind.DELETE_CANCELLED}
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class ReconcilePolicy:
     orphan_grace_seconds: int = 300
     claim_lease_seconds: int = 900
     missing_retention_seconds: int = 30 * 86400
+    # Tombstones of cleaned-up uploads outlive any presigned URL that could still land.
+    tombstone_seconds: int = 2 * 86400
     max_attempts: int = 5
     max_change_fraction: float = 0.2
     min_changes: int = 10
@@ -173,10 +178,13 @@ def _worker_of(claimed_by: str | None) -> str | None:
 class Planner:
     """Builds a plan from the three sorted comparisons: originals, thumbnails, previews."""
 
-    def __init__(self, now: datetime, policy: ReconcilePolicy, alive_workers: Collection[str]) -> None:
+    def __init__(
+        self, now: datetime, policy: ReconcilePolicy, alive_workers: Collection[str], cancelled_uploads: Collection[str] = ()
+    ) -> None:
         self.now = now
         self.policy = policy
         self.alive_workers = set(alive_workers)
+        self.cancelled_uploads = set(cancelled_uploads)
         self.plan = ReconciliationPlan(taken_at=now)
         self._unmatched_rows: dict[uuid.UUID, PhotoRecord] = {}
         self._unmatched_objects: dict[uuid.UUID, list[tuple[ObjectInfo, keys.RawObjectIdentity]]] = {}
@@ -267,6 +275,9 @@ class Planner:
             self.add(Action(ActionKind.FLAG_MISSING, row.album_id, row.id, row.original_key, f"original gone since {row.missing_since.isoformat()}", expected_status=row.status))
 
     def _orphan(self, obj: ObjectInfo, identity: keys.RawObjectIdentity) -> None:
+        if obj.key in self.cancelled_uploads:
+            self.add(Action(ActionKind.DELETE_CANCELLED, identity.album_id, identity.photo_id, obj.key, "upload was cleaned up before it landed"))
+            return
         if _age(self.now, obj.last_modified) <= self.policy.orphan_grace_seconds:
             return  # its row may still be on its way
         photo = NewPhoto(
@@ -377,9 +388,10 @@ def plan_reconciliation(
     now: datetime,
     policy: ReconcilePolicy,
     alive_workers: Collection[str] = (),
+    cancelled_uploads: Collection[str] = (),
 ) -> ReconciliationPlan:
     """All six streams sorted by key (UTF-8 byte order)."""
-    planner = Planner(now, policy, alive_workers)
+    planner = Planner(now, policy, alive_workers, cancelled_uploads)
     planner.compare_originals(rows_by_original_key, originals)
     planner.compare_renditions(rows_by_thumb_key, thumbnails)
     planner.compare_renditions(rows_by_preview_key, previews)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from photo_pipeline.database import create_engine_for
-from photo_pipeline.models import Photo, PhotoStatus
+from photo_pipeline.models import DeletedUpload, Photo, PhotoStatus
 
 # Chunk size for IN (...) lists and multi-row inserts: far below SQLite's variable limit.
 CHUNK = 500
@@ -298,13 +298,39 @@ class PhotoRepository:
                 .returning(*Photo.__table__.columns)
             ).one_or_none()
             if row is not None:
-                return self._record(row)
+                record = self._record(row)
+                self._leave_tombstone(conn, record)
+                return record
             status = conn.execute(select(Photo.status).where(Photo.id == photo_id)).scalar_one_or_none()
         if status is None:
             raise PhotoNotFound(f"no photo {photo_id}")
         raise CleanupRefused(
             f"photo {photo_id} is {status}; only pending, failed or missing photos can be cleaned up"
         )
+
+    def _leave_tombstone(self, conn: Any, record: PhotoRecord) -> None:
+        insert_for = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert_for(DeletedUpload)
+            .values(original_key=record.original_key, photo_id=record.id, deleted_at=self._clock())
+            .on_conflict_do_nothing()
+        )
+
+    def tombstoned(self, keys: Collection[str]) -> set[str]:
+        """Which of these keys belong to uploads the client cleaned up."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                found.update(conn.execute(select(DeletedUpload.original_key).where(DeletedUpload.original_key.in_(chunk))).scalars())
+        return found
+
+    def tombstones_since(self, since: datetime) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(DeletedUpload.original_key).where(DeletedUpload.deleted_at >= since)).scalars())
+
+    def purge_tombstones(self, before: datetime) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(delete(DeletedUpload).where(DeletedUpload.deleted_at < before)).rowcount
 
     # -- bulk reads for sensors and status -----------------------------------------------------
 
@@ -363,7 +389,10 @@ class PhotoRepository:
 
     def adopt(self, photos: Sequence[NewPhoto]) -> list[uuid.UUID]:
         """Create pending rows for orphan objects; rows that exist (same id or same key) are left
-        alone, so running this twice creates nothing the second time."""
+        alone, so running this twice creates nothing the second time. Objects of uploads the
+        client cleaned up (tombstoned) are never adopted."""
+        cancelled = self.tombstoned([p.original_key for p in photos]) if photos else set()
+        photos = [p for p in photos if p.original_key not in cancelled]
         if not photos:
             return []
         now = self._clock()

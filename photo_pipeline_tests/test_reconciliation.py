@@ -305,3 +305,23 @@ def test_listing_errors_abort_without_changes(world: World, s3_env: S3Server) ->
     with pytest.raises(StorageError):
         Reconciler(world.repository, missing_bucket, POLICY, clock=world.clock).plan()
     assert world.snapshot() == before
+
+
+def test_a_late_upload_after_cleanup_is_removed_not_adopted(world: World) -> None:
+    from photo_pipeline.uploads import cleanup_photo
+
+    album = uuid.uuid4()
+    padding(world, album)
+    photo = world.row(album, upload=False)
+    row = world.repository.get(photo)
+    assert row is not None
+    cleanup_photo(world.repository, world.store, photo)
+    # The browser's PUT, still holding a valid presigned URL, lands after the cleanup.
+    world.store.put(row.original_key, JPEG, "image/jpeg")
+    assert world.repository.adopt([NewPhoto(id=photo, album_id=album, original_key=row.original_key)]) == []
+    world.clock.advance(1000)
+    plan, report = world.run()
+    assert [a.key for a in plan.of_kind(ActionKind.DELETE_CANCELLED)] == [row.original_key]
+    assert plan.of_kind(ActionKind.ADOPT) == []
+    assert not world.store.exists(row.original_key)
+    assert world.repository.get(photo) is None
