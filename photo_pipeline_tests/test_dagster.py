@@ -197,3 +197,22 @@ def test_pending_photo_sensor_requests_albums_whose_files_arrived(
     assert [r.partition_key for r in third.run_requests or []] == [str(waiting_album)]
     keys_seen = [r.run_key for r in (first.run_requests or []) + (third.run_requests or [])]
     assert len(keys_seen) == len(set(keys_seen))
+
+
+def test_connection_settings_reach_dagster_as_env_vars_not_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster import EnvVar
+
+    from photo_pipeline.definitions import photo_pipeline_resource
+
+    secret = "postgresql+psycopg://photos:s3cret-password@db.internal/photos"
+    monkeypatch.setenv("PHOTO_DATABASE_URL", secret)
+    monkeypatch.setenv("PHOTO_BUCKET", "photos")
+    monkeypatch.delenv("PHOTO_PUBLIC_ENDPOINT_URL", raising=False)
+    resource = photo_pipeline_resource()
+    # Dagster shows an EnvVar by its name; the value is read in the run process only.
+    assert isinstance(resource.database_url, EnvVar) and resource.database_url.env_var_name == "PHOTO_DATABASE_URL"
+    assert resource.public_endpoint_url is None
+    assert "s3cret-password" not in repr(resource)
+    from photo_pipeline.settings import Settings
+
+    assert Settings.from_env().database_url_for_display() == "postgresql+psycopg://photos:***@db.internal/photos"
