@@ -54,6 +54,7 @@ def pipeline_env(postgres_server: PostgresServer, s3_server: S3Server, tmp_path:
             "PHOTO_BUCKET": bucket,
             "PHOTO_PIPELINE_HOME": str(tmp_path / "home"),
             "PHOTO_SENSOR_INTERVAL_SECONDS": "5",
+            "PHOTO_RECONCILE_CRON": "* * * * *",
             "PHOTO_PREVIEW_SIZE": "1024",
             "DAGSTER_HOME": str(dagster_home),
             "DAGSTER_PG_HOST": dagster_db.host or "127.0.0.1",
@@ -151,3 +152,22 @@ def test_uploads_reach_completed_through_the_daemon(
             thumb.load()
     failed = [r for r in rows if r.status is PhotoStatus.FAILED]
     assert failed and store.exists(failed[0].original_key)
+
+
+def test_the_reconcile_schedule_ticks_and_launches_runs(
+    pipeline_env: dict[str, str], daemon: subprocess.Popen[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.setenv(name, pipeline_env[name])
+    with DagsterInstance.from_config(pipeline_env["DAGSTER_HOME"]) as instance:
+
+        def reconciled() -> bool:
+            runs = instance.get_run_records(RunsFilter(job_name="reconcile_storage", statuses=[DagsterRunStatus.SUCCESS]))
+            return bool(runs)
+
+        seconds = wait_for(reconciled, "a scheduled reconcile_storage run", tmp_path / "daemon.log", daemon)
+        [run] = instance.get_run_records(RunsFilter(job_name="reconcile_storage"), limit=1)
+        assert run.dagster_run.tags.get("dagster/schedule_name") == "reconcile_storage_schedule"
+    print(f"\nfirst scheduled reconcile_storage run succeeded after {seconds:.1f}s")
