@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
 from photo_pipeline.database import migrate
 from photo_pipeline.object_store import LocalObjectStore
 from photo_pipeline.reconciler import Reconciler

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from photo_pipeline.database import migrate
@@ -22,7 +29,13 @@ from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import ObjectStore, StorageError, build_object_store
 from photo_pipeline.repository import CleanupRefused, PhotoNotFound, PhotoRepository
 from photo_pipeline.settings import Settings, SettingsError
-from photo_pipeline.uploads import UploadFailed, UploadPolicy, UploadRejected, cleanup_photo, upload_photo
+from photo_pipeline.uploads import (
+    UploadFailed,
+    UploadPolicy,
+    UploadRejected,
+    cleanup_photo,
+    upload_photo,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -103,7 +116,7 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
             size = path.stat().st_size if path.is_file() else 0
             task = progress.add_task(path.name, total=size or None)
 
-            def advance(n: int, task: int = task) -> None:
+            def advance(n: int, task: TaskID = task) -> None:
                 if n < 0:
                     progress.reset(task)
                 else:
@@ -179,7 +192,11 @@ def cleanup(ctx: Context, photo_id: uuid.UUID) -> None:
 @pass_context
 def reconcile(ctx: Context, dry_run: bool, force: bool, as_json: bool) -> None:
     """Bring the table and the bucket into agreement (what the scheduled reconcile_storage job does)."""
-    from photo_pipeline.reconciler import Reconciler, SafetyLimitExceeded, policy_from_settings
+    from photo_pipeline.reconciler import (
+        Reconciler,
+        SafetyLimitExceeded,
+        policy_from_settings,
+    )
     from photo_pipeline.resources import PhotoPipelineResource
 
     settings = ctx.settings
@@ -234,7 +251,8 @@ def emit_plan(payload: dict[str, object], plan: object, as_json: bool) -> None:
         table.add_row(kind, str(count), str(applied.get(kind, "")) if isinstance(applied, dict) else "")
     console.print(table)
     console.print(f"rows seen {payload['rows_seen']}, objects seen {payload['objects_seen']}")
-    for violation in payload.get("violations") or []:  # type: ignore[union-attr]
+    violations = payload.get("violations")
+    for violation in violations if isinstance(violations, list) else []:
         console.print(f"[red]refused:[/] {violation}")
 
 

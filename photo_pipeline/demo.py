@@ -15,9 +15,9 @@ from pathlib import Path
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from photo_pipeline import samples
+from photo_pipeline.object_store import ObjectStore
 from photo_pipeline.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.uploads import UploadPolicy, UploadResult, upload_photo
-from photo_pipeline.object_store import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def run_album(instance: DagsterInstance, album_id: uuid.UUID) -> ExecuteInProces
 def metadata_float(result: ExecuteInProcessResult, name: str) -> float:
     for event in result.get_asset_materialization_events():
         entry = event.materialization.metadata.get(name)
-        if entry is not None:
+        if entry is not None and isinstance(entry.value, int | float):
             return float(entry.value)
     return 0.0
 

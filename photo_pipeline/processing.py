@@ -19,9 +19,14 @@ from enum import StrEnum
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline import keys
-from photo_pipeline.object_store import ObjectNotFound, ObjectStore, StorageError
-from photo_pipeline.rendering import Renditions, RenderError, RenderOptions, render_renditions
 from photo_pipeline.models import PhotoStatus
+from photo_pipeline.object_store import ObjectNotFound, ObjectStore, StorageError
+from photo_pipeline.rendering import (
+    RenderError,
+    RenderOptions,
+    Renditions,
+    render_renditions,
+)
 from photo_pipeline.repository import ClaimedPhoto, PhotoRepository, utc_now
 
 DEFAULT_LOGGER = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ memory stays bounded however large the bucket is; the job runs in one process fo
 import pickle
 import shutil
 import tempfile
-from datetime import timedelta
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,17 @@ from dagster import (
 from pydantic import Field
 
 from photo_pipeline import keys
-from photo_pipeline.reconciler import ApplyReport, Reconciler, SafetyLimitExceeded, policy_from_settings
-from photo_pipeline.reconciliation import ActionKind, ReconciliationPlan, plan_reconciliation
+from photo_pipeline.reconciler import (
+    ApplyReport,
+    Reconciler,
+    SafetyLimitExceeded,
+    policy_from_settings,
+)
+from photo_pipeline.reconciliation import (
+    ActionKind,
+    ReconciliationPlan,
+    plan_reconciliation,
+)
 from photo_pipeline.repository import ReconciliationQueries, utc_now
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.settings import Settings

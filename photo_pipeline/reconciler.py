@@ -16,8 +16,18 @@ from photo_pipeline import keys
 from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import ObjectStore
 from photo_pipeline.processing import AlbumReport, PhotoProcessor
-from photo_pipeline.reconciliation import ActionKind, ReconcilePolicy, ReconciliationPlan, plan_reconciliation
-from photo_pipeline.repository import NewPhoto, PhotoRepository, ReconciliationQueries, utc_now
+from photo_pipeline.reconciliation import (
+    ActionKind,
+    ReconcilePolicy,
+    ReconciliationPlan,
+    plan_reconciliation,
+)
+from photo_pipeline.repository import (
+    NewPhoto,
+    PhotoRepository,
+    ReconciliationQueries,
+    utc_now,
+)
 from photo_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)

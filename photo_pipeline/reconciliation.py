@@ -225,9 +225,7 @@ class Planner:
             # Rows touched recently are in the normal flow (a sensor or run has them in hand).
             if _age(self.now, row.updated_at) > self.policy.orphan_grace_seconds:
                 self.add(Action(ActionKind.REQUEUE, row.album_id, row.id, key, "original present, still pending", expected_status=row.status))
-        elif row.status is PhotoStatus.MISSING:
-            self.add(Action(ActionKind.RESTORE, row.album_id, row.id, key, "original is back", expected_status=row.status))
-        elif row.missing_since is not None:
+        elif row.status is PhotoStatus.MISSING or row.missing_since is not None:
             self.add(Action(ActionKind.RESTORE, row.album_id, row.id, key, "original is back", expected_status=row.status))
 
     def _resolve_unmatched(self) -> None:

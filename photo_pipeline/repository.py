@@ -461,7 +461,7 @@ class ReconciliationQueries:
 
     def __init__(self, repository: PhotoRepository, page_size: int = 2000) -> None:
         self.engine = repository.engine
-        self._clock = repository._clock  # noqa: SLF001 - one clock for the whole repository
+        self._clock = repository._clock
         self._page_size = page_size
 
     def _iter_ordered(self, column: Any, *, where: Any = None) -> Iterator[tuple[str, PhotoRecord]]:

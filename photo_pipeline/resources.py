@@ -16,7 +16,12 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from photo_pipeline.database import create_engine_for
-from photo_pipeline.object_store import LocalObjectStore, ObjectStore, S3ObjectStore, s3_client_config
+from photo_pipeline.object_store import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    s3_client_config,
+)
 from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.rendering import RenderOptions, render_options_from_settings
 from photo_pipeline.repository import PhotoRepository

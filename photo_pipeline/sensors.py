@@ -24,7 +24,7 @@ from dagster import (
 from photo_pipeline import discovery, keys
 from photo_pipeline.assets import albums_partitions
 from photo_pipeline.jobs import process_album
-from photo_pipeline.object_store import ObjectStore
+from photo_pipeline.object_store import ObjectInfo, ObjectStore
 from photo_pipeline.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.settings import Settings
@@ -111,9 +111,9 @@ def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPip
     )
 
 
-def list_slice(store: ObjectStore, after: str | None, max_keys: int) -> tuple[list, bool]:
+def list_slice(store: ObjectStore, after: str | None, max_keys: int) -> tuple[list[ObjectInfo], bool]:
     """Up to max_keys objects under raw/ after `after`; True when the listing's end was reached."""
-    objects = []
+    objects: list[ObjectInfo] = []
     position = after
     while len(objects) < max_keys:
         limit = min(LIST_PAGE_SIZE, max_keys - len(objects))

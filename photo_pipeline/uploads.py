@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -25,8 +25,20 @@ from urllib3.util.retry import Retry
 
 from photo_pipeline import keys
 from photo_pipeline import rendering as _rendering  # noqa: F401  (registers the HEIF opener)
-from photo_pipeline.object_store import LocalObjectStore, ObjectNotFound, ObjectStore, PresignedUpload, StorageError
-from photo_pipeline.repository import CleanupRefused, NewPhoto, PhotoNotFound, PhotoRecord, PhotoRepository
+from photo_pipeline.object_store import (
+    LocalObjectStore,
+    ObjectNotFound,
+    ObjectStore,
+    PresignedUpload,
+    StorageError,
+)
+from photo_pipeline.repository import (
+    CleanupRefused,
+    NewPhoto,
+    PhotoNotFound,
+    PhotoRecord,
+    PhotoRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +155,7 @@ def _put_presigned(
     if urlsplit(upload.url).scheme == "file":
         if not isinstance(store, LocalObjectStore):
             raise UploadFailed("a file:// upload URL was issued by a store that cannot receive it")
-        store.accept_presigned_put(upload.url, body, upload.headers)
+        store.accept_presigned_put(upload.url, cast(BinaryIO, body), upload.headers)
         return
     response = session.request(upload.method, upload.url, data=body, headers=upload.headers, timeout=policy.timeout_seconds)
     if response.status_code not in (200, 201, 204):

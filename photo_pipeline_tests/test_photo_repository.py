@@ -14,9 +14,19 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
 from photo_pipeline import keys
-from photo_pipeline.database import create_engine_for, current_revision, head_revision, migrate
+from photo_pipeline.database import (
+    create_engine_for,
+    current_revision,
+    head_revision,
+    migrate,
+)
 from photo_pipeline.models import Base, PhotoStatus
-from photo_pipeline.repository import CleanupRefused, NewPhoto, PhotoNotFound, PhotoRepository
+from photo_pipeline.repository import (
+    CleanupRefused,
+    NewPhoto,
+    PhotoNotFound,
+    PhotoRepository,
+)
 
 
 class Clock:

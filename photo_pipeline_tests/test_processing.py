@@ -14,7 +14,12 @@ from PIL import Image
 from photo_pipeline import keys, samples
 from photo_pipeline.database import migrate
 from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import LocalObjectStore, ObjectStore, S3ObjectStore, make_s3_client
+from photo_pipeline.object_store import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    make_s3_client,
+)
 from photo_pipeline.processing import Outcome, PhotoProcessor, ProcessingLimits
 from photo_pipeline.rendering import RenderOptions
 from photo_pipeline.repository import NewPhoto, PhotoRepository, utc_now

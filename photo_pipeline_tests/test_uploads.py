@@ -21,7 +21,13 @@ from photo_pipeline.database import migrate
 from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import S3ObjectStore, make_s3_client
 from photo_pipeline.repository import PhotoRepository
-from photo_pipeline.uploads import UploadFailed, UploadPolicy, UploadRejected, cleanup_photo, upload_photo
+from photo_pipeline.uploads import (
+    UploadFailed,
+    UploadPolicy,
+    UploadRejected,
+    cleanup_photo,
+    upload_photo,
+)
 from photo_pipeline_tests.conftest import S3Server
 
 FAST = UploadPolicy(attempts=2, backoff_seconds=0.05, timeout_seconds=10)
@@ -44,7 +50,7 @@ class EndpointStub(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: EndpointStub
 
-    def do_PUT(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.puts += 1
         if self.server.behaviour == "503-once" and self.server.puts == 1:
@@ -68,7 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
