@@ -2,29 +2,46 @@
 
 
 import base64
+import logging
 import uuid
+import warnings
+from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     AssetSpec,
     Backoff,
+    Config,
     DynamicPartitionsDefinition,
     Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
+    PreviewWarning,
     RetryPolicy,
     multi_asset,
 )
+from pydantic import Field
+from sqlalchemy.exc import SQLAlchemyError
 
+from photo_pipeline import reruns
 from photo_pipeline.object_store import StorageUnavailable
 from photo_pipeline.processing import AlbumReport, DatabaseUnavailable, Outcome
 from photo_pipeline.resources import PhotoPipelineResource
 
-albums_partitions = DynamicPartitionsDefinition(name="albums")
+ALBUMS = "albums"
+albums_partitions = DynamicPartitionsDefinition(name=ALBUMS)
 
 THUMBNAILS = "thumbnails"
 PREVIEWS = "previews"
+NO_FAILED_PHOTOS = "no_failed_photos"
 
 # Transient trouble (database or bucket briefly away) is retried by Dagster with backoff; a bad
 # photo never is: it ends `failed` inside the step and the step succeeds.
@@ -72,6 +89,128 @@ def sample_markdown(report: AlbumReport) -> MetadataValue:
     return MetadataValue.md(f"![sample thumbnail](data:{report.sample_content_type};base64,{encoded})")
 
 
+def rendition_metadata(report: AlbumReport) -> dict[str, dict[str, MetadataValue]]:
+    """Materialization metadata per asset. Every job that renders an album records exactly this,
+    so the assets' history (and its plots) reads the same whichever job rendered."""
+    metadata = shared_metadata(report)
+    thumb_bytes = sum(o.thumb_bytes for o in report.outcomes)
+    preview_bytes = sum(o.preview_bytes for o in report.outcomes)
+    return {
+        THUMBNAILS: {**metadata, "bytes_written": MetadataValue.int(thumb_bytes), "sample": sample_markdown(report)},
+        PREVIEWS: {**metadata, "bytes_written": MetadataValue.int(preview_bytes)},
+    }
+
+
+def render_album(
+    log: logging.Logger, photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID, worker: str, *, rerender: bool = False
+) -> AlbumReport:
+    """Run the processor on one album and turn infrastructure trouble into the right Failure:
+    transient trouble is retried by the step's RetryPolicy; a database without the photo table
+    (or with an older schema) fails at once, since no retry can fix it: the operator fixes the
+    cause and re-executes the run from failure."""
+    try:
+        report = photo_pipeline.processor(log).process_album(album_id, worker=worker, rerender=rerender)
+    except (DatabaseUnavailable, StorageUnavailable) as exc:
+        log.exception("album %s: transient failure, the step will be retried", album_id)
+        raise Failure(description=f"album {album_id}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        problem = reruns.schema_problem(photo_pipeline.settings().database_url)
+        if problem is None:
+            raise  # not a schema problem: let the retry policy have it
+        raise Failure(
+            description=f"album {album_id}: {problem}; then re-execute this run from failure",
+            allow_retries=False,
+        ) from exc
+    log.info(
+        "album %s: %d rendered, %d failed, %d skipped in %.2fs (%.2f photos/s)",
+        album_id,
+        report.rendered,
+        report.failed,
+        report.skipped,
+        report.seconds,
+        report.photos_per_second,
+    )
+    return report
+
+
+def failures_metadata(failures: reruns.AlbumFailures) -> dict[str, MetadataValue]:
+    lines = ["| photo | error |", "|---|---|"]
+    for photo in failures.examples:
+        error = (photo.error or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{photo.id}` | {error} |")
+    return {
+        "album_id": MetadataValue.text(str(failures.album_id)),
+        "failed_photos": MetadataValue.int(failures.failed),
+        "failed_photo_ids": MetadataValue.json([str(p.id) for p in failures.examples]),
+        "latest_failures": MetadataValue.md("\n".join(lines) if failures.examples else "_none_"),
+    }
+
+
+def failures_description(failures: reruns.AlbumFailures) -> str:
+    if failures.passed:
+        return f"album {failures.album_id}: no failed photos"
+    return (
+        f"album {failures.album_id}: {failures.failed} failed photo(s); fix the originals, then re-run "
+        "them with the reprocess_failed_photos job"
+    )
+
+
+def no_failed_photos_outcome(photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID) -> dict[str, Any]:
+    """What the check reports for an album, from the table as it is now (whoever failed the photos)."""
+    failures = reruns.album_failures(photo_pipeline.repository(), album_id)
+    return {
+        "passed": failures.passed,
+        # A bad original is the uploader's problem, not a broken pipeline: yellow, not red.
+        "severity": AssetCheckSeverity.WARN,
+        "description": failures_description(failures),
+        "metadata": failures_metadata(failures),
+    }
+
+
+def no_failed_photos_result(photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=NO_FAILED_PHOTOS, asset_key=THUMBNAILS, **no_failed_photos_outcome(photo_pipeline, album_id)
+    )
+
+
+def no_failed_photos_evaluation(photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID) -> AssetCheckEvaluation:
+    """The same check as an event that an op outside the asset can log (re-runs of failed photos)."""
+    return AssetCheckEvaluation(
+        asset_key=AssetKey(THUMBNAILS),
+        check_name=NO_FAILED_PHOTOS,
+        partition=str(album_id),
+        **no_failed_photos_outcome(photo_pipeline, album_id),
+    )
+
+
+class RenditionsConfig(Config):
+    rerender: bool = Field(
+        default=False,
+        description=(
+            "Also render every COMPLETED photo of the album again (completed -> processing), with "
+            "the settings in force now: after the watermark, sizes, quality or format changed. "
+            "Off (the default): only pending photos are rendered. Failed photos are never picked "
+            "up here; re-run them with the reprocess_failed_photos job."
+        ),
+    )
+
+
+with warnings.catch_warnings():
+    # Partitioned asset checks are a preview feature in Dagster 1.13; used on purpose, so the UI
+    # shows the check per album instead of only for whichever album ran last.
+    warnings.simplefilter("ignore", PreviewWarning)
+    NO_FAILED_PHOTOS_SPEC = AssetCheckSpec(
+        NO_FAILED_PHOTOS,
+        asset=THUMBNAILS,
+        partitions_def=albums_partitions,
+        description=(
+            "Warns when the album has photos in the `failed` state after the run (corrupt or "
+            "unsupported originals). Lists the latest failures and their errors; re-run them with "
+            "the reprocess_failed_photos job once the originals are fixed."
+        ),
+    )
+
+
 @multi_asset(
     specs=[
         AssetSpec(
@@ -89,38 +228,28 @@ def sample_markdown(report: AlbumReport) -> MetadataValue:
             kinds={"s3", "image"},
         ),
     ],
+    check_specs=[NO_FAILED_PHOTOS_SPEC],
     name="album_renditions",
     partitions_def=albums_partitions,
     retry_policy=TRANSIENT_RETRY,
     op_tags={"kind": "rendering"},
 )
-def album_renditions(context: AssetExecutionContext, photo_pipeline: PhotoPipelineResource):
-    """Claims the album's pending photos and renders each one's thumbnail and preview from a
-    single decode. Photos that cannot be rendered end `failed` with the reason; the run goes on."""
+def album_renditions(
+    context: AssetExecutionContext, config: RenditionsConfig, photo_pipeline: PhotoPipelineResource
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Claims the album's pending photos (and, with `rerender`, its completed ones) and renders
+    each one's thumbnail and preview from a single decode. Photos that cannot be rendered end
+    `failed` with the reason; the run goes on."""
     album_id = album_id_of(context.partition_key)
-    processor = photo_pipeline.processor(context.log)
-    try:
-        report = processor.process_album(album_id, worker=context.run.run_id)
-    except (DatabaseUnavailable, StorageUnavailable) as exc:
-        context.log.exception("album %s: transient failure, the step will be retried", album_id)
-        raise Failure(description=f"album {album_id}: {exc}") from exc
-    context.log.info(
-        "album %s: %d rendered, %d failed, %d skipped in %.2fs (%.2f photos/s)",
-        album_id,
-        report.rendered,
-        report.failed,
-        report.skipped,
-        report.seconds,
-        report.photos_per_second,
-    )
-    metadata = shared_metadata(report)
-    thumb_bytes = sum(o.thumb_bytes for o in report.outcomes)
-    preview_bytes = sum(o.preview_bytes for o in report.outcomes)
-    yield MaterializeResult(
-        asset_key=THUMBNAILS,
-        metadata={**metadata, "bytes_written": MetadataValue.int(thumb_bytes), "sample": sample_markdown(report)},
-    )
-    yield MaterializeResult(
-        asset_key=PREVIEWS,
-        metadata={**metadata, "bytes_written": MetadataValue.int(preview_bytes)},
-    )
+    report = render_album(context.log, photo_pipeline, album_id, context.run.run_id, rerender=config.rerender)
+    if config.rerender and len(report.outcomes) >= photo_pipeline.limits().max_photos:
+        context.log.warning(
+            "album %s: re-render stopped at PHOTO_MAX_PHOTOS_PER_RUN (%d photos); a later run starts "
+            "from the oldest photo again, so raise the limit to re-render an album this large in one run",
+            album_id,
+            photo_pipeline.limits().max_photos,
+        )
+    for asset, metadata in rendition_metadata(report).items():
+        yield MaterializeResult(asset_key=asset, metadata=metadata)
+    if AssetCheckKey(AssetKey(THUMBNAILS), NO_FAILED_PHOTOS) in context.selected_asset_check_keys:
+        yield no_failed_photos_result(photo_pipeline, album_id)

@@ -67,5 +67,6 @@ def current_revision(url: str) -> str | None:
 
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head is not None
+    if head is None:  # only if the package was shipped without its migrations
+        raise RuntimeError(f"no Alembic revisions found in {MIGRATIONS_DIR}")
     return head

@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from photo_pipeline.database import create_engine_for
 from photo_pipeline.models import DeletedUpload, Photo, PhotoStatus
@@ -26,6 +27,8 @@ from photo_pipeline.models import DeletedUpload, Photo, PhotoStatus
 # Chunk size for IN (...) lists and multi-row inserts: far below SQLite's variable limit.
 CHUNK = 500
 CLEANABLE = (PhotoStatus.PENDING, PhotoStatus.FAILED, PhotoStatus.MISSING)
+# claimed_by is String(255); the token appends "/" and 12 hex digits to the worker's name.
+MAX_WORKER_NAME = 255 - 13
 
 
 def utc_now() -> datetime:
@@ -38,6 +41,21 @@ class PhotoNotFound(LookupError):
 
 class CleanupRefused(Exception):
     """Cleanup only deletes pending, failed or missing photos; never one being processed."""
+
+
+class DuplicatePhoto(IntegrityError):
+    """register_pending got an id or original_key that is already registered. A subclass of
+    IntegrityError, so callers catching that keep working; its message says what clashed."""
+
+    def __str__(self) -> str:
+        return f"photo already registered (same id or original_key): {super().__str__()}"
+
+
+def _is_unique_violation(orig: BaseException) -> bool:
+    # psycopg exposes the SQLSTATE; sqlite3 (Python 3.11+) the extended result code's name.
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    return getattr(orig, "sqlite_errorname", "") in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE")
 
 
 @dataclass(frozen=True)
@@ -118,12 +136,15 @@ class PhotoRepository:
     def register_pending(self, photo: NewPhoto) -> PhotoRecord:
         """The upload flow's first step: the row exists before any URL is handed out."""
         now = self._clock()
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                insert(Photo)
-                .values(**self._new_row(photo, now))
-                .returning(*Photo.__table__.columns)
-            ).one()
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    insert(Photo).values(**self._new_row(photo, now)).returning(*Photo.__table__.columns)
+                ).one()
+        except IntegrityError as exc:
+            if exc.orig is None or not _is_unique_violation(exc.orig):
+                raise
+            raise DuplicatePhoto(exc.statement, exc.params, exc.orig) from exc
         return self._record(row)
 
     def get(self, photo_id: uuid.UUID) -> PhotoRecord | None:
@@ -172,7 +193,10 @@ class PhotoRepository:
         )
         if exclude:
             candidates = candidates.where(Photo.id.not_in(list(exclude)))
-        return self._claim(candidates, worker, from_statuses)
+        token, now = self._claim_token(worker), self._clock()
+        with self.engine.begin() as conn:
+            claims = self._claim(conn, candidates, token, now, from_statuses)
+        return sorted(claims, key=lambda c: (c.created_at, c.id))
 
     def claim_photos(
         self,
@@ -181,21 +205,41 @@ class PhotoRepository:
         *,
         from_statuses: Collection[PhotoStatus] = (PhotoStatus.PENDING,),
     ) -> list[ClaimedPhoto]:
+        """Claim these photos if they are in one of `from_statuses` (pending by default; a
+        re-render passes COMPLETED). Photos in any other state, or locked by a concurrent claim,
+        are left out of the result. One claim token for the whole call."""
+        token, now = self._claim_token(worker), self._clock()
         claimed: list[ClaimedPhoto] = []
-        for chunk in _chunks(list(photo_ids)):
-            candidates = (
-                select(Photo.id)
-                .where(Photo.id.in_(chunk), Photo.status.in_([s.value for s in from_statuses]))
-                .with_for_update(skip_locked=True)
-            )
-            claimed.extend(self._claim(candidates, worker, from_statuses))
-        return claimed
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(photo_ids)):
+                candidates = (
+                    select(Photo.id)
+                    .where(Photo.id.in_(chunk), Photo.status.in_([s.value for s in from_statuses]))
+                    .with_for_update(skip_locked=True)
+                )
+                claimed.extend(self._claim(conn, candidates, token, now, from_statuses))
+        return sorted(claimed, key=lambda c: (c.created_at, c.id))
 
-    def _claim(self, candidates: Select[Any], worker: str, from_statuses: Collection[PhotoStatus]) -> list[ClaimedPhoto]:
-        token = f"{worker}/{uuid.uuid4().hex[:12]}"
-        now = self._clock()
-        # A CTE, not `id IN (SELECT ... LIMIT n)`: PostgreSQL may re-run such a subquery for each
-        # row it updates and so claim more than n rows; a locking CTE is evaluated exactly once.
+    @staticmethod
+    def _claim_token(worker: str) -> str:
+        # A fresh suffix per call: a run that claims twice holds two claims, and fencing tells a
+        # late writer of the first from the owner of the second.
+        return f"{worker[:MAX_WORKER_NAME]}/{uuid.uuid4().hex[:12]}"
+
+    def _claim(
+        self,
+        conn: Connection,
+        candidates: Select[Any],
+        token: str,
+        now: datetime,
+        from_statuses: Collection[PhotoStatus],
+    ) -> list[ClaimedPhoto]:
+        # A CTE, not `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`: a plan that rescans such
+        # a subquery (e.g. on the inner side of a nested loop) may pick different rows each time
+        # and claim more than n. PostgreSQL does not inline a CTE with FOR UPDATE (EXPLAIN shows "CTE
+        # picked" on its own), so it runs exactly once. SQLite ignores FOR UPDATE; it has one writer at a
+        # time and the single statement takes the write lock before it reads.
+        # The outer status test repeats the guard for rows changed since the CTE's snapshot.
         picked = candidates.cte("picked")
         statement = (
             update(Photo)
@@ -209,16 +253,13 @@ class PhotoRepository:
             )
             .returning(Photo.id, Photo.album_id, Photo.original_key, Photo.created_at, Photo.attempts)
         )
-        with self.engine.begin() as conn:
-            rows = conn.execute(statement).all()
-        claims = [
+        return [
             ClaimedPhoto(id=r.id, album_id=r.album_id, original_key=r.original_key, created_at=r.created_at, attempts=r.attempts, claim=token)
-            for r in rows
+            for r in conn.execute(statement)
         ]
-        return sorted(claims, key=lambda c: (c.created_at, c.id))
 
-    def _finish(self, claim: ClaimedPhoto, **values: Any) -> bool:
-        now = self._clock()
+    def _finish(self, claim: ClaimedPhoto, now: datetime, **values: Any) -> bool:
+        """Write the outcome only while the caller still holds the claim (fencing)."""
         statement = (
             update(Photo)
             .where(
@@ -243,8 +284,10 @@ class PhotoRepository:
         thumb_bytes: int,
         preview_bytes: int,
     ) -> bool:
+        now = self._clock()
         return self._finish(
             claim,
+            now,
             status=PhotoStatus.COMPLETED.value,
             thumb_key=thumb_key,
             preview_key=preview_key,
@@ -254,15 +297,15 @@ class PhotoRepository:
             thumb_bytes=thumb_bytes,
             preview_bytes=preview_bytes,
             error=None,
-            completed_at=self._clock(),
+            completed_at=now,
         )
 
     def fail(self, claim: ClaimedPhoto, error: str) -> bool:
-        return self._finish(claim, status=PhotoStatus.FAILED.value, error=error)
+        return self._finish(claim, self._clock(), status=PhotoStatus.FAILED.value, error=error)
 
     def release(self, claim: ClaimedPhoto, reason: str | None = None) -> bool:
         """Back to pending for a later run; attempts are kept."""
-        return self._finish(claim, status=PhotoStatus.PENDING.value, error=reason)
+        return self._finish(claim, self._clock(), status=PhotoStatus.PENDING.value, error=reason)
 
     # -- operator actions ----------------------------------------------------------------------
 
@@ -353,16 +396,19 @@ class PhotoRepository:
         return by_album
 
     def pending_albums(self, limit: int = 1000, *, older_than: datetime | None = None) -> list[AlbumPending]:
+        """Albums with pending photos, the one waiting longest first. With `older_than`, only
+        albums whose oldest pending photo was created before it; the figures still cover all of
+        the album's pending photos (HAVING, not WHERE)."""
         oldest = func.min(Photo.created_at)
         query = (
             select(Photo.album_id, func.count(), oldest, func.max(Photo.updated_at))
             .where(Photo.status == PhotoStatus.PENDING.value)
             .group_by(Photo.album_id)
-            .order_by(oldest)
+            .order_by(oldest, Photo.album_id)
             .limit(limit)
         )
         if older_than is not None:
-            query = query.where(Photo.created_at < older_than)
+            query = query.having(oldest < older_than)
         with self.engine.connect() as conn:
             return [AlbumPending(a, n, o, u) for a, n, o, u in conn.execute(query)]
 

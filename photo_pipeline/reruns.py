@@ -1,0 +1,204 @@
+"""Operator re-runs: which photos go back to the queue, what an album's failures look like, and
+whether a failed step is worth retrying at all.
+
+These are the rules behind the `reprocess_failed_photos` job, the renditions' `no_failed_photos`
+check and the renditions' retry decision. No Dagster here, so tests reach every rule directly.
+The state machine allows `failed -> pending` only by an operator's re-run: `requeue` is that re-run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from photo_pipeline.database import create_engine_for, head_revision
+from photo_pipeline.models import Photo, PhotoStatus
+from photo_pipeline.repository import PhotoRecord, PhotoRepository
+
+# How many failed photos the check lists (ids and errors); the count covers all of them.
+FAILED_EXAMPLES = 5
+
+
+class InvalidRerunSelection(ValueError):
+    """The operator's choice of photos to re-run is empty or malformed."""
+
+
+@dataclass(frozen=True)
+class RerunSelection:
+    album_id: uuid.UUID | None
+    photo_ids: tuple[uuid.UUID, ...]
+    include_missing: bool
+
+    def describe(self) -> str:
+        statuses = "failed or missing" if self.include_missing else "failed"
+        if self.photo_ids and self.album_id:
+            return f"{len(self.photo_ids)} chosen {statuses} photo(s) of album {self.album_id}"
+        if self.photo_ids:
+            return f"{len(self.photo_ids)} chosen {statuses} photo(s)"
+        return f"every {statuses} photo of album {self.album_id}"
+
+
+def parse_selection(album_id: str | None, photo_ids: Sequence[str], include_missing: bool) -> RerunSelection:
+    """Validate what the launchpad sent; errors say what to type instead."""
+    album = _parse_album(album_id)
+    photos = _parse_photo_ids(photo_ids)
+    if album is None and not photos:
+        raise InvalidRerunSelection(
+            "nothing chosen: set album_id (re-run every failed photo of that album), photo_ids "
+            "(re-run those photos), or both (those photos, only if they are in that album)"
+        )
+    return RerunSelection(album_id=album, photo_ids=photos, include_missing=include_missing)
+
+
+def _parse_album(album_id: str | None) -> uuid.UUID | None:
+    # The launchpad turns a cleared field into "" rather than null.
+    if album_id is None or not album_id.strip():
+        return None
+    try:
+        return uuid.UUID(album_id.strip())
+    except ValueError:
+        raise InvalidRerunSelection(f"album_id {album_id!r} is not a UUID (albums are named by UUID)") from None
+
+
+def _parse_photo_ids(photo_ids: Sequence[str]) -> tuple[uuid.UUID, ...]:
+    parsed: dict[uuid.UUID, None] = {}  # ordered and without duplicates
+    invalid: list[str] = []
+    for raw in photo_ids:
+        try:
+            parsed[uuid.UUID(raw.strip())] = None
+        except ValueError:
+            invalid.append(raw)
+    if invalid:
+        shown = ", ".join(repr(v) for v in invalid[:10]) + (" …" if len(invalid) > 10 else "")
+        raise InvalidRerunSelection(f"photo_ids must be UUIDs; {len(invalid)} are not: {shown}")
+    return tuple(parsed)
+
+
+@dataclass(frozen=True)
+class RequeueOutcome:
+    requeued: list[PhotoRecord]
+    # Chosen photo ids that were not requeued, with the reason an operator needs to act on.
+    not_requeued: dict[uuid.UUID, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.requeued)
+
+    @property
+    def per_album(self) -> dict[uuid.UUID, int]:
+        return dict(sorted(Counter(r.album_id for r in self.requeued).items(), key=lambda item: str(item[0])))
+
+    @property
+    def albums(self) -> list[uuid.UUID]:
+        return list(self.per_album)
+
+
+def requeue(repository: PhotoRepository, selection: RerunSelection) -> RequeueOutcome:
+    """Failed (and optionally missing) photos of the selection back to pending, in one guarded
+    statement per chunk, so a photo some other run holds is never touched."""
+    requeued = repository.requeue_failed(
+        album_id=selection.album_id,
+        # An empty tuple would mean "none of them"; no ids chosen means the whole album.
+        photo_ids=selection.photo_ids or None,
+        include_missing=selection.include_missing,
+    )
+    return RequeueOutcome(requeued=requeued, not_requeued=_why_not_requeued(repository, selection, requeued))
+
+
+def _why_not_requeued(
+    repository: PhotoRepository, selection: RerunSelection, requeued: Sequence[PhotoRecord]
+) -> dict[uuid.UUID, str]:
+    done = {r.id for r in requeued}
+    left = [p for p in selection.photo_ids if p not in done]
+    rows = repository.get_many(left) if left else {}
+    reasons: dict[uuid.UUID, str] = {}
+    for photo_id in left:
+        row = rows.get(photo_id)
+        if row is None:
+            reasons[photo_id] = "no such photo"
+        elif selection.album_id is not None and row.album_id != selection.album_id:
+            reasons[photo_id] = f"belongs to album {row.album_id}, not {selection.album_id}"
+        else:
+            reasons[photo_id] = _status_reason(row.status)
+    return reasons
+
+
+def _status_reason(status: PhotoStatus) -> str:
+    if status is PhotoStatus.MISSING:
+        return "is missing (its original was gone); set include_missing once the file is back"
+    if status is PhotoStatus.COMPLETED:
+        return "is completed; use the rerender_albums job to render it again"
+    return f"is {status.value}; only failed (or missing) photos are re-run"
+
+
+@dataclass(frozen=True)
+class FailedPhoto:
+    id: uuid.UUID
+    error: str | None
+
+
+@dataclass(frozen=True)
+class AlbumFailures:
+    album_id: uuid.UUID
+    failed: int
+    examples: list[FailedPhoto]
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0
+
+
+def album_failures(repository: PhotoRepository, album_id: uuid.UUID, examples: int = FAILED_EXAMPLES) -> AlbumFailures:
+    """The album's failed photos as the table has them now (whoever failed them)."""
+    failed = repository.status_counts(album_id)[PhotoStatus.FAILED]
+    listed = latest_failed(repository, album_id, examples) if failed else []
+    return AlbumFailures(album_id=album_id, failed=failed, examples=listed)
+
+
+def latest_failed(repository: PhotoRepository, album_id: uuid.UUID, limit: int) -> list[FailedPhoto]:
+    """The album's most recently failed photos. (No repository method lists them; this is one
+    small read on the `ix_photos_album_status` index.)"""
+    query = (
+        select(Photo.id, Photo.error)
+        .where(Photo.album_id == album_id, Photo.status == PhotoStatus.FAILED.value)
+        .order_by(Photo.updated_at.desc(), Photo.id)
+        .limit(limit)
+    )
+    with repository.engine.connect() as conn:
+        return [FailedPhoto(id=photo_id, error=error) for photo_id, error in conn.execute(query)]
+
+
+def schema_problem(database_url: str) -> str | None:
+    """Why this database cannot hold the photo table as the code expects, or None.
+
+    A step that failed on such a database would fail the same way on every retry, so it should
+    fail at once and wait for the operator to fix the cause (then "Re-execute from failure").
+    A database that cannot be reached at all is not reported here: that may pass, and the step's
+    retry policy is the right answer to it.
+    """
+    shown = make_url(database_url).render_as_string(hide_password=True)
+    engine = create_engine_for(database_url)
+    try:
+        with engine.connect() as conn:
+            has_table = inspect(conn).has_table(Photo.__tablename__)
+            revision = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    if not has_table:
+        return (
+            f"the database {shown} has no {Photo.__tablename__} table: PHOTO_DATABASE_URL names the "
+            "wrong database, or `photo-pipeline init-db` has not been run on it"
+        )
+    head = head_revision()
+    if revision != head:
+        return f"the database {shown} is at schema revision {revision}, this code needs {head}: run `photo-pipeline init-db`"
+    return None

@@ -1,0 +1,386 @@
+"""Re-runs on real parts: failed photos re-run by `reprocess_failed_photos`, albums re-rendered by
+`rerender_albums`, the per-album `no_failed_photos` check, and "re-execute from failure" of a
+failed `process_album` run. Photo table on PostgreSQL, bucket on S3 over HTTP (moto's server),
+Dagster instance from the repository's own dagster.yaml.
+
+The resource reads its settings from the environment at run time (as production does), so a test
+changes the environment (database URL, watermark) between runs to change what the next run sees.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    JobDefinition,
+    JobExecutionResult,
+    MetadataValue,
+    ReexecutionOptions,
+    execute_job,
+    reconstructable,
+)
+
+from photo_pipeline import keys, reruns, samples
+from photo_pipeline.assets import ALBUMS, NO_FAILED_PHOTOS, album_renditions
+from photo_pipeline.database import migrate
+from photo_pipeline.jobs import process_album, reprocess_failed_photos, rerender_albums
+from photo_pipeline.models import PhotoStatus
+from photo_pipeline.object_store import S3ObjectStore, make_s3_client
+from photo_pipeline.repository import NewPhoto, PhotoRepository, ReconciliationQueries
+from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline_tests.conftest import PostgresServer, S3Server
+
+# Steps in this process: fast, and re-execution from failure works the same.
+IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
+
+
+def definitions() -> Definitions:
+    """What these tests run: the product's assets and jobs, with a resource that reads the
+    environment at run time (module level, so `reconstructable` can rebuild it)."""
+    return Definitions(
+        assets=[album_renditions],
+        jobs=[process_album, rerender_albums, reprocess_failed_photos],
+        resources={"photo_pipeline": PhotoPipelineResource()},
+    )
+
+
+def process_album_job() -> JobDefinition:
+    return definitions().resolve_job_def(process_album.name)
+
+
+@pytest.fixture
+def instance(dagster_instance: DagsterInstance) -> DagsterInstance:
+    return dagster_instance
+
+
+@pytest.fixture
+def photo_db(postgres_url: str) -> str:
+    migrate(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+def env(photo_db: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("PHOTO_DATABASE_URL", photo_db)
+    monkeypatch.setenv("PHOTO_BUCKET", s3_bucket)
+    monkeypatch.setenv("PHOTO_PREVIEW_SIZE", "320")
+    monkeypatch.setenv("PHOTO_THUMB_SIZE", "96")
+    monkeypatch.setenv("PHOTO_WORKERS", "2")
+    return monkeypatch
+
+
+@pytest.fixture
+def repository(photo_db: str) -> PhotoRepository:
+    return PhotoRepository.from_url(photo_db)
+
+
+@pytest.fixture
+def store(s3_env: S3Server, s3_bucket: str) -> S3ObjectStore:
+    return S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
+
+
+def upload(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes, seed: int = 0) -> uuid.UUID:
+    photo_id = uuid.uuid4()
+    key = keys.raw_key(album, photo_id, "jpg")
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
+    store.put(key, data, "image/jpeg")
+    return photo_id
+
+
+def photos(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, n: int) -> list[uuid.UUID]:
+    return [upload(repository, store, album, samples.photo_jpeg(480, 360, seed=i)) for i in range(n)]
+
+
+def fail_by_hand(repository: PhotoRepository, photo_ids: Sequence[uuid.UUID], error: str = "simulated crash") -> None:
+    """What a worker does when a photo cannot be rendered: claim, then fail."""
+    claims = repository.claim_photos(photo_ids, "test-worker")
+    assert len(claims) == len(photo_ids)
+    for claim in claims:
+        assert repository.fail(claim, error)
+
+
+def statuses(repository: PhotoRepository, photo_ids: Sequence[uuid.UUID]) -> list[PhotoStatus]:
+    rows = repository.get_many(photo_ids)
+    return [rows[p].status for p in photo_ids]
+
+
+def reprocess(instance: DagsterInstance, **config: Any) -> ExecuteInProcessResult:
+    job = definitions().resolve_job_def(reprocess_failed_photos.name)
+    run_config = {"ops": {"requeue_failed": {"config": config}}}
+    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+
+
+def render(instance: DagsterInstance, job_name: str, album: uuid.UUID) -> ExecuteInProcessResult:
+    instance.add_dynamic_partitions(ALBUMS, [str(album)])
+    job = definitions().resolve_job_def(job_name)
+    # No run_config: each job's own (preset) config applies, as for sensor runs and backfills.
+    return job.execute_in_process(instance=instance, partition_key=str(album))
+
+
+def output_metadata(result: ExecuteInProcessResult, step: str) -> Mapping[str, Any]:
+    for event in result.events_for_node(step):
+        if event.event_type is DagsterEventType.STEP_OUTPUT:
+            return {k: v.value for k, v in event.step_output_data.metadata.items()}
+    raise AssertionError(f"no output from {step}")
+
+
+def check_evaluations(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluation]:
+    evaluations = result.get_asset_check_evaluations()
+    assert all(e.asset_key == AssetKey("thumbnails") and e.check_name == NO_FAILED_PHOTOS for e in evaluations)
+    return {str(e.partition): e for e in evaluations}
+
+
+def failure_description(result: ExecuteInProcessResult | JobExecutionResult) -> str:
+    [failure] = result.get_step_failure_events()
+    user_failure = failure.step_failure_data.user_failure_data
+    assert user_failure is not None, "a Failure raised on purpose, not a crash"
+    return user_failure.description or ""
+
+
+def text(value: MetadataValue) -> str:
+    return str(value.value)
+
+
+def messages(instance: DagsterInstance, run_id: str) -> str:
+    return "\n".join(entry.user_message for entry in instance.all_logs(run_id))
+
+
+# -- reprocess_failed_photos -----------------------------------------------------------------
+
+
+def test_failed_photos_of_an_album_are_requeued_and_rendered(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    album, other_album = uuid.uuid4(), uuid.uuid4()
+    failed = photos(repository, store, album, 3)
+    fail_by_hand(repository, failed)
+    untouched = photos(repository, store, other_album, 1)
+    fail_by_hand(repository, untouched)
+
+    result = reprocess(instance, album_id=str(album))
+
+    assert result.success
+    assert statuses(repository, failed) == [PhotoStatus.COMPLETED] * 3
+    assert statuses(repository, untouched) == [PhotoStatus.FAILED], "another album's failures stay"
+    requeued = output_metadata(result, "requeue_failed")
+    assert requeued["photos_requeued"] == 3 and requeued["albums"] == 1
+    assert "requeued 3 photo(s) in 1 album(s)" in messages(instance, result.run_id)
+    for asset in ("thumbnails", "previews"):
+        event = instance.get_latest_materialization_event(AssetKey(asset))
+        assert event is not None and event.asset_materialization is not None
+        assert event.run_id == result.run_id
+        assert event.asset_materialization.partition == str(album)
+        metadata = event.asset_materialization.metadata
+        assert metadata["photos_rendered"].value == 3 and metadata["photos_failed"].value == 0
+        assert int(text(metadata["bytes_written"])) > 0
+    assert check_evaluations(result)[str(album)].passed
+
+
+def test_chosen_photo_ids_only_touch_those_photos(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    album = uuid.uuid4()
+    chosen, left_failed, completed = photos(repository, store, album, 3)
+    fail_by_hand(repository, [chosen, left_failed], "decoder crashed")
+    assert render(instance, process_album.name, album).success  # renders `completed`
+    completed_before = repository.get(completed)
+    assert completed_before is not None and completed_before.status is PhotoStatus.COMPLETED
+    unknown = uuid.uuid4()
+
+    result = reprocess(instance, photo_ids=[str(chosen), str(completed), str(unknown)])
+
+    assert result.success
+    assert statuses(repository, [chosen, left_failed, completed]) == [
+        PhotoStatus.COMPLETED,
+        PhotoStatus.FAILED,
+        PhotoStatus.COMPLETED,
+    ]
+    assert repository.get(completed) == completed_before, "a completed photo is not rendered again"
+    requeued = output_metadata(result, "requeue_failed")
+    assert requeued["photos_requeued"] == 1 and requeued["photos_not_requeued"] == 2
+    assert "rerender_albums" in requeued["not_requeued"] and "no such photo" in requeued["not_requeued"]
+    # The album still has a failed photo: the check says so, with the photo and its error.
+    evaluation = check_evaluations(result)[str(album)]
+    assert not evaluation.passed and evaluation.severity is AssetCheckSeverity.WARN
+    assert evaluation.metadata["failed_photos"].value == 1
+    assert evaluation.metadata["failed_photo_ids"].value == [str(left_failed)]
+    assert "decoder crashed" in text(evaluation.metadata["latest_failures"])
+
+
+def test_album_and_photo_ids_together_require_the_photo_to_be_in_the_album(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    album, elsewhere = uuid.uuid4(), uuid.uuid4()
+    [inside] = photos(repository, store, album, 1)
+    [outside] = photos(repository, store, elsewhere, 1)
+    fail_by_hand(repository, [inside, outside])
+
+    result = reprocess(instance, album_id=str(album), photo_ids=[str(inside), str(outside)])
+
+    assert result.success
+    assert statuses(repository, [inside, outside]) == [PhotoStatus.COMPLETED, PhotoStatus.FAILED]
+    assert f"belongs to album {elsewhere}" in output_metadata(result, "requeue_failed")["not_requeued"]
+
+
+def test_missing_photos_are_requeued_only_with_include_missing(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    album = uuid.uuid4()
+    [missing] = photos(repository, store, album, 1)  # its file is back in the bucket
+    assert ReconciliationQueries(repository).flag_missing([missing]) == 1
+
+    without = reprocess(instance, album_id=str(album))
+    assert without.success
+    assert output_metadata(without, "requeue_failed")["photos_requeued"] == 0
+    assert statuses(repository, [missing]) == [PhotoStatus.MISSING]
+
+    with_missing = reprocess(instance, album_id=str(album), include_missing=True)
+    assert with_missing.success
+    assert output_metadata(with_missing, "requeue_failed")["photos_requeued"] == 1
+    assert statuses(repository, [missing]) == [PhotoStatus.COMPLETED]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({}, "nothing chosen"),
+        ({"album_id": "  "}, "nothing chosen"),
+        ({"album_id": "holiday-2024"}, "album_id 'holiday-2024' is not a UUID"),
+        ({"photo_ids": [str(uuid.uuid4()), "IMG_0001.jpg"]}, "1 are not: 'IMG_0001.jpg'"),
+    ],
+)
+def test_invalid_config_fails_the_run_with_a_clear_error(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, config: dict[str, Any], message: str
+) -> None:
+    result = reprocess(instance, **config)
+
+    assert not result.success
+    assert [f.step_key for f in result.get_step_failure_events()] == ["requeue_failed"]
+    description = failure_description(result)
+    assert description.startswith("invalid config:") and message in description
+
+
+def test_selection_rules_without_dagster() -> None:
+    album, photo = uuid.uuid4(), uuid.uuid4()
+    selection = reruns.parse_selection(str(album), [f" {photo} ", str(photo)], include_missing=False)
+    assert selection == reruns.RerunSelection(album_id=album, photo_ids=(photo,), include_missing=False)
+    assert reruns.parse_selection("", [str(photo)], True).album_id is None
+    with pytest.raises(reruns.InvalidRerunSelection, match="nothing chosen"):
+        reruns.parse_selection(None, [], include_missing=True)
+
+
+# -- rerender_albums and the check on process_album -----------------------------------------
+
+
+def test_rerender_albums_renders_every_completed_photo_again_with_new_settings(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    album = uuid.uuid4()
+    rendered = photos(repository, store, album, 2)
+    [failed] = photos(repository, store, album, 1)
+    fail_by_hand(repository, [failed])
+    assert render(instance, process_album.name, album).success
+    before = repository.get_many(rendered)
+    previews_before = {p: store.get(before[p].preview_key or "") for p in rendered}
+
+    # The sensors' runs (no run config) never re-render: completed photos are left alone.
+    assert render(instance, process_album.name, album).success
+    assert repository.get_many(rendered) == before
+
+    env.setenv("PHOTO_WATERMARK_TEXT", "© a new owner, 2025")
+    # What a backfill from the UI launches for each album: the job's preset config.
+    job = definitions().resolve_job_def(rerender_albums.name)
+    assert job.partitioned_config is not None
+    assert job.partitioned_config.get_run_config_for_partition_key(str(album))["ops"] == {
+        "album_renditions": {"config": {"rerender": True}}
+    }
+    result = render(instance, rerender_albums.name, album)
+
+    assert result.success
+    after = repository.get_many(rendered)
+    for photo in rendered:
+        assert after[photo].status is PhotoStatus.COMPLETED
+        assert after[photo].completed_at > before[photo].completed_at  # type: ignore[operator]
+        assert after[photo].attempts == before[photo].attempts + 1
+        assert store.get(after[photo].preview_key or "") != previews_before[photo], "new watermark"
+    assert statuses(repository, [failed]) == [PhotoStatus.FAILED], "failed photos need reprocess_failed_photos"
+    [materialization] = [
+        m for m in result.asset_materializations_for_node("album_renditions") if m.asset_key == AssetKey("previews")
+    ]
+    assert materialization.metadata["photos_rendered"].value == 2
+
+
+def test_no_failed_photos_check_per_album(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    clean, broken = uuid.uuid4(), uuid.uuid4()
+    photos(repository, store, clean, 1)
+    photos(repository, store, broken, 1)
+    corrupt = upload(repository, store, broken, samples.corrupt_jpeg())
+
+    clean_run = render(instance, process_album.name, clean)
+    broken_run = render(instance, process_album.name, broken)
+
+    assert clean_run.success and broken_run.success, "a bad photo never fails the run"
+    assert check_evaluations(clean_run)[str(clean)].passed
+    evaluation = check_evaluations(broken_run)[str(broken)]
+    assert not evaluation.passed and evaluation.severity is AssetCheckSeverity.WARN
+    assert evaluation.metadata["failed_photos"].value == 1
+    assert evaluation.metadata["failed_photo_ids"].value == [str(corrupt)]
+    assert "cannot render" in text(evaluation.metadata["latest_failures"])
+    # Stored per album partition, so one album's failures do not colour another's check.
+    assert evaluation.partition == str(broken)
+
+
+# -- re-execute from failure -----------------------------------------------------------------
+
+
+def test_failed_run_is_re_executed_from_failure_once_the_cause_is_fixed(
+    instance: DagsterInstance,
+    env: pytest.MonkeyPatch,
+    repository: PhotoRepository,
+    store: S3ObjectStore,
+    postgres_url: str,
+    postgres_server: PostgresServer,
+) -> None:
+    album = uuid.uuid4()
+    uploaded = photos(repository, store, album, 2)
+    instance.add_dynamic_partitions(ALBUMS, [str(album)])
+    right_database = postgres_url
+    # A deployment mistake: the code points at a database without the photo table.
+    env.setenv("PHOTO_DATABASE_URL", postgres_server.new_database())
+    tags = {"dagster/partition": str(album)}
+
+    failed = execute_job(reconstructable(process_album_job), instance=instance, run_config=IN_PROCESS, tags=tags)
+
+    assert not failed.success
+    description = failure_description(failed)
+    assert "has no photos table" in description and "re-execute this run from failure" in description
+    retries = [e for e in failed.all_events if e.event_type is DagsterEventType.STEP_UP_FOR_RETRY]
+    assert not retries, "no retry can fix a missing table: fail at once"
+    assert statuses(repository, uploaded) == [PhotoStatus.PENDING] * 2
+
+    env.setenv("PHOTO_DATABASE_URL", right_database)  # the fix, then the UI's "Re-execute from failure"
+    again = execute_job(
+        reconstructable(process_album_job),
+        instance=instance,
+        tags=tags,  # the UI copies the parent's tags; execute_job does not
+        reexecution_options=ReexecutionOptions.from_failure(failed.run_id, instance),
+    )
+
+    assert again.success
+    run = instance.get_run_by_id(again.run_id)
+    assert run is not None and run.parent_run_id == failed.run_id
+    assert statuses(repository, uploaded) == [PhotoStatus.COMPLETED] * 2
+    event = instance.get_latest_materialization_event(AssetKey("thumbnails"))
+    assert event is not None and event.run_id == again.run_id
