@@ -5,7 +5,8 @@ from __future__ import annotations
 from dagster import Definitions, EnvVar
 
 from photo_pipeline.assets import album_renditions
-from photo_pipeline.jobs import process_album
+from photo_pipeline.health_assets import HEALTH_ASSETS, HEALTH_JOBS, HEALTH_SCHEDULES
+from photo_pipeline.jobs import process_album, reprocess_failed_photos, rerender_albums
 from photo_pipeline.reconcile_job import reconcile_schedule, reconcile_storage
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
@@ -34,9 +35,9 @@ def photo_pipeline_resource() -> PhotoPipelineResource:
 
 
 defs = Definitions(
-    assets=[album_renditions],
-    jobs=[process_album, reconcile_storage],
-    schedules=[reconcile_schedule],
+    assets=[album_renditions, *HEALTH_ASSETS],
+    jobs=[process_album, rerender_albums, reprocess_failed_photos, reconcile_storage, *HEALTH_JOBS],
+    schedules=[reconcile_schedule, *HEALTH_SCHEDULES],
     sensors=[raw_object_sensor, pending_photo_sensor],
     resources={"photo_pipeline": photo_pipeline_resource()},
 )
