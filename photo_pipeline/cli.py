@@ -224,18 +224,18 @@ def reconcile(ctx: Context, dry_run: bool, force: bool, as_json: bool) -> None:
 
 def runs_in_flight(settings: Settings) -> set[str]:
     """Ids of Dagster runs still going (their claims are not expired, just slow)."""
-    from dagster import DagsterInstance, RunsFilter
+    from dagster import DagsterInstance
     from dagster._core.errors import DagsterHomeNotSetError
 
+    from photo_pipeline.jobs import in_flight_run_ids
     from photo_pipeline.local_instance import local_instance
-    from photo_pipeline.sensors import IN_FLIGHT
 
     try:
         instance = DagsterInstance.get()
     except DagsterHomeNotSetError:
         instance = local_instance(settings)
     with instance:
-        return {r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(statuses=IN_FLIGHT), limit=10_000)}
+        return in_flight_run_ids(instance)
 
 
 def emit_plan(payload: dict[str, object], plan: object, as_json: bool) -> None:

@@ -13,10 +13,13 @@ from dagster import (
     AssetMaterialization,
     AssetSelection,
     Config,
+    DagsterInstance,
+    DagsterRunStatus,
     Failure,
     MetadataValue,
     OpExecutionContext,
     RunConfig,
+    RunsFilter,
     define_asset_job,
     in_process_executor,
     job,
@@ -38,6 +41,20 @@ from photo_pipeline.assets import (
 from photo_pipeline.resources import PhotoPipelineResource
 
 RENDITIONS_OP = "album_renditions"
+
+# Runs that may still be working, and so still hold claims on photos.
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def in_flight_run_ids(instance: DagsterInstance) -> set[str]:
+    """Ids of runs still going: a claim they hold is slow, not abandoned."""
+    records = instance.get_run_records(RunsFilter(statuses=IN_FLIGHT), limit=10_000)
+    return {r.dagster_run.run_id for r in records}
 MAX_LISTED_PHOTOS = 50
 
 process_album = define_asset_job(

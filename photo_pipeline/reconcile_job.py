@@ -17,13 +17,11 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     Config,
-    DagsterRunStatus,
     DefaultScheduleStatus,
     Failure,
     MetadataValue,
     OpExecutionContext,
     Out,
-    RunsFilter,
     ScheduleDefinition,
     in_process_executor,
     job,
@@ -32,6 +30,7 @@ from dagster import (
 from pydantic import Field
 
 from photo_pipeline import keys
+from photo_pipeline.jobs import in_flight_run_ids
 from photo_pipeline.reconciler import (
     ApplyReport,
     Reconciler,
@@ -48,7 +47,6 @@ from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.settings import Settings
 
 RECONCILIATION_ASSET = AssetKey("storage_reconciliation")
-IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 STREAMS = ("originals", "thumbnails", "previews")
 PREFIXES = {"originals": keys.RAW_PREFIX, "thumbnails": keys.THUMBS_PREFIX, "previews": keys.PREVIEWS_PREFIX}
 MAX_LISTED_ACTIONS = 50
@@ -124,12 +122,6 @@ def load_cancelled_uploads(photo_pipeline: PhotoPipelineResource) -> list[str]:
     return sorted(photo_pipeline.repository().tombstones_since(since))
 
 
-def alive_workers(context: OpExecutionContext) -> set[str]:
-    """Runs that may still hold claims: a claim is only taken back when its run is gone."""
-    records = context.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT), limit=10_000)
-    return {r.dagster_run.run_id for r in records}
-
-
 def plan_metadata(plan: ReconciliationPlan) -> dict[str, MetadataValue]:
     metadata: dict[str, MetadataValue] = {
         f"planned_{kind}": MetadataValue.int(count) for kind, count in plan.counts().items()
@@ -162,7 +154,7 @@ def plan_changes(
         rows_by_preview_key=unspill(Path(rows["previews"])),
         now=utc_now(),
         policy=policy_from_settings(settings),
-        alive_workers=alive_workers(context),
+        alive_workers=in_flight_run_ids(context.instance),
         cancelled_uploads=cancelled,
     )
     shutil.rmtree(scratch_dir(context), ignore_errors=True)

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from dagster import (
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
@@ -23,18 +22,12 @@ from dagster import (
 
 from photo_pipeline import discovery, keys
 from photo_pipeline.assets import albums_partitions
-from photo_pipeline.jobs import process_album
+from photo_pipeline.jobs import IN_FLIGHT, process_album
 from photo_pipeline.object_store import ObjectInfo, ObjectStore
 from photo_pipeline.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.settings import Settings
 
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
 PARTITION_TAG = "dagster/partition"
 LIST_PAGE_SIZE = 1000
 # How many of an album's pending rows a tick checks for an arrived original.
