@@ -9,7 +9,6 @@ import json
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import PurePosixPath
 
 from photo_pipeline import keys
@@ -131,6 +130,3 @@ def next_pending_cursor(
             requested[str(album_id)] = pending_marker(album)
     return PendingCursor(requested=requested)
 
-
-def is_recent(created_at: datetime, now: datetime, grace_seconds: int) -> bool:
-    return (now - created_at).total_seconds() < grace_seconds

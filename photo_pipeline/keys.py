@@ -83,10 +83,6 @@ def preview_key(album_id: uuid.UUID, photo_id: uuid.UUID, fmt: str) -> str:
     return f"{PREVIEWS_PREFIX}{album_id}/{photo_id}.{rendition_extension(fmt)}"
 
 
-def album_raw_prefix(album_id: uuid.UUID) -> str:
-    return f"{RAW_PREFIX}{album_id}/"
-
-
 @dataclass(frozen=True)
 class RawObjectIdentity:
     """What a key under raw/ says about its photo, with ids minted where the key has none."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,12 +81,6 @@ class PhotoRecord:
     content_type: str | None
     completed_at: datetime | None
     missing_since: datetime | None
-
-    @classmethod
-    def of(cls, photo: Photo) -> PhotoRecord:
-        values = {f.name: getattr(photo, f.name) for f in fields(cls)}
-        values["status"] = PhotoStatus(photo.status)
-        return cls(**values)
 
 
 @dataclass(frozen=True)

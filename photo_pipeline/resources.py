@@ -25,7 +25,7 @@ from photo_pipeline.object_store import (
 from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.rendering import RenderOptions, render_options_from_settings
 from photo_pipeline.repository import PhotoRepository
-from photo_pipeline.settings import Settings, default_database_url
+from photo_pipeline.settings import Settings
 
 _engine_lock = threading.Lock()
 _repositories: dict[str, PhotoRepository] = {}
@@ -87,8 +87,7 @@ class PhotoPipelineResource(ConfigurableResource):
     def settings(self) -> Settings:
         settings = Settings.from_env()
         if self.home:
-            home = Path(self.home).absolute()
-            settings = replace(settings, home=home, database_url=default_database_url(home))
+            settings = settings.with_home(Path(self.home).absolute())
         return replace(
             settings,
             database_url=self.database_url or settings.database_url,
