@@ -22,6 +22,8 @@ from moto.server import ThreadedMotoServer
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from photo_pipeline.database import migrate
+
 # Admin connection used only to create and drop throw-away databases.
 PG_ADMIN_DSN = os.environ.get("PHOTO_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -160,3 +162,16 @@ def dagster_instance(
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     with DagsterInstance.from_config(str(home)) as instance:
         yield instance
+
+
+@pytest.fixture
+def instance(dagster_instance: DagsterInstance) -> DagsterInstance:
+    """Short name for the Dagster instance in tests that pass it around a lot."""
+    return dagster_instance
+
+
+@pytest.fixture
+def photo_db(postgres_url: str) -> str:
+    """A fresh PostgreSQL database migrated to the current photo table schema."""
+    migrate(postgres_url)
+    return postgres_url

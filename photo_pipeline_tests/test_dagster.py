@@ -20,7 +20,6 @@ from PIL import Image
 
 from photo_pipeline import keys, samples
 from photo_pipeline.assets import album_renditions, albums_partitions
-from photo_pipeline.database import migrate
 from photo_pipeline.definitions import defs
 from photo_pipeline.jobs import process_album
 from photo_pipeline.models import PhotoStatus
@@ -31,17 +30,6 @@ from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
 from photo_pipeline_tests.conftest import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def instance(dagster_instance: DagsterInstance) -> DagsterInstance:
-    return dagster_instance
-
-
-@pytest.fixture
-def photo_db(postgres_url: str) -> str:
-    migrate(postgres_url)
-    return postgres_url
 
 
 @pytest.fixture

@@ -277,12 +277,6 @@ def test_orphans_or_missing_rule() -> None:
 # -- the asset on a real instance ------------------------------------------------------------------
 
 
-@pytest.fixture
-def photo_db(postgres_url: str) -> str:
-    migrate(postgres_url)
-    return postgres_url
-
-
 def latest_metadata(instance: DagsterInstance) -> dict[str, object]:
     event = instance.get_latest_materialization_event(AssetKey(PIPELINE_HEALTH))
     assert event is not None and event.asset_materialization is not None

@@ -35,11 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 JPEG = samples.photo_jpeg(64, 48)
 
 
-@pytest.fixture
-def instance(dagster_instance: DagsterInstance) -> DagsterInstance:
-    return dagster_instance
-
-
 def seed(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, n: int) -> list[uuid.UUID]:
     ids = []
     for _ in range(n):

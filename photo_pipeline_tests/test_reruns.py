@@ -32,7 +32,6 @@ from dagster import (
 
 from photo_pipeline import keys, reruns, samples
 from photo_pipeline.assets import ALBUMS, NO_FAILED_PHOTOS, album_renditions
-from photo_pipeline.database import migrate
 from photo_pipeline.jobs import process_album, reprocess_failed_photos, rerender_albums
 from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import S3ObjectStore, make_s3_client
@@ -56,17 +55,6 @@ def definitions() -> Definitions:
 
 def process_album_job() -> JobDefinition:
     return definitions().resolve_job_def(process_album.name)
-
-
-@pytest.fixture
-def instance(dagster_instance: DagsterInstance) -> DagsterInstance:
-    return dagster_instance
-
-
-@pytest.fixture
-def photo_db(postgres_url: str) -> str:
-    migrate(postgres_url)
-    return postgres_url
 
 
 @pytest.fixture
