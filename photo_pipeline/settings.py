@@ -7,13 +7,20 @@ construct settings directly and nothing deep in the code depends on process stat
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from PIL import ImageColor
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_HOME = ".photo_pipeline"
+MIB = 1024 * 1024
+DAY = 86400
+_CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
 
 # Names of the variables, so that Dagster's EnvVar and the docs use the very same strings.
 ENV_DATABASE_URL = "PHOTO_DATABASE_URL"
@@ -53,13 +60,22 @@ class Settings:
     missing_grace_seconds: int = 900
     # A raw object with no row younger than this may still be getting its row.
     orphan_grace_seconds: int = 300
-    claim_lease_seconds: int = 900
+    # A claim is a lease: renewed every `claim_heartbeat_seconds` while its run works on the photo,
+    # taken back by anyone once it is older than this, whatever the run record says.
+    claim_lease_seconds: int = 120
+    claim_heartbeat_seconds: int = 30
     missing_retention_days: int = 30
     max_attempts: int = 5
     presign_expires_seconds: int = 900
     batch_size: int = 32
     max_photos_per_run: int = 5000
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    # What one run may hold in decoded pixels at once (width x height x bytes per sample x bands,
+    # reserved from the header before decoding): sized for a 2-core, 4 GB worker.
+    memory_budget_mb: int = 1536
+    # Largest original accepted: checked by HEAD before any GET, signed into presigned PUTs, and
+    # refused by the CLI before a row is created.
+    max_original_mb: int = 200
     sensor_interval_seconds: int = 30
     sensor_max_keys_per_tick: int = 5000
     # Reconciliation refuses a plan that would flag or delete more than this share of an
@@ -91,53 +107,75 @@ class Settings:
     def with_home(self, home: Path) -> Settings:
         return replace(self, home=home, database_url=default_database_url(home))
 
+    @property
+    def memory_budget_bytes(self) -> int:
+        return self.memory_budget_mb * MIB
+
+    @property
+    def max_original_bytes(self) -> int:
+        return self.max_original_mb * MIB
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment, every value checked here: a bad one raises one
+        SettingsError naming the variable, before anything has been touched."""
         env = os.environ if environ is None else environ
         home = Path(env.get(ENV_HOME) or DEFAULT_HOME).expanduser().absolute()
+        base = RenderSettings()
         render = RenderSettings(
-            preview_long_side=_int(env, "PHOTO_PREVIEW_SIZE", RenderSettings.preview_long_side),
-            thumb_long_side=_int(env, "PHOTO_THUMB_SIZE", RenderSettings.thumb_long_side),
-            quality=_int(env, "PHOTO_QUALITY", RenderSettings.quality),
-            format=_choice(env, "PHOTO_FORMAT", RenderSettings.format, ("JPEG", "WEBP")),
-            watermark_text=_optional_text(env, "PHOTO_WATERMARK_TEXT", RenderSettings.watermark_text),
+            preview_long_side=_int(env, "PHOTO_PREVIEW_SIZE", base.preview_long_side, 16, 20_000),
+            thumb_long_side=_int(env, "PHOTO_THUMB_SIZE", base.thumb_long_side, 16, 20_000),
+            quality=_int(env, "PHOTO_QUALITY", base.quality, 1, 100),
+            format=_choice(env, "PHOTO_FORMAT", base.format, ("JPEG", "WEBP")),
+            watermark_text=_optional_text(env, "PHOTO_WATERMARK_TEXT", base.watermark_text),
             watermark_logo_path=_optional_path(env, "PHOTO_WATERMARK_LOGO"),
-            watermark_opacity=_float(env, "PHOTO_WATERMARK_OPACITY", RenderSettings.watermark_opacity),
+            watermark_opacity=_float(env, "PHOTO_WATERMARK_OPACITY", base.watermark_opacity, 0.0, 1.0),
             watermark_position=_choice(
                 env,
                 "PHOTO_WATERMARK_POSITION",
-                RenderSettings.watermark_position,
+                base.watermark_position,
                 ("bottom-right", "bottom-left", "top-right", "top-left", "center"),
                 upper=False,
             ),
-            watermark_scale=_float(env, "PHOTO_WATERMARK_SCALE", RenderSettings.watermark_scale),
-            background=env.get("PHOTO_BACKGROUND", RenderSettings.background),
-            max_pixels=_int(env, "PHOTO_MAX_PIXELS", RenderSettings.max_pixels),
+            watermark_scale=_float(env, "PHOTO_WATERMARK_SCALE", base.watermark_scale, 0.001, 1.0),
+            background=_colour(env, "PHOTO_BACKGROUND", base.background),
+            max_pixels=_int(env, "PHOTO_MAX_PIXELS", base.max_pixels, 1, 2_000_000_000),
         )
-        defaults = cls()
+        d = cls()
+        lease = _int(env, "PHOTO_CLAIM_LEASE_SECONDS", d.claim_lease_seconds, 10, 7 * DAY)
+        heartbeat = _int(env, "PHOTO_CLAIM_HEARTBEAT_SECONDS", min(d.claim_heartbeat_seconds, lease // 4), 1, 3600)
+        if heartbeat * 2 > lease:
+            raise SettingsError(
+                f"PHOTO_CLAIM_HEARTBEAT_SECONDS ({heartbeat}) must be at most half of PHOTO_CLAIM_LEASE_SECONDS "
+                f"({lease}), or a live claim could expire between two renewals"
+            )
         return cls(
             home=home,
-            database_url=env.get(ENV_DATABASE_URL) or default_database_url(home),
+            database_url=_database_url(env) or default_database_url(home),
             bucket=env.get(ENV_BUCKET) or None,
-            public_endpoint_url=env.get(ENV_PUBLIC_ENDPOINT_URL) or None,
+            public_endpoint_url=_url(env, ENV_PUBLIC_ENDPOINT_URL),
             render=render,
-            missing_grace_seconds=_int(env, "PHOTO_MISSING_GRACE_SECONDS", defaults.missing_grace_seconds),
-            orphan_grace_seconds=_int(env, "PHOTO_ORPHAN_GRACE_SECONDS", defaults.orphan_grace_seconds),
-            claim_lease_seconds=_int(env, "PHOTO_CLAIM_LEASE_SECONDS", defaults.claim_lease_seconds),
-            missing_retention_days=_int(env, "PHOTO_MISSING_RETENTION_DAYS", defaults.missing_retention_days),
-            max_attempts=_int(env, "PHOTO_MAX_ATTEMPTS", defaults.max_attempts),
-            presign_expires_seconds=_int(env, "PHOTO_PRESIGN_EXPIRES_SECONDS", defaults.presign_expires_seconds),
-            batch_size=_int(env, "PHOTO_BATCH_SIZE", defaults.batch_size),
-            max_photos_per_run=_int(env, "PHOTO_MAX_PHOTOS_PER_RUN", defaults.max_photos_per_run),
-            workers=_int(env, "PHOTO_WORKERS", defaults.workers),
-            sensor_interval_seconds=_int(env, "PHOTO_SENSOR_INTERVAL_SECONDS", defaults.sensor_interval_seconds),
-            sensor_max_keys_per_tick=_int(env, "PHOTO_SENSOR_MAX_KEYS_PER_TICK", defaults.sensor_max_keys_per_tick),
+            missing_grace_seconds=_int(env, "PHOTO_MISSING_GRACE_SECONDS", d.missing_grace_seconds, 0, 30 * DAY),
+            orphan_grace_seconds=_int(env, "PHOTO_ORPHAN_GRACE_SECONDS", d.orphan_grace_seconds, 0, 30 * DAY),
+            claim_lease_seconds=lease,
+            claim_heartbeat_seconds=heartbeat,
+            missing_retention_days=_int(env, "PHOTO_MISSING_RETENTION_DAYS", d.missing_retention_days, 1, 3650),
+            max_attempts=_int(env, "PHOTO_MAX_ATTEMPTS", d.max_attempts, 1, 100),
+            # SigV4 presigned URLs live at most 7 days.
+            presign_expires_seconds=_int(env, "PHOTO_PRESIGN_EXPIRES_SECONDS", d.presign_expires_seconds, 10, 7 * DAY),
+            batch_size=_int(env, "PHOTO_BATCH_SIZE", d.batch_size, 1, 10_000),
+            max_photos_per_run=_int(env, "PHOTO_MAX_PHOTOS_PER_RUN", d.max_photos_per_run, 1, 10_000_000),
+            workers=_int(env, "PHOTO_WORKERS", d.workers, 1, 256),
+            memory_budget_mb=_int(env, "PHOTO_MEMORY_BUDGET_MB", d.memory_budget_mb, 64, 1_048_576),
+            max_original_mb=_int(env, "PHOTO_MAX_ORIGINAL_MB", d.max_original_mb, 1, 5 * 1024 * 1024),
+            sensor_interval_seconds=_int(env, "PHOTO_SENSOR_INTERVAL_SECONDS", d.sensor_interval_seconds, 1, DAY),
+            sensor_max_keys_per_tick=_int(env, "PHOTO_SENSOR_MAX_KEYS_PER_TICK", d.sensor_max_keys_per_tick, 1, 1_000_000),
             reconcile_max_change_fraction=_float(
-                env, "PHOTO_RECONCILE_MAX_CHANGE_FRACTION", defaults.reconcile_max_change_fraction
+                env, "PHOTO_RECONCILE_MAX_CHANGE_FRACTION", d.reconcile_max_change_fraction, 0.0, 1.0
             ),
-            reconcile_min_changes=_int(env, "PHOTO_RECONCILE_MIN_CHANGES", defaults.reconcile_min_changes),
-            reconcile_cron=env.get("PHOTO_RECONCILE_CRON") or defaults.reconcile_cron,
-            reconcile_rerender_limit=_int(env, "PHOTO_RECONCILE_RERENDER_LIMIT", defaults.reconcile_rerender_limit),
+            reconcile_min_changes=_int(env, "PHOTO_RECONCILE_MIN_CHANGES", d.reconcile_min_changes, 0, 10_000_000),
+            reconcile_cron=_cron(env, "PHOTO_RECONCILE_CRON", d.reconcile_cron),
+            reconcile_rerender_limit=_int(env, "PHOTO_RECONCILE_RERENDER_LIMIT", d.reconcile_rerender_limit, 0, 1_000_000),
         )
 
 
@@ -145,7 +183,7 @@ def default_database_url(home: Path) -> str:
     return f"sqlite:///{(home / 'photos.db').absolute()}"
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -153,19 +191,66 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative, got {value}")
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:  # also refuses nan
+        raise SettingsError(f"{name} must be between {minimum:g} and {maximum:g}, got {raw.strip()}")
+    return value
+
+
+def _colour(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        ImageColor.getrgb(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a colour (#rrggbb or a name), got {raw!r}") from None
+    return raw.strip()
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # Never echo the value: it may carry credentials.
+        raise SettingsError(f"{name} must be an http(s) URL with a host name")
+    return raw
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    raw = (env.get(ENV_DATABASE_URL) or "").strip()
+    if not raw:
+        return None
+    try:
+        make_url(raw)
+    except ArgumentError:
+        # Never echo the value: it carries the password.
+        raise SettingsError(f"{ENV_DATABASE_URL} is not a SQLAlchemy URL (dialect+driver://user:password@host/db)") from None
+    return raw
+
+
+def _cron(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    fields = raw.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise SettingsError(f"{name} must be a five-field cron expression such as '0 * * * *', got {raw!r}")
+    return raw
 
 
 def _choice(
