@@ -32,9 +32,11 @@ from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline import reruns
-from photo_pipeline.object_store import StorageUnavailable
-from photo_pipeline.processing import AlbumReport, DatabaseUnavailable, Outcome
+from photo_pipeline.database import schema_problem
+from photo_pipeline.object_store import StorageError, StorageUnavailable
+from photo_pipeline.processing import AlbumReport, DatabaseUnavailable, Outcome, PhotoProcessor
 from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.settings import SettingsError
 
 ALBUMS = "albums"
 albums_partitions = DynamicPartitionsDefinition(name=ALBUMS)
@@ -54,7 +56,14 @@ def album_id_of(partition_key: str) -> uuid.UUID:
     try:
         return uuid.UUID(partition_key)
     except ValueError:
-        raise Failure(f"album partition {partition_key!r} is not a UUID") from None
+        # No retry can turn it into one: fail at once, with the cause as the headline.
+        raise Failure(
+            description=(
+                f"album partition {partition_key!r} is not a UUID: albums are keyed by their UUID; "
+                "remove this partition and launch the run for the album's id"
+            ),
+            allow_retries=False,
+        ) from None
 
 
 def outcomes_table(report: AlbumReport) -> str:
@@ -105,16 +114,18 @@ def render_album(
     log: logging.Logger, photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID, worker: str, *, rerender: bool = False
 ) -> AlbumReport:
     """Run the processor on one album and turn infrastructure trouble into the right Failure:
-    transient trouble is retried by the step's RetryPolicy; a database without the photo table
-    (or with an older schema) fails at once, since no retry can fix it: the operator fixes the
-    cause and re-executes the run from failure."""
+    transient trouble is retried by the step's RetryPolicy; what no retry can fix (bad settings,
+    a database without the photo table or with an older schema, a bucket that does not exist or
+    denies us) fails at once, before a single photo is claimed: the operator fixes the cause and
+    re-executes the run from failure."""
+    processor = checked_processor(log, photo_pipeline, album_id)
     try:
-        report = photo_pipeline.processor(log).process_album(album_id, worker=worker, rerender=rerender)
+        report = processor.process_album(album_id, worker=worker, rerender=rerender)
     except (DatabaseUnavailable, StorageUnavailable) as exc:
         log.exception("album %s: transient failure, the step will be retried", album_id)
         raise Failure(description=f"album {album_id}: {exc}") from exc
     except SQLAlchemyError as exc:
-        problem = reruns.schema_problem(photo_pipeline.settings().database_url)
+        problem = schema_problem(photo_pipeline.settings().database_url)
         if problem is None:
             raise  # not a schema problem: let the retry policy have it
         raise Failure(
@@ -131,6 +142,38 @@ def render_album(
         report.photos_per_second,
     )
     return report
+
+
+def checked_processor(log: logging.Logger, photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID) -> PhotoProcessor:
+    """The run's processor, once its settings, table and bucket are known to be usable. A wrong
+    PHOTO_BUCKET used to end in a green run that had spent one attempt of every photo: now the run
+    fails here, non-retryable, having touched no row."""
+    try:
+        settings = photo_pipeline.settings()
+        store = photo_pipeline.store()
+        processor = photo_pipeline.processor(log, store=store)
+    except SettingsError as exc:
+        raise Failure(description=f"album {album_id}: configuration error, nothing was claimed: {exc}", allow_retries=False) from exc
+    problem = schema_problem(settings.database_url)
+    if problem is not None:
+        raise Failure(
+            description=f"album {album_id}: {problem}; nothing was claimed. Fix it, then re-execute this run from failure",
+            allow_retries=False,
+        )
+    try:
+        store.check()
+    except StorageUnavailable as exc:
+        log.exception("album %s: the bucket is unreachable, the step will be retried", album_id)
+        raise Failure(description=f"album {album_id}: {exc}") from exc
+    except StorageError as exc:
+        raise Failure(
+            description=(
+                f"album {album_id}: the bucket cannot be used, nothing was claimed: {exc}. Check PHOTO_BUCKET, "
+                "the endpoint and the credentials, then re-execute this run from failure"
+            ),
+            allow_retries=False,
+        ) from exc
+    return processor
 
 
 def failures_metadata(failures: reruns.AlbumFailures) -> dict[str, MetadataValue]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -24,11 +25,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from photo_pipeline.database import migrate
+from photo_pipeline.database import DatabaseNotReady, migrate, require_schema
 from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import ObjectStore, StorageError, build_object_store
+from photo_pipeline.redaction import RedactingFilter, install_log_redaction, redact
 from photo_pipeline.repository import CleanupRefused, PhotoNotFound, PhotoRepository
-from photo_pipeline.settings import Settings, SettingsError
+from photo_pipeline.settings import Settings, SettingsError, default_database_url
 from photo_pipeline.uploads import (
     UploadFailed,
     UploadPolicy,
@@ -39,6 +41,7 @@ from photo_pipeline.uploads import (
 
 console = Console()
 err_console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class Context:
@@ -52,13 +55,24 @@ class Context:
         self._repository: PhotoRepository | None = None
         self._store: ObjectStore | None = None
 
-    def repository(self, *, migrate_first: bool = True) -> PhotoRepository:
+    def repository(self, *, migrate_first: bool = False) -> PhotoRepository:
+        """The photo table, checked before use. Only init-db and the demo (and the UI on the
+        embedded default database) migrate: a command pointed at the wrong database must say so
+        and change nothing there, not plant a schema in it."""
         if self._repository is None:
-            self.settings.home.mkdir(parents=True, exist_ok=True)
             if migrate_first:
+                self.settings.home.mkdir(parents=True, exist_ok=True)
                 migrate(self.settings.database_url)
+            try:
+                require_schema(self.settings.database_url)
+            except DatabaseNotReady as exc:
+                raise click.ClickException(str(exc)) from exc
             self._repository = PhotoRepository.from_url(self.settings.database_url)
         return self._repository
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.settings.database_url == default_database_url(self.settings.home)
 
     def store(self) -> ObjectStore:
         if self._store is None:
@@ -86,6 +100,12 @@ def parse_uuid(kind: str) -> Callable[[click.Context, click.Parameter, str | Non
 def main(verbose: bool) -> None:
     """Photo pipeline: the photo table, the bucket and the renditions, kept in agreement."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        # Our own details (tracebacks of per-file failures); botocore's DEBUG would dump headers.
+        logging.getLogger("photo_pipeline").setLevel(logging.DEBUG)
+    install_log_redaction()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 @main.command("init-db")
@@ -131,7 +151,13 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
                 continue
             except UploadFailed as exc:
                 failures += 1
-                progress.console.print(f"[red]failed[/] {exc} (row and object cleaned up)")
+                progress.console.print(f"[red]failed[/] {exc}")
+                continue
+            except (StorageError, SQLAlchemyError, OSError) as exc:
+                # One file's trouble must not abort the rest of the batch; -v shows the traceback.
+                failures += 1
+                log.debug("upload of %s failed", path, exc_info=True)
+                progress.console.print(f"[red]failed[/] {path}: {type(exc).__name__}: {redact(str(exc))}")
                 continue
             progress.console.print(f"[green]uploaded[/] {path.name} -> photo {result.photo_id} ({result.key})")
     if failures:
@@ -257,13 +283,13 @@ def emit_plan(payload: dict[str, object], plan: object, as_json: bool) -> None:
 
 
 @main.command()
-@pass_context
-def doctor(ctx: Context) -> None:
-    """Check the database, the bucket, a presigned PUT through the public endpoint, and CORS."""
-    from photo_pipeline.doctor import run_checks
+def doctor() -> None:
+    """Check the settings, the database, the bucket, a presigned PUT through the public endpoint, and CORS."""
+    from photo_pipeline.doctor import run_all_checks
 
     failed = False
-    for check in run_checks(ctx.settings):
+    # Not through Context: a bad setting is one of the things the doctor reports.
+    for check in run_all_checks():
         colour = {"ok": "green", "warn": "yellow", "fail": "red"}[check.level]
         console.print(f"[{colour}]{check.level:>4}[/] {check.name}: {check.detail}")
         failed = failed or check.level == "fail"
@@ -279,7 +305,7 @@ def demo(ctx: Context) -> None:
     from photo_pipeline.local_instance import local_instance
 
     settings = ctx.settings
-    repository, store = ctx.repository(), ctx.store()
+    repository, store = ctx.repository(migrate_first=True), ctx.store()
     console.print(f"[bold]photo_pipeline demo[/] in {settings.home}")
     console.print(f"  database: {settings.database_url_for_display()}\n  objects:  {store.describe()}")
     instance = local_instance(settings)
@@ -313,7 +339,9 @@ def ui(ctx: Context, port: int) -> None:
     """Start the Dagster UI and daemon on the local instance (sensors on, demo runs visible)."""
     from photo_pipeline.local_instance import ensure_local_dagster_home
 
-    ctx.repository()  # migrates: the sensors start ticking at once and need the table
+    # The sensors start ticking at once and need the table: the embedded database is created
+    # here; any other one must have been migrated with init-db.
+    ctx.repository(migrate_first=ctx.uses_embedded_database)
     dagster_home = ensure_local_dagster_home(ctx.settings)
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
     command = [dagster, "dev", "-m", "photo_pipeline.definitions", "-p", str(port)]

@@ -9,10 +9,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+PHOTOS_TABLE = "photos"
+
+
+class DatabaseNotReady(RuntimeError):
+    """The photo table's database cannot be used as it is: unreachable, without the table, or at
+    another schema revision. Only `photo-pipeline init-db` (and the demo) create or migrate."""
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -70,3 +77,58 @@ def head_revision() -> str:
     if head is None:  # only if the package was shipped without its migrations
         raise RuntimeError(f"no Alembic revisions found in {MIGRATIONS_DIR}")
     return head
+
+
+def displayed_url(url: str) -> str:
+    """The URL with its password masked, fit for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def schema_problem(url: str) -> str | None:
+    """Why this database cannot hold the photo table as the code expects, or None (also None when
+    it cannot be reached at all: that may pass, and a retry is the right answer to it).
+
+    A step that failed on such a database would fail the same way on every retry, so it should
+    fail at once and wait for the operator to fix the cause.
+    """
+    engine = create_engine_for(url)
+    try:
+        with engine.connect() as connection:
+            has_table = inspect(connection).has_table(PHOTOS_TABLE)
+            revision = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    shown = displayed_url(url)
+    if not has_table:
+        return (
+            f"the database {shown} has no {PHOTOS_TABLE} table: PHOTO_DATABASE_URL names the "
+            "wrong database, or `photo-pipeline init-db` has not been run on it"
+        )
+    head = head_revision()
+    if revision != head:
+        return f"the database {shown} is at schema revision {revision}, this code needs {head}: run `photo-pipeline init-db`"
+    return None
+
+
+def require_schema(url: str) -> None:
+    """Raise DatabaseNotReady unless the database is reachable and at the current schema. Never
+    creates anything: pointing a command at the wrong database must not plant a schema there."""
+    engine = create_engine_for(url)
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        raise DatabaseNotReady(f"cannot connect to the database {displayed_url(url)}: {_reason(exc)}") from exc
+    finally:
+        engine.dispose()
+    problem = schema_problem(url)
+    if problem is not None:
+        raise DatabaseNotReady(problem)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    # The driver's own message (first line), not SQLAlchemy's wrapper with the statement.
+    original = getattr(exc, "orig", None) or exc
+    return f"{type(original).__name__}: {str(original).strip().splitlines()[0] if str(original).strip() else ''}"

@@ -18,7 +18,8 @@ from photo_pipeline.object_store import (
     StorageError,
     build_object_store,
 )
-from photo_pipeline.settings import Settings
+from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
+from photo_pipeline.settings import Settings, SettingsError
 
 Level = Literal["ok", "warn", "fail"]
 PROBE_PREFIX = "doctor/"
@@ -39,7 +40,7 @@ def check_database(settings: Settings) -> Check:
         return Check(name, "fail", f"cannot connect: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}")
     head = head_revision()
     if current != head:
-        return Check(name, "warn", f"schema at {current or 'nothing'}, code expects {head}: run `photo-pipeline init-db`")
+        return Check(name, "fail", f"schema at {current or 'nothing'}, code expects {head}: run `photo-pipeline init-db`")
     return Check(name, "ok", f"reachable, schema at {head}")
 
 
@@ -63,11 +64,16 @@ def check_presigned_put(store: ObjectStore, settings: Settings) -> Check:
         else:
             response = requests.put(upload.url, data=body, headers=upload.headers, timeout=15)
             if response.status_code not in (200, 201, 204):
-                return Check(name, "fail", f"HTTP {response.status_code} from {upload.url.split('?')[0]}: {response.text[:200]}")
+                return Check(
+                    name, "fail", f"HTTP {response.status_code} from {url_for_display(upload.url)}: {s3_error_summary(response.text)}"
+                )
         info = store.head(key)
         store.delete(key)
-    except (StorageError, requests.RequestException) as exc:
-        return Check(name, "fail", str(exc))
+    except requests.RequestException as exc:
+        # requests quotes the signed URL in its message.
+        return Check(name, "fail", f"PUT {url_for_display(upload.url)} failed: {redact(str(exc))}")
+    except StorageError as exc:
+        return Check(name, "fail", redact(str(exc)))
     if info.size != len(body):
         return Check(name, "fail", f"object landed with {info.size} bytes instead of {len(body)}")
     return Check(name, "ok", "uploaded, verified with HEAD and removed")
@@ -93,6 +99,22 @@ def check_cors(store: ObjectStore) -> Check:
     if any(_allows_browser_put(rule) for rule in rules):
         return Check("CORS", "ok", "a rule allows browser PUTs with a Content-Type header")
     return Check("CORS", "warn", "no CORS rule allows PUT with a Content-Type header: browser uploads will fail")
+
+
+def check_settings() -> tuple[Check, Settings | None]:
+    """Every PHOTO_* variable parsed and range-checked; a bad one fails the doctor by name."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return Check("settings", "fail", str(exc)), None
+    return Check("settings", "ok", "every PHOTO_* variable is valid"), settings
+
+
+def run_all_checks() -> list[Check]:
+    settings_check, settings = check_settings()
+    if settings is None:
+        return [settings_check]
+    return [settings_check, *run_checks(settings)]
 
 
 def run_checks(settings: Settings) -> list[Check]:

@@ -1,8 +1,7 @@
-"""Operator re-runs: which photos go back to the queue, what an album's failures look like, and
-whether a failed step is worth retrying at all.
+"""Operator re-runs: which photos go back to the queue and what an album's failures look like.
 
-These are the rules behind the `reprocess_failed_photos` job, the renditions' `no_failed_photos`
-check and the renditions' retry decision. No Dagster here, so tests reach every rule directly.
+These are the rules behind the `reprocess_failed_photos` job and the renditions'
+`no_failed_photos` check. No Dagster here, so tests reach every rule directly.
 The state machine allows `failed -> pending` only by an operator's re-run: `requeue` is that re-run.
 """
 
@@ -13,12 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 
-from photo_pipeline.database import create_engine_for, head_revision
 from photo_pipeline.models import Photo, PhotoStatus
 from photo_pipeline.repository import PhotoRecord, PhotoRepository
 
@@ -173,32 +168,3 @@ def latest_failed(repository: PhotoRepository, album_id: uuid.UUID, limit: int) 
     )
     with repository.engine.connect() as conn:
         return [FailedPhoto(id=photo_id, error=error) for photo_id, error in conn.execute(query)]
-
-
-def schema_problem(database_url: str) -> str | None:
-    """Why this database cannot hold the photo table as the code expects, or None.
-
-    A step that failed on such a database would fail the same way on every retry, so it should
-    fail at once and wait for the operator to fix the cause (then "Re-execute from failure").
-    A database that cannot be reached at all is not reported here: that may pass, and the step's
-    retry policy is the right answer to it.
-    """
-    shown = make_url(database_url).render_as_string(hide_password=True)
-    engine = create_engine_for(database_url)
-    try:
-        with engine.connect() as conn:
-            has_table = inspect(conn).has_table(Photo.__tablename__)
-            revision = MigrationContext.configure(conn).get_current_revision()
-    except SQLAlchemyError:
-        return None
-    finally:
-        engine.dispose()
-    if not has_table:
-        return (
-            f"the database {shown} has no {Photo.__tablename__} table: PHOTO_DATABASE_URL names the "
-            "wrong database, or `photo-pipeline init-db` has not been run on it"
-        )
-    head = head_revision()
-    if revision != head:
-        return f"the database {shown} is at schema revision {revision}, this code needs {head}: run `photo-pipeline init-db`"
-    return None

@@ -118,7 +118,7 @@ class PhotoPipelineResource(ConfigurableResource):
             missing_grace_seconds=settings.missing_grace_seconds,
         )
 
-    def processor(self, logger: logging.Logger) -> PhotoProcessor:
+    def processor(self, logger: logging.Logger, *, store: ObjectStore | None = None) -> PhotoProcessor:
         return PhotoProcessor(
-            self.repository(), self.store(), self.render_options(), self.limits(), logger=logger
+            self.repository(), store if store is not None else self.store(), self.render_options(), self.limits(), logger=logger
         )

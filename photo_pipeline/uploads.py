@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
+from sqlalchemy.exc import SQLAlchemyError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -32,6 +33,7 @@ from photo_pipeline.object_store import (
     PresignedUpload,
     StorageError,
 )
+from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
 from photo_pipeline.repository import (
     CleanupRefused,
     NewPhoto,
@@ -50,7 +52,8 @@ class UploadRejected(ValueError):
 
 
 class UploadFailed(RuntimeError):
-    """The upload did not land after retries; the row and any object were cleaned up."""
+    """The upload did not land after retries. Its message says what the cleanup achieved: the row
+    and object removed, or what is left and what will remove it."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ def inspect_upload(path: Path) -> tuple[str, str]:
     try:
         with Image.open(path) as image:
             detected = (image.format or "").upper()
+    except Image.DecompressionBombError as exc:
+        raise UploadRejected(f"{path}: refused, the image is too large to decode safely ({exc})") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise UploadRejected(f"{path}: not an image we can read ({exc})") from exc
     ext = {"JPEG": "jpg", "MPO": "jpg", "HEIF": "heic", "TIFF": "tif"}.get(detected, detected.lower())
@@ -157,9 +162,15 @@ def _put_presigned(
             raise UploadFailed("a file:// upload URL was issued by a store that cannot receive it")
         store.accept_presigned_put(upload.url, cast(BinaryIO, body), upload.headers)
         return
-    response = session.request(upload.method, upload.url, data=body, headers=upload.headers, timeout=policy.timeout_seconds)
+    target = url_for_display(upload.url)
+    try:
+        response = session.request(upload.method, upload.url, data=body, headers=upload.headers, timeout=policy.timeout_seconds)
+    except requests.RequestException as exc:
+        # requests quotes the whole URL, signature included: only the redacted text travels on
+        # (`from None`, or the traceback would print the original message).
+        raise UploadFailed(f"PUT {target} failed: {redact(str(exc))}") from None
     if response.status_code not in (200, 201, 204):
-        raise UploadFailed(f"the bucket answered HTTP {response.status_code}: {response.text[:300]}")
+        raise UploadFailed(f"PUT {target}: the bucket answered HTTP {response.status_code}: {s3_error_summary(response.text)}")
 
 
 def _verify_landed(store: ObjectStore, key: str, size: int) -> None:
@@ -206,22 +217,34 @@ def upload_photo(
                 _put_presigned(store, presigned, _ProgressReader(stream, size, on_progress), session, policy)
             _verify_landed(store, key, size)
             return UploadResult(photo_id, album_id, key, size, attempt, time.perf_counter() - started)
-        except (UploadFailed, StorageError, requests.RequestException) as exc:
+        except (UploadFailed, StorageError) as exc:
             last_error = exc
             log.warning("upload of %s as photo %s, attempt %d/%d failed: %s", path, photo_id, attempt, policy.attempts, exc)
             if on_progress is not None:
                 on_progress(-1)
             if attempt < policy.attempts:
                 time.sleep(policy.backoff_seconds * 2 ** (attempt - 1))
-    _cleanup_after_failed_upload(repository, store, photo_id)
-    raise UploadFailed(f"{path}: upload failed after {policy.attempts} attempts: {last_error}") from last_error
+    cleanup = _cleanup_after_failed_upload(repository, store, photo_id)
+    raise UploadFailed(f"{path}: upload failed after {policy.attempts} attempts: {last_error}; {cleanup}") from last_error
 
 
-def _cleanup_after_failed_upload(repository: PhotoRepository, store: ObjectStore, photo_id: uuid.UUID) -> None:
+def _cleanup_after_failed_upload(repository: PhotoRepository, store: ObjectStore, photo_id: uuid.UUID) -> str:
+    """Clean up, and say truthfully how far it got: the caller prints this."""
     try:
-        cleanup_photo(repository, store, photo_id)
-    except (CleanupRefused, PhotoNotFound, StorageError):
-        log.exception("cleanup after the failed upload of photo %s did not finish", photo_id)
+        result = cleanup_photo(repository, store, photo_id)
+    except (CleanupRefused, PhotoNotFound) as exc:
+        log.exception("cleanup after the failed upload of photo %s was refused", photo_id)
+        return f"the row was NOT cleaned up ({exc})"
+    except StorageError as exc:
+        log.exception("cleanup after the failed upload of photo %s could not remove its objects", photo_id)
+        return (
+            f"the row was removed but its object could not be deleted ({exc}); the upload is tombstoned, "
+            "so reconciliation removes the object once the bucket answers"
+        )
+    except SQLAlchemyError as exc:
+        log.exception("cleanup after the failed upload of photo %s could not reach the database", photo_id)
+        return f"nothing was cleaned up: the database could not be reached ({type(exc).__name__}); reconciliation flags the row missing later"
+    return f"row and object cleaned up ({len(result.deleted_keys)} key(s) removed)"
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ def test_upload_status_and_cleanup(embedded_env: dict[str, str], tmp_path: Path)
     empty = write(tmp_path / "empty.jpg", b"")
     text = write(tmp_path / "notes.jpg", samples.not_an_image())
 
+    before_init = invoke("upload", str(album), str(good[0]))
+    assert before_init.exit_code == 1 and "init-db" in before_init.output
+    assert invoke("init-db").exit_code == 0
     result = invoke("upload", str(album), *map(str, [*good, png, empty, text]))
     assert result.exit_code == 1, result.output
     assert "the file is empty" in result.output
