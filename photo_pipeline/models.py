@@ -90,6 +90,9 @@ class Photo(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     original_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The ETag of the original the renditions were made from (with original_bytes, its size then):
+    # an original replaced after completion shows up as a different ETag or size in a listing.
+    original_etag: Mapped[str | None] = mapped_column(String(128))
     thumb_bytes: Mapped[int | None] = mapped_column(BigInteger)
     preview_bytes: Mapped[int | None] = mapped_column(BigInteger)
     filename: Mapped[str | None] = mapped_column(String(512))

@@ -34,7 +34,7 @@ class ActionKind(StrEnum):
     ADOPT = "adopt"  # raw object without a row: row created (pending)
     CORRECT_KEY = "correct_key"  # the object carrying the photo id has another key
     DELETE_RENDITION = "delete_rendition"  # rendition with no row pointing at it
-    RERENDER = "rerender"  # completed, but a rendition is gone
+    RERENDER = "rerender"  # completed, but a rendition is gone or the original was replaced
     RELEASE_CLAIM = "release_claim"  # claim expired and its run is gone -> pending
     FAIL_CLAIM = "fail_claim"  # ... and the photo used up its attempts -> failed
     DELETE_CANCELLED = "delete_cancelled"  # a cleaned-up upload's object that landed late
@@ -167,6 +167,18 @@ def merge_join(
             yield None, b.pop()
 
 
+def original_replaced(row: PhotoRecord, obj: ObjectInfo) -> bool:
+    """Whether the object under a completed row's key is not the one its renditions were made
+    from. Rows rendered before the ETag was recorded cannot tell, and count as unchanged."""
+    if row.original_etag is None or obj.etag is None:
+        return False
+    return obj.etag != row.original_etag or (row.original_bytes is not None and obj.size != row.original_bytes)
+
+
+def _what_changed(row: PhotoRecord, obj: ObjectInfo) -> str:
+    return f"ETag {row.original_etag} -> {obj.etag}, {row.original_bytes} -> {obj.size} bytes"
+
+
 def _age(now: datetime, since: datetime) -> float:
     return (now - since).total_seconds()
 
@@ -207,7 +219,7 @@ class Planner:
                 self.plan.raw_objects_seen += 1
             if row is not None and obj is not None:
                 self.plan.objects_per_album[row.album_id] += 1
-                self._row_with_original(row, obj.key)
+                self._row_with_original(row, obj)
             elif row is not None:
                 self._unmatched_rows[row.id] = row
             elif obj is not None:
@@ -218,7 +230,10 @@ class Planner:
                 self._unmatched_objects.setdefault(identity.photo_id, []).append((obj, identity))
         self._resolve_unmatched()
 
-    def _row_with_original(self, row: PhotoRecord, key: str) -> None:
+    def _row_with_original(self, row: PhotoRecord, obj: ObjectInfo) -> None:
+        key = obj.key
+        if row.status is PhotoStatus.COMPLETED and original_replaced(row, obj):
+            self._rerender_once(row, key, f"original replaced since it was rendered ({_what_changed(row, obj)})")
         if row.status is PhotoStatus.PROCESSING:
             self._expired_claim(row)
         elif row.status is PhotoStatus.PENDING:
@@ -246,7 +261,7 @@ class Planner:
                         expected_status=row.status,
                     )
                 )
-                self._row_with_original(row, obj.key)
+                self._row_with_original(row, obj)
             else:
                 self._row_without_original(row)
         for carriers in self._unmatched_objects.values():
@@ -328,11 +343,17 @@ class Planner:
                 self.plan.objects_seen += 1
             if pair is not None and obj is None:
                 key, row = pair
-                if row.status is PhotoStatus.COMPLETED and row.id not in self._rerender:
-                    self._rerender.add(row.id)
-                    self.add(Action(ActionKind.RERENDER, row.album_id, row.id, key, "rendition missing from the bucket"))
+                if row.status is PhotoStatus.COMPLETED:
+                    self._rerender_once(row, key, "rendition missing from the bucket")
             elif obj is not None and pair is None:
                 self._stray_rendition(obj)
+
+    def _rerender_once(self, row: PhotoRecord, key: str, why: str) -> None:
+        # One photo, one re-render, however many reasons (a lost thumbnail and a replaced original).
+        if row.id in self._rerender:
+            return
+        self._rerender.add(row.id)
+        self.add(Action(ActionKind.RERENDER, row.album_id, row.id, key, why))
 
     def _stray_rendition(self, obj: ObjectInfo) -> None:
         # A run writes renditions moments before it records their keys: give it the grace period.

@@ -81,6 +81,7 @@ class PhotoRecord:
     content_type: str | None
     completed_at: datetime | None
     missing_since: datetime | None
+    original_etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,7 @@ class PhotoRepository:
         original_bytes: int | None,
         thumb_bytes: int,
         preview_bytes: int,
+        original_etag: str | None = None,
     ) -> bool:
         now = self._clock()
         return self._finish(
@@ -290,6 +292,7 @@ class PhotoRepository:
             original_bytes=original_bytes,
             thumb_bytes=thumb_bytes,
             preview_bytes=preview_bytes,
+            original_etag=original_etag,
             error=None,
             completed_at=now,
         )
