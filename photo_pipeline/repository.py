@@ -277,7 +277,10 @@ class PhotoRepository:
         original_bytes: int | None,
         thumb_bytes: int,
         preview_bytes: int,
+        note: str | None = None,
     ) -> bool:
+        """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
+        but looks damaged, such as a truncated JPEG padded with grey."""
         now = self._clock()
         return self._finish(
             claim,
@@ -290,7 +293,7 @@ class PhotoRepository:
             original_bytes=original_bytes,
             thumb_bytes=thumb_bytes,
             preview_bytes=preview_bytes,
-            error=None,
+            error=note,
             completed_at=now,
         )
 
