@@ -142,6 +142,11 @@ class PhotoProcessor:
         # One budget for everything this processor renders: a processor serves one run.
         self._budget = MemoryBudget(limits.memory_budget_bytes)
 
+    @property
+    def memory_budget(self) -> MemoryBudget:
+        """The run's budget (its `peak` is reported by the benchmark and checked by tests)."""
+        return self._budget
+
     def process_album(
         self, album_id: uuid.UUID, worker: str, *, rerender: bool = False
     ) -> AlbumReport:
