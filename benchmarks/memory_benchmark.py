@@ -14,6 +14,7 @@ Two measurements, both printed, nothing asserted:
            against PHOTO_MEMORY_BUDGET_MB.
 
     PYTHONPATH=. .venv/bin/python benchmarks/memory_benchmark.py [--factor] [--run] [--budget-mb 1536]
+        [--workers N] [--pngs 6] [--big-jpegs 3] [--code /path/to/another/checkout]
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def seed_hostile_album(home: Path, *, pngs: int, big_jpegs: int) -> uuid.UUID:
     return album
 
 
-def measure_run(budget_mb: int | None, pngs: int, big_jpegs: int) -> None:
+def measure_run(budget_mb: int | None, pngs: int, big_jpegs: int, workers: int | None, code: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as folder:
         home = Path(folder) / "home"
         album = seed_hostile_album(home, pngs=pngs, big_jpegs=big_jpegs)
@@ -169,7 +170,10 @@ def measure_run(budget_mb: int | None, pngs: int, big_jpegs: int) -> None:
             env.pop(name, None)
         if budget_mb is not None:
             env["PHOTO_MEMORY_BUDGET_MB"] = str(budget_mb)
+        if workers is not None:
+            env["PHOTO_WORKERS"] = str(workers)
         Path(env["DAGSTER_HOME"]).mkdir()
+        (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("")  # a throwaway SQLite instance
         from photo_pipeline.settings import Settings
 
         settings = Settings.from_env(env)
@@ -178,6 +182,13 @@ def measure_run(budget_mb: int | None, pngs: int, big_jpegs: int) -> None:
             f"DagsterInstance.get().add_dynamic_partitions('albums', ['{album}'])"
         )
         subprocess.run([sys.executable, "-c", add_partition], env=env, check=True)
+        if code is not None:
+            # Run another checkout's pipeline (e.g. main, for the figures before the budget) on
+            # the album seeded here; the table schema is the same.
+            env["PYTHONPATH"] = code
+            print(f"code under test: {code}")
+            migrate = f"from photo_pipeline.database import migrate; migrate({settings.database_url!r})"
+            subprocess.run([sys.executable, "-c", migrate], env=env, cwd=code, check=True)
         command = [
             str(Path(sys.executable).with_name("dagster")), "job", "execute",
             "-m", "photo_pipeline.definitions", "-a", "defs", "-j", "process_album",
@@ -186,15 +197,17 @@ def measure_run(budget_mb: int | None, pngs: int, big_jpegs: int) -> None:
         print(f"{pngs} x 16-bit 10900x10900 PNG, 1 x 1 GB sparse JPEG, {big_jpegs} x 6000x4000 JPEG; "
               f"workers={settings.workers}, budget {settings.memory_budget_mb} MiB, "
               f"max original {settings.max_original_mb} MiB")
-        peak, started = _run_sampling(command, env)
+        peak, started = _run_sampling(command, env, cwd=code)
         print(f"whole run: {time.perf_counter() - started:.1f}s, peak RSS of the process tree {peak / MIB:,.0f} MiB "
               f"(budget {settings.memory_budget_mb} MiB for decoded pixels)")
         _print_outcomes(settings.database_url, album)
 
 
-def _run_sampling(command: list[str], env: dict[str, str]) -> tuple[int, float]:
+def _run_sampling(command: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, float]:
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     peak = 0
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True)
@@ -216,8 +229,8 @@ def _print_outcomes(database_url: str, album: uuid.UUID) -> None:
     from photo_pipeline.repository import PhotoRepository
 
     repository = PhotoRepository.from_url(database_url)
-    for photo in repository.list_album(album):
-        print(f"  {photo.original_key.rsplit('/', 1)[-1][-12:]:>12} {photo.status:10} {(photo.error or '')[:150]}")
+    for photo in repository.photos_in_album(album):
+        print(f"  {photo.original_key.rsplit('/', 1)[-1][-12:]:>12} {photo.status.value:10} {(photo.error or '')[:160]}")
 
 
 def main() -> None:
@@ -227,6 +240,8 @@ def main() -> None:
     parser.add_argument("--budget-mb", type=int, default=None, help="PHOTO_MEMORY_BUDGET_MB for the run")
     parser.add_argument("--pngs", type=int, default=6)
     parser.add_argument("--big-jpegs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None, help="PHOTO_WORKERS (default: the setting's)")
+    parser.add_argument("--code", default=None, help="run the pipeline of this checkout instead (PYTHONPATH)")
     parser.add_argument("--factor-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.factor_child:
@@ -236,7 +251,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="memory-factor-") as folder:
             measure_factors(Path(folder))
     if args.run or not args.factor:
-        measure_run(args.budget_mb, args.pngs, args.big_jpegs)
+        measure_run(args.budget_mb, args.pngs, args.big_jpegs, args.workers, args.code)
 
 
 if __name__ == "__main__":

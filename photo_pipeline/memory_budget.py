@@ -9,11 +9,23 @@ whole budget can never fit and is refused at once rather than waiting forever.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 MIB = 1024 * 1024
+log = logging.getLogger(__name__)
+
+# glibc's mallopt parameter number for the mmap threshold (malloc.h).
+_M_MMAP_THRESHOLD = -3
+# Pillow stores pixels in 16 MiB blocks (Image.core.get_block_size()); anything this large or
+# larger is given its own mapping, which free() hands straight back to the system.
+_MMAP_THRESHOLD_BYTES = 4 * MIB
+_configured = False
+_configure_lock = threading.Lock()
 
 
 class BudgetExceeded(ValueError):
@@ -78,3 +90,29 @@ class MemoryBudget:
 
 def _mib(nbytes: int) -> str:
     return f"{nbytes / MIB:,.0f}"
+
+
+def return_freed_memory_promptly() -> bool:
+    """Make freed image memory leave the process at once (glibc only; True when applied).
+
+    glibc raises its mmap threshold after the first large block is freed (up to 32 MiB), after
+    which Pillow's 16 MiB pixel blocks are carved from per-thread heaps that are not given back:
+    measured with two render threads, each thread's heap kept its last photo's peak and the run's
+    RSS reached 2.3 GB under a 1.5 GB budget. A fixed threshold keeps every block an mmap of its
+    own, so RSS follows what the budget counts. Process-wide and idempotent.
+    """
+    global _configured
+    with _configure_lock:
+        if _configured:
+            return True
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name) if name else None
+            mallopt = getattr(libc, "mallopt", None)
+        except OSError:
+            log.warning("C library %s could not be loaded; freed image memory may stay in the process", name)
+            return False
+        if mallopt is None:
+            return False  # not glibc (macOS, musl without mallopt): nothing to tune
+        _configured = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+        return _configured

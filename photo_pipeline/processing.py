@@ -20,7 +20,7 @@ from typing import BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline import keys
-from photo_pipeline.memory_budget import BudgetExceeded, MemoryBudget
+from photo_pipeline.memory_budget import BudgetExceeded, MemoryBudget, return_freed_memory_promptly
 from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import (
     ObjectInfo,
@@ -141,6 +141,8 @@ class PhotoProcessor:
         self._clock = clock
         # One budget for everything this processor renders: a processor serves one run.
         self._budget = MemoryBudget(limits.memory_budget_bytes)
+        # Without it the budget bounds live pixels but not the process's RSS (see the function).
+        return_freed_memory_promptly()
 
     @property
     def memory_budget(self) -> MemoryBudget:
