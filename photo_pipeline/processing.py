@@ -226,7 +226,9 @@ class PhotoProcessor:
             return self._release_missing(claim, started)
         except ObjectTooLarge as exc:
             # HEAD said it fitted but the body did not (replaced meanwhile, or a lying server).
-            reason = original_too_large_reason(claim.original_key, exc.size, self._limits.max_original_bytes)
+            reason = original_too_large_reason(
+                claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=True
+            )
             self._log.warning("photo %s: %s", claim.id, reason)
             return self._fail(claim, reason, started)
         except StorageError as exc:
@@ -351,11 +353,12 @@ class PhotoProcessor:
         )
 
 
-def original_too_large_reason(key: str, size: int | None, max_bytes: int) -> str:
-    shown = f"{size / MIB:,.1f} MiB ({size:,} bytes)" if size is not None else "more bytes than announced"
+def original_too_large_reason(key: str, size: int | None, max_bytes: int, *, while_reading: bool = False) -> str:
+    shown = f"{size / MIB:,.1f} MiB ({size:,} bytes)" if size is not None else "larger than its HEAD said"
+    what = "the download was stopped at the limit" if while_reading else "not downloaded"
     return (
         f"original {key} is {shown}, over the maximum original size of {max_bytes / MIB:,.0f} MiB "
-        "(PHOTO_MAX_ORIGINAL_MB); not downloaded"
+        f"(PHOTO_MAX_ORIGINAL_MB); {what}"
     )
 
 
