@@ -72,7 +72,7 @@ def outcomes_table(report: AlbumReport) -> str:
     rows = sorted(report.outcomes, key=lambda o: order[o.outcome])[:MAX_OUTCOME_ROWS]
     lines = ["| photo | outcome | seconds | detail |", "|---|---|---|---|"]
     for o in rows:
-        detail = (o.detail or "").replace("|", "\\|")
+        detail = (o.detail or o.warning or "").replace("|", "\\|")
         lines.append(f"| `{o.photo_id}` | {o.outcome.value} | {o.seconds:.2f} | {detail} |")
     if len(report.outcomes) > MAX_OUTCOME_ROWS:
         lines.append(f"| … | {len(report.outcomes) - MAX_OUTCOME_ROWS} more | | |")
@@ -85,6 +85,8 @@ def shared_metadata(report: AlbumReport) -> dict[str, MetadataValue]:
         "photos_rendered": MetadataValue.int(report.rendered),
         "photos_failed": MetadataValue.int(report.failed),
         "photos_skipped": MetadataValue.int(report.skipped),
+        # Completed but looking damaged (a truncated JPEG padded with grey): see the outcomes.
+        "photos_flagged": MetadataValue.int(report.flagged),
         "seconds": MetadataValue.float(round(report.seconds, 3)),
         "photos_per_second": MetadataValue.float(round(report.photos_per_second, 3)),
         "outcomes": MetadataValue.md(outcomes_table(report)),

@@ -127,7 +127,7 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
     A file that never lands is retried, then cleaned up (row and object) and reported.
     """
     repository, store = ctx.repository(), ctx.store()
-    policy = UploadPolicy(expires_in=ctx.settings.presign_expires_seconds)
+    policy = UploadPolicy.from_settings(ctx.settings)
     failures = 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console

@@ -80,6 +80,26 @@ class PresignedUploadRejected(StorageError):
     """The local store refused a presigned PUT (bad signature, expired, wrong key or type)."""
 
 
+class UploadTargetExists(PresignedUploadRejected):
+    """A presigned PUT to a key that already holds an object (If-None-Match: *)."""
+
+
+class ObjectTooLarge(StorageError):
+    """The object is larger than the caller accepts to read. A fact about the object, not the store:
+    retrying will not help."""
+
+    def __init__(self, key: str, size: int | None, max_bytes: int) -> None:
+        shown = f"{size:,} bytes" if size is not None else "more bytes"
+        super().__init__(f"object {key!r} has {shown}, over the limit of {max_bytes:,} bytes")
+        self.key = key
+        self.size = size
+        self.max_bytes = max_bytes
+
+
+# Originals smaller than this are spooled in memory; larger ones go to a temporary file on disk.
+SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     def describe(self) -> str: ...
@@ -94,7 +114,37 @@ class ObjectStore(Protocol):
     def iter_objects(
         self, prefix: str, *, start_after: str | None = None, page_size: int = 1000
     ) -> Iterator[ObjectInfo]: ...
-    def presign_put(self, key: str, content_type: str, expires_in: int) -> PresignedUpload: ...
+    def presign_put(
+        self, key: str, content_type: str, expires_in: int, *, content_length: int | None = None
+    ) -> PresignedUpload: ...
+    def download(self, key: str, out: BinaryIO, max_bytes: int) -> int: ...
+
+
+def spooled_download(store: ObjectStore, key: str, max_bytes: int) -> tempfile.SpooledTemporaryFile[bytes]:
+    """The object streamed into a spooled temporary file (in memory up to SPOOL_MEMORY_BYTES, on
+    disk beyond), rewound; ObjectTooLarge past `max_bytes` even when an earlier HEAD said less.
+    The caller closes it (it is a context manager)."""
+    spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(
+        max_size=SPOOL_MEMORY_BYTES, prefix="original-"
+    )
+    try:
+        store.download(key, spool, max_bytes)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _copy_bounded(chunks: Iterable[bytes], out: BinaryIO, key: str, max_bytes: int) -> int:
+    """Copy chunks to out, refusing (ObjectTooLarge) as soon as more than max_bytes arrived."""
+    written = 0
+    for chunk in chunks:
+        written += len(chunk)
+        if written > max_bytes:
+            raise ObjectTooLarge(key, None, max_bytes)
+        out.write(chunk)
+    return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +176,11 @@ def _check_presign_args(content_type: str, expires_in: int) -> None:
     # SigV4 presigned URLs live at most 7 days; keep both stores to the same rule.
     if not 1 <= expires_in <= 7 * 24 * 3600:
         raise ValueError(f"expires_in must be between 1 s and 7 days, got {expires_in}")
+
+
+def _check_content_length(content_length: int | None) -> None:
+    if content_length is not None and content_length < 0:
+        raise ValueError(f"content_length must not be negative, got {content_length}")
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -289,6 +344,24 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise self._translate("get", key, exc) from exc
 
+    def download(self, key: str, out: BinaryIO, max_bytes: int) -> int:
+        """Stream the object into `out` a chunk at a time; never more than max_bytes are read."""
+        _check_s3_key(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"]
+            try:
+                declared = int(response.get("ContentLength", 0))
+                if declared > max_bytes:
+                    raise ObjectTooLarge(key, declared, max_bytes)
+                return _copy_bounded(body.iter_chunks(_COPY_CHUNK), out, key, max_bytes)
+            finally:
+                body.close()  # unread bytes are dropped with the connection, not downloaded
+        except ClientError as exc:
+            raise self._not_found_or_error("get", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._translate("get", key, exc) from exc
+
     def head(self, key: str) -> ObjectInfo:
         _check_s3_key(key)
         try:
@@ -373,22 +446,34 @@ class S3ObjectStore:
 
     # -- presigned uploads -----------------------------------------------------------------------
 
-    def presign_put(self, key: str, content_type: str, expires_in: int) -> PresignedUpload:
+    def presign_put(
+        self, key: str, content_type: str, expires_in: int, *, content_length: int | None = None
+    ) -> PresignedUpload:
         """A URL the browser PUTs to directly; ContentType is part of the signature, so the
-        bucket rejects a body sent with any other Content-Type (403 SignatureDoesNotMatch)."""
+        bucket rejects a body sent with any other Content-Type (403 SignatureDoesNotMatch).
+        With `content_length`, Content-Length is signed too (X-Amz-SignedHeaders), so S3 and MinIO
+        refuse a body of any other size. `If-None-Match: *` is signed as well: S3 (since 2024) and
+        MinIO then refuse a second PUT to the key (412), so a leaked or replayed URL cannot put
+        new bytes over a photo that was already uploaded."""
         _check_s3_key(key)
         _check_presign_args(content_type, expires_in)
+        _check_content_length(content_length)
         expires_at = datetime.fromtimestamp(time.time() + expires_in, UTC)
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type, "IfNoneMatch": "*"}
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        if content_length is not None:
+            params["ContentLength"] = content_length
+            headers["Content-Length"] = str(content_length)
         try:
             url = self.presign_client.generate_presigned_url(
                 "put_object",
-                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+                Params=params,
                 ExpiresIn=expires_in,
                 HttpMethod="PUT",
             )
         except BotoCoreError as exc:  # e.g. no credentials to sign with
             raise self._translate("presign_put", key, exc) from exc
-        return PresignedUpload(url=url, method="PUT", headers={"Content-Type": content_type}, expires_at=expires_at)
+        return PresignedUpload(url=url, method="PUT", headers=headers, expires_at=expires_at)
 
     # -- error translation -----------------------------------------------------------------------
 
@@ -476,6 +561,8 @@ _RESERVED = frozenset({_KEY_FILE, _TEMP_DIR})
 # together with the bytes. Where xattrs are unavailable, head() guesses from the extension.
 _CONTENT_TYPE_XATTR = "user.photo_pipeline.content_type"
 _COPY_CHUNK = 1024 * 1024
+# A temp file under .tmp untouched for this long was left by a killed write (see remove_stale_temp_files).
+STALE_TEMP_SECONDS = 24 * 3600
 
 
 def validate_local_key(key: str) -> str:
@@ -511,6 +598,8 @@ class LocalObjectStore:
             raise StorageError(f"cannot prepare folder {self.root}: {exc.strerror or exc}") from exc
         if not self._signing_key:
             raise ValueError("signing_key must not be empty")
+        # Killed uploads leave their partial temp file behind; every start-up sweeps the old ones.
+        self.remove_stale_temp_files()
 
     # -- description and health ----------------------------------------------------------------
 
@@ -535,6 +624,20 @@ class LocalObjectStore:
         path = self._path(key)
         try:
             return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key, f"no object {key!r} in folder {self.root}") from None
+        except OSError as exc:
+            raise self._error("get", key, exc) from exc
+
+    def download(self, key: str, out: BinaryIO, max_bytes: int) -> int:
+        """Copy the file into `out` a chunk at a time; never more than max_bytes are read."""
+        path = self._path(key)
+        try:
+            with path.open("rb") as source:
+                size = os.fstat(source.fileno()).st_size
+                if size > max_bytes:
+                    raise ObjectTooLarge(key, size, max_bytes)
+                return _copy_bounded(iter(lambda: source.read(_COPY_CHUNK), b""), out, key, max_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(key, f"no object {key!r} in folder {self.root}") from None
         except OSError as exc:
@@ -607,28 +710,31 @@ class LocalObjectStore:
 
     # -- presigned uploads -----------------------------------------------------------------------
 
-    def presign_put(self, key: str, content_type: str, expires_in: int) -> PresignedUpload:
+    def presign_put(
+        self, key: str, content_type: str, expires_in: int, *, content_length: int | None = None
+    ) -> PresignedUpload:
         path = self._path(key)
         _check_presign_args(content_type, expires_in)
+        _check_content_length(content_length)
         expires = int(time.time()) + expires_in
-        query = urlencode(
-            {
-                "X-Expires": str(expires),
-                "X-Content-Type": content_type,
-                "X-Signature": self._signature(key, content_type, expires),
-            }
-        )
+        fields = {"X-Expires": str(expires), "X-Content-Type": content_type}
+        # Like the S3 store's signed If-None-Match: a presigned PUT never replaces an object here.
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        if content_length is not None:
+            fields["X-Content-Length"] = str(content_length)
+            headers["Content-Length"] = str(content_length)
+        fields["X-Signature"] = self._signature(key, content_type, expires, content_length)
         return PresignedUpload(
-            url=f"{path.as_uri()}?{query}",
+            url=f"{path.as_uri()}?{urlencode(fields)}",
             method="PUT",
-            headers={"Content-Type": content_type},
+            headers=headers,
             expires_at=datetime.fromtimestamp(expires, UTC),
         )
 
     def accept_presigned_put(self, url: str, body: bytes | BinaryIO, headers: Mapping[str, str]) -> None:
         """Verify a presigned PUT as S3 would (signature over key, type and expiry; expiry; the
         Content-Type actually sent), then store the body."""
-        key, content_type, expires = self._verified_presigned(url)
+        key, content_type, expires, content_length = self._verified_presigned(url)
         if time.time() > expires:
             when = datetime.fromtimestamp(expires, UTC).isoformat()
             raise PresignedUploadRejected(f"presigned upload URL for {key!r} expired at {when}")
@@ -638,9 +744,13 @@ class LocalObjectStore:
                 f"presigned upload for {key!r} was signed for Content-Type {content_type!r} but sent {sent!r}"
             )
         reader = _BytesReader(body) if isinstance(body, bytes | bytearray | memoryview) else body
-        self._write(key, reader, content_type)
+        if content_length is not None:
+            # As S3 does with a signed Content-Length: a body of any other size is refused, and
+            # nothing beyond the signed length is ever read.
+            reader = _ExactLengthReader(reader, content_length, key)
+        self._write(key, reader, content_type, replace=False)
 
-    def _verified_presigned(self, url: str) -> tuple[str, str, int]:
+    def _verified_presigned(self, url: str) -> tuple[str, str, int, int | None]:
         parts = urlsplit(url)
         if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
             raise PresignedUploadRejected(f"not a presigned URL of folder {self.root}: {parts.scheme}://{parts.netloc}")
@@ -654,12 +764,13 @@ class LocalObjectStore:
         except ValueError:
             raise PresignedUploadRejected(f"presigned URL for {key!r} has an unreadable X-Expires") from None
         content_type = values["X-Content-Type"][0]
-        expected = self._signature(key, content_type, expires)
+        content_length = _signed_length(query.get("X-Content-Length", []), key)
+        expected = self._signature(key, content_type, expires, content_length)
         if not hmac.compare_digest(expected, values["X-Signature"][0]):
             raise PresignedUploadRejected(
                 f"presigned URL for {key!r} has a bad signature (tampered with, or signed by another store)"
             )
-        return key, content_type, expires
+        return key, content_type, expires, content_length
 
     def _key_from_url_path(self, path: str) -> str:
         try:
@@ -671,9 +782,38 @@ class LocalObjectStore:
         except ValueError as exc:
             raise PresignedUploadRejected(f"presigned URL names an unusable key: {exc}") from None
 
-    def _signature(self, key: str, content_type: str, expires: int) -> str:
-        message = "\n".join(("PUT", key, content_type, str(expires))).encode("utf-8")
+    def _signature(self, key: str, content_type: str, expires: int, content_length: int | None = None) -> str:
+        parts = ["PUT", key, content_type, str(expires)]
+        if content_length is not None:
+            # Only when signed, so URLs issued before lengths were signed still verify.
+            parts.append(f"length={content_length}")
+        message = "\n".join(parts).encode("utf-8")
         return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
+
+    # -- housekeeping ----------------------------------------------------------------------------
+
+    def remove_stale_temp_files(self, older_than_seconds: float = STALE_TEMP_SECONDS) -> list[str]:
+        """Delete temp files under root/.tmp last modified more than `older_than_seconds` ago:
+        what a killed upload or a crashed write left behind. Returns their names. Live writes
+        touch their file continuously, so a day-old one belongs to nobody."""
+        cutoff = time.time() - older_than_seconds
+        removed: list[str] = []
+        temp_dir = self.root / _TEMP_DIR
+        try:
+            entries = list(os.scandir(temp_dir))
+        except OSError as exc:
+            raise StorageError(f"cannot list {temp_dir}: {exc.strerror or exc}") from exc
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # finished (renamed into place) or removed by another process meanwhile
+            except OSError as exc:
+                raise StorageError(f"cannot remove stale temp file {entry.path}: {exc.strerror or exc}") from exc
+            removed.append(entry.name)
+        return removed
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -683,14 +823,20 @@ class LocalObjectStore:
     def _error(self, operation: str, key: str, exc: OSError) -> StorageError:
         return StorageError(f"{operation} {key!r} in folder {self.root} failed: {exc.strerror or exc}")
 
-    def _write(self, key: str, reader: BinaryIO | _BytesReader, content_type: str) -> None:
+    def _write(self, key: str, reader: BinaryIO | _BytesReader, content_type: str, *, replace: bool = True) -> None:
         target = self.root / key
         try:
             temp = self._write_temp(reader, content_type)
         except OSError as exc:
             raise self._error("put", key, exc) from exc
         try:
-            self._move_into_place(temp, target)
+            self._move_into_place(temp, target, replace=replace)
+        except FileExistsError:
+            temp.unlink(missing_ok=True)
+            raise UploadTargetExists(
+                f"presigned upload for {key!r} refused: the object already exists (If-None-Match: *); "
+                "a presigned URL never replaces an uploaded photo"
+            ) from None
         except OSError as exc:
             with contextlib.suppress(OSError):
                 temp.unlink()
@@ -714,12 +860,17 @@ class LocalObjectStore:
             raise
         return temp
 
-    def _move_into_place(self, temp: Path, target: Path) -> None:
+    def _move_into_place(self, temp: Path, target: Path, *, replace: bool = True) -> None:
         # A concurrent delete may prune the (empty) parent between mkdir and replace; try again.
         for attempt in range(3):
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.replace(temp, target)
+                if replace:
+                    os.replace(temp, target)
+                else:
+                    # link() fails atomically if the target exists: no check-then-write race.
+                    os.link(temp, target)
+                    temp.unlink()
                 return
             except FileNotFoundError:
                 if attempt == 2:
@@ -733,6 +884,42 @@ class LocalObjectStore:
             except OSError:
                 return
             folder = folder.parent
+
+
+class _ExactLengthReader:
+    """Reads exactly `length` bytes from a body, or raises PresignedUploadRejected: shorter and
+    longer bodies alike are refused, and no byte past `length` + 1 is read."""
+
+    def __init__(self, reader: BinaryIO | _BytesReader, length: int, key: str) -> None:
+        self._reader = reader
+        self._left = length
+        self._length = length
+        self._key = key
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left == 0:
+            if self._reader.read(1):
+                raise PresignedUploadRejected(
+                    f"presigned upload for {self._key!r} was signed for {self._length:,} bytes but the body is longer"
+                )
+            return b""
+        wanted = self._left if size < 0 else min(size, self._left)
+        chunk = self._reader.read(wanted)
+        if not chunk:
+            raise PresignedUploadRejected(
+                f"presigned upload for {self._key!r} was signed for {self._length:,} bytes but the body "
+                f"ended after {self._length - self._left:,}"
+            )
+        self._left -= len(chunk)
+        return chunk
+
+
+def _signed_length(values: list[str], key: str) -> int | None:
+    if not values:
+        return None
+    if len(values) != 1 or not values[0].isdigit():
+        raise PresignedUploadRejected(f"presigned URL for {key!r} has an unreadable X-Content-Length")
+    return int(values[0])
 
 
 class _BytesReader:

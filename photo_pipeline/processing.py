@@ -15,21 +15,33 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline import keys
+from photo_pipeline.memory_budget import BudgetExceeded, MemoryBudget, return_freed_memory_promptly
 from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import ObjectNotFound, ObjectStore, StorageError
+from photo_pipeline.object_store import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectTooLarge,
+    StorageError,
+    spooled_download,
+)
 from photo_pipeline.rendering import (
+    MemoryEstimate,
     RenderError,
     RenderOptions,
     Renditions,
+    estimate_memory,
     render_renditions,
 )
 from photo_pipeline.repository import ClaimedPhoto, PhotoRepository, utc_now
 
 DEFAULT_LOGGER = logging.getLogger(__name__)
+MIB = 1024 * 1024
 
 
 class Outcome(StrEnum):
@@ -52,6 +64,8 @@ class PhotoOutcome:
     preview_key: str | None = None
     thumb_bytes: int = 0
     preview_bytes: int = 0
+    # Completed, but the pixels look damaged (e.g. a JPEG padded with grey); also in the row's error.
+    warning: str | None = None
 
 
 @dataclass
@@ -75,6 +89,10 @@ class AlbumReport:
         return self.count(Outcome.FAILED)
 
     @property
+    def flagged(self) -> int:
+        return sum(1 for o in self.outcomes if o.warning is not None)
+
+    @property
     def skipped(self) -> int:
         return self.count(Outcome.RELEASED) + self.count(Outcome.CLAIM_LOST)
 
@@ -93,6 +111,9 @@ class ProcessingLimits:
     max_photos: int = 5000
     workers: int = 2
     missing_grace_seconds: int = 900
+    # PHOTO_MEMORY_BUDGET_MB and PHOTO_MAX_ORIGINAL_MB (settings.py).
+    memory_budget_bytes: int = 1536 * 1024 * 1024
+    max_original_bytes: int = 200 * 1024 * 1024
 
 
 class PhotoProcessor:
@@ -118,6 +139,15 @@ class PhotoProcessor:
         self._limits = limits
         self._log = logger
         self._clock = clock
+        # One budget for everything this processor renders: a processor serves one run.
+        self._budget = MemoryBudget(limits.memory_budget_bytes)
+        # Without it the budget bounds live pixels but not the process's RSS (see the function).
+        return_freed_memory_promptly()
+
+    @property
+    def memory_budget(self) -> MemoryBudget:
+        """The run's budget (its `peak` is reported by the benchmark and checked by tests)."""
+        return self._budget
 
     def process_album(
         self, album_id: uuid.UUID, worker: str, *, rerender: bool = False
@@ -178,21 +208,40 @@ class PhotoProcessor:
     def _process_one(self, claim: ClaimedPhoto, report: AlbumReport) -> PhotoOutcome:
         started = time.perf_counter()
         try:
-            original = self._store.get(claim.original_key)
+            # HEAD before any GET: an oversized original is refused without reading a byte of it.
+            head: ObjectInfo = self._store.head(claim.original_key)
         except ObjectNotFound:
             return self._release_missing(claim, started)
         except StorageError as exc:
             self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
             return self._release(claim, f"storage error reading the original: {exc}", started)
+        if head.size > self._limits.max_original_bytes:
+            reason = original_too_large_reason(claim.original_key, head.size, self._limits.max_original_bytes)
+            self._log.warning("photo %s: %s", claim.id, reason)
+            return self._fail(claim, reason, started)
 
         try:
-            renditions = render_renditions(original, self._render_options)
+            renditions = self._download_and_render(claim)
+        except ObjectNotFound:
+            return self._release_missing(claim, started)
+        except ObjectTooLarge as exc:
+            # HEAD said it fitted but the body did not (replaced meanwhile, or a lying server).
+            reason = original_too_large_reason(
+                claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=True
+            )
+            self._log.warning("photo %s: %s", claim.id, reason)
+            return self._fail(claim, reason, started)
+        except StorageError as exc:
+            self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
+            return self._release(claim, f"storage error reading the original: {exc}", started)
         except RenderError as exc:
             self._log.warning("photo %s: cannot be rendered: %s", claim.id, exc)
             return self._fail(claim, f"cannot render {claim.original_key}: {exc}", started)
         except Exception as exc:  # noqa: BLE001 - one photo's bug must not stop the album
             self._log.exception("photo %s: unexpected error while rendering", claim.id)
             return self._fail(claim, f"unexpected error while rendering: {type(exc).__name__}: {exc}", started)
+        if renditions.warning is not None:
+            self._log.warning("photo %s (%s): %s", claim.id, claim.original_key, renditions.warning)
 
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
@@ -209,9 +258,13 @@ class PhotoProcessor:
             preview_key=preview_key,
             width=renditions.source_width,
             height=renditions.source_height,
-            original_bytes=len(original),
+            original_bytes=head.size,
+            # The HEAD came before the GET, so the bytes rendered are never older than this ETag:
+            # an original replaced in between reads as changed later and is rendered once more.
+            original_etag=head.etag,
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
+            note=renditions.warning,
         )
         if not completed:
             return self._claim_lost(claim, started)
@@ -225,7 +278,27 @@ class PhotoProcessor:
             preview_key=preview_key,
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
+            warning=renditions.warning,
         )
+
+    def _download_and_render(self, claim: ClaimedPhoto) -> Renditions:
+        """Stream the original to a spooled file (never held twice in memory), then render it
+        within the run's memory budget."""
+        with spooled_download(self._store, claim.original_key, self._limits.max_original_bytes) as original:
+            return self._render_within_budget(original)
+
+    def _render_within_budget(self, original: BinaryIO) -> Renditions:
+        """Reserve the photo's working set, from its header, before decoding a pixel; wait while
+        other threads hold the budget; give it back once the renditions are encoded."""
+        estimate = estimate_memory(original, self._render_options)
+        try:
+            self._budget.acquire(estimate.working_bytes)
+        except BudgetExceeded as exc:
+            raise RenderError(over_budget_reason(estimate, self._budget.total_bytes)) from exc
+        try:
+            return render_renditions(original, self._render_options)
+        finally:
+            self._budget.release(estimate.working_bytes)
 
     def _write_renditions(self, claim: ClaimedPhoto, renditions: Renditions) -> tuple[str, str]:
         fmt = renditions.preview.format
@@ -281,3 +354,19 @@ class PhotoProcessor:
             detail=detail,
             seconds=time.perf_counter() - started,
         )
+
+
+def original_too_large_reason(key: str, size: int | None, max_bytes: int, *, while_reading: bool = False) -> str:
+    shown = f"{size / MIB:,.1f} MiB ({size:,} bytes)" if size is not None else "larger than its HEAD said"
+    what = "the download was stopped at the limit" if while_reading else "not downloaded"
+    return (
+        f"original {key} is {shown}, over the maximum original size of {max_bytes / MIB:,.0f} MiB "
+        f"(PHOTO_MAX_ORIGINAL_MB); {what}"
+    )
+
+
+def over_budget_reason(estimate: MemoryEstimate, budget_bytes: int) -> str:
+    return (
+        f"too large to render within the run's memory budget: {estimate.describe()}, "
+        f"more than the whole budget of {budget_bytes / MIB:,.0f} MiB (PHOTO_MEMORY_BUDGET_MB)"
+    )

@@ -14,19 +14,23 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageColor, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
 from photo_pipeline.settings import RenderSettings, SettingsError
 from photo_pipeline.watermark import WatermarkOptions, apply_watermark, decode_logo
 
 __all__ = [
+    "MemoryEstimate",
     "RenderError",
     "RenderOptions",
     "Rendition",
     "Renditions",
     "WatermarkOptions",
+    "decoded_bytes",
+    "estimate_memory",
     "render_options_from_settings",
     "render_renditions",
 ]
@@ -102,6 +106,8 @@ class Renditions:
     source_width: int  # of the original, after EXIF orientation
     source_height: int
     source_format: str  # e.g. "JPEG", "PNG", "HEIF"
+    # Set when the pixels look damaged although the decoder raised nothing (see _grey_padding).
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,11 +117,119 @@ class _Decoded:
     image: Image.Image
     source_size: tuple[int, int]  # full size of the original, after orientation
     source_format: str
+    warning: str | None = None
 
 
-def render_renditions(data: bytes, options: RenderOptions = RenderOptions()) -> Renditions:
-    """Render the preview and the thumbnail of one original. Raises RenderError for bad input."""
+Source = bytes | BinaryIO
+
+
+def render_renditions(data: Source, options: RenderOptions = RenderOptions()) -> Renditions:
+    """Render the preview and the thumbnail of one original (its bytes, or a seekable binary file
+    such as a spooled download). Raises RenderError for bad input."""
     return _render(data, options, use_draft=True)
+
+
+# What rendering holds at its peak, as a multiple of the decoded image (`decoded_bytes`). Measured
+# as the peak RSS growth (VmHWM) of one render_renditions call in a fresh process (Pillow allocates
+# with malloc, which tracemalloc does not see) by `benchmarks/memory_benchmark.py --factor`,
+# Pillow 13.0, default RenderOptions (preview 1600, thumbnail 400, watermark):
+#   16-bit grey PNG 10900x10900 (I;16, decoded 227 MiB):    peak +1,133 MiB  -> 5.0x
+#   16-bit RGB PNG 6000x4000 (read as RGB, 69 MiB):         peak +123 MiB    -> 1.8x
+#   RGBA PNG 6000x4000 (92 MiB):                            peak +298 MiB    -> 3.2x
+#   JPEG 6000x4000, drafted to 3000x2000 (17 MiB):          peak +51 MiB     -> 3.0x
+#   JPEG 4000x3000, drafted to 2000x1500 (9 MiB):           peak +42 MiB     -> 4.9x (fixed costs weigh)
+# 16-bit samples widen to 32-bit "I" while they are scaled down to 8 bits (the 16-bit original, an
+# "I" copy and the point() result are alive at once), and Pillow stores 3-band pixels in 4 bytes.
+# The largest factor plus a margin, and a fixed overhead for what does not scale with the image
+# (decoder tables, watermark, encoder buffers), is reserved for every photo.
+WORKING_SET_FACTOR = 5.5
+# Decoders and buffers that do not scale with the image (libjpeg tables, the encoders' output).
+WORKING_SET_OVERHEAD_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What decoding one original will take, known from its header alone."""
+
+    width: int  # as decoded: after JPEG draft scaling, before EXIF rotation
+    height: int
+    mode: str  # Pillow's mode of the decoded image, e.g. "RGB", "I;16"
+    bands: int
+    bytes_per_sample: int
+    decoded_bytes: int  # width x height x bytes per sample x bands
+    working_bytes: int  # what to reserve: decoded_bytes x WORKING_SET_FACTOR + overhead
+
+    def describe(self) -> str:
+        return (
+            f"{self.width}x{self.height} {self.mode} decodes to {_mebibytes(self.decoded_bytes)} MiB "
+            f"and renders in about {_mebibytes(self.working_bytes)} MiB"
+        )
+
+
+def decoded_bytes(width: int, height: int, mode: str) -> tuple[int, int, int]:
+    """(bands, bytes per sample, decoded bytes) of an image of this size and Pillow mode."""
+    image_mode = ImageMode.getmode(mode)
+    bands = len(image_mode.bands)
+    # typestr is a numpy-style type such as "|u1" or "<u2"; "|b1" (mode "1") is a byte a pixel too.
+    bytes_per_sample = max(1, int(image_mode.typestr[-1]))
+    return bands, bytes_per_sample, width * height * bands * bytes_per_sample
+
+
+def working_set_bytes(decoded: int) -> int:
+    return int(decoded * WORKING_SET_FACTOR) + WORKING_SET_OVERHEAD_BYTES
+
+
+def estimate_memory(data: Source, options: RenderOptions = RenderOptions()) -> MemoryEstimate:
+    """The memory rendering this original will need, from its header only (no pixel is decoded).
+
+    JPEGs are estimated at the size their draft decode will have, which is what rendering asks
+    for. Raises RenderError for what rendering would refuse anyway (not an image, over max_pixels).
+    """
+    try:
+        with _open(data) as opened:
+            _check_pixel_limit(opened.size, options.max_pixels)
+            _request_draft(opened, _fit_size(opened.size, options.preview_long_side))
+            width, height = opened.size
+            mode = opened.mode
+    except RenderError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise RenderError(_unidentified_message()) from exc
+    except Image.DecompressionBombError as exc:
+        raise RenderError(_pillow_bomb_message(exc)) from exc
+    except DECODE_ERRORS as exc:
+        raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
+    bands, bytes_per_sample, decoded = decoded_bytes(width, height, mode)
+    return MemoryEstimate(
+        width=width,
+        height=height,
+        mode=mode,
+        bands=bands,
+        bytes_per_sample=bytes_per_sample,
+        decoded_bytes=decoded,
+        working_bytes=working_set_bytes(decoded),
+    )
+
+
+def _open(data: Source) -> Image.Image:
+    """Image.open on bytes or a file, refusing an empty one; reads the header only."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        if not data:
+            raise RenderError("empty file (0 bytes)")
+        return Image.open(io.BytesIO(data), formats=SOURCE_FORMATS)
+    size = data.seek(0, io.SEEK_END)
+    if size == 0:
+        raise RenderError("empty file (0 bytes)")
+    data.seek(0)
+    return Image.open(data, formats=SOURCE_FORMATS)
+
+
+def _unidentified_message() -> str:
+    return f"not an image Pillow can read (cannot identify image file); supported formats: {', '.join(SOURCE_FORMATS)}"
+
+
+def _mebibytes(nbytes: int) -> str:
+    return f"{nbytes / (1024 * 1024):,.0f}"
 
 
 def render_options_from_settings(render: RenderSettings) -> RenderOptions:
@@ -158,7 +272,7 @@ def _read_logo(logo_path: Path) -> bytes:
     return logo_png
 
 
-def _render(data: bytes, options: RenderOptions, *, use_draft: bool) -> Renditions:
+def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditions:
     """The rendering itself; `use_draft=False` exists only so the benchmark can show what draft saves."""
     decoded = _decode(data, options, use_draft=use_draft)
     upright = _to_srgb(decoded.image, options.background)
@@ -171,15 +285,14 @@ def _render(data: bytes, options: RenderOptions, *, use_draft: bool) -> Renditio
         source_width=decoded.source_size[0],
         source_height=decoded.source_size[1],
         source_format=decoded.source_format,
+        warning=decoded.warning,
     )
 
 
-def _decode(data: bytes, options: RenderOptions, *, use_draft: bool = True) -> _Decoded:
+def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> _Decoded:
     """Decode once, upright, checking the header's pixel count before any pixel is decoded."""
-    if not data:
-        raise RenderError("empty file (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data), formats=SOURCE_FORMATS) as opened:
+        with _open(data) as opened:
             stored_size = opened.size
             _check_pixel_limit(stored_size, options.max_pixels)
             orientation = _orientation(opened)
@@ -187,20 +300,66 @@ def _decode(data: bytes, options: RenderOptions, *, use_draft: bool = True) -> _
                 _request_draft(opened, _fit_size(stored_size, options.preview_long_side))
             opened.load()
             source_format = _source_format(opened)
+            warning = _grey_padding(opened) if source_format == "JPEG" else None
             image = _upright(opened)
     except RenderError:
         raise
     except UnidentifiedImageError as exc:
-        raise RenderError(
-            f"not an image Pillow can read (cannot identify image file); supported formats: {', '.join(SOURCE_FORMATS)}"
-        ) from exc
+        raise RenderError(_unidentified_message()) from exc
     except Image.DecompressionBombError as exc:
         raise RenderError(_pillow_bomb_message(exc)) from exc
     except DECODE_ERRORS as exc:
         raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
     if orientation in TRANSPOSING_ORIENTATIONS:
         stored_size = (stored_size[1], stored_size[0])
-    return _Decoded(image=image, source_size=stored_size, source_format=source_format)
+    return _Decoded(image=image, source_size=stored_size, source_format=source_format, warning=warning)
+
+
+# libjpeg-turbo meeting the EOI marker before the scan data is complete ("Corrupt JPEG data:
+# premature end of data segment") leaves every missing block's coefficients at zero and carries
+# on; Pillow (13.0) neither raises nor exposes libjpeg's warning count. Zero coefficients decode
+# to exactly mid-grey, so a truncated baseline JPEG ends in a band of (128, 128, 128) whole MCU
+# rows high. A real photo can end in exactly that grey (a flat letterbox), so this is a flag,
+# not a failure. A progressive JPEG cut short keeps its earlier scans and shows a blurred but
+# complete picture: that damage leaves no trace in the pixels.
+_GREY = 128
+_MIN_GREY_ROWS = 8  # one MCU row at 1/8 draft scale is 1 pixel; at full scale 8 or 16 rows
+
+
+def _grey_padding(image: Image.Image) -> str | None:
+    """A warning when the decoded JPEG ends in the mid-grey band libjpeg pads missing data with."""
+    if image.mode not in ("RGB", "L") or image.height < 2 * _MIN_GREY_ROWS:
+        return None
+    grey_rows = _trailing_grey_rows(image)
+    if grey_rows < _MIN_GREY_ROWS or grey_rows >= image.height:
+        return None  # no band, or a wholly grey picture, which a real image may well be
+    share = grey_rows / image.height
+    return (
+        f"the bottom {share:.0%} of the decoded image ({grey_rows} of {image.height} rows) is flat "
+        "mid-grey, which is how libjpeg pads a JPEG whose data ends early: the file is probably truncated"
+    )
+
+
+def _trailing_grey_rows(image: Image.Image) -> int:
+    """How many rows at the bottom are exactly mid-grey in every band, by bisection over bands.
+
+    A band of rows is grey exactly when its extrema are (128, 128) in every channel; greyness is
+    monotone from the bottom up within a band, so bisection finds its top in log(height) crops.
+    """
+    low, high = 0, image.height  # invariant: the bottom `low` rows are grey; `high`+ rows are not all grey
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _all_grey(image.crop((0, image.height - middle, image.width, image.height))):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _all_grey(band: Image.Image) -> bool:
+    extrema = band.getextrema()
+    pairs = [extrema] if band.mode == "L" else list(extrema)
+    return all(pair == (_GREY, _GREY) for pair in pairs)
 
 
 def _check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:

@@ -279,7 +279,10 @@ class PhotoRepository:
         thumb_bytes: int,
         preview_bytes: int,
         original_etag: str | None = None,
+        note: str | None = None,
     ) -> bool:
+        """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
+        but looks damaged, such as a truncated JPEG padded with grey."""
         now = self._clock()
         return self._finish(
             claim,
@@ -293,7 +296,7 @@ class PhotoRepository:
             thumb_bytes=thumb_bytes,
             preview_bytes=preview_bytes,
             original_etag=original_etag,
-            error=None,
+            error=note,
             completed_at=now,
         )
 

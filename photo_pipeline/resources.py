@@ -116,6 +116,8 @@ class PhotoPipelineResource(ConfigurableResource):
             max_photos=settings.max_photos_per_run,
             workers=settings.workers,
             missing_grace_seconds=settings.missing_grace_seconds,
+            memory_budget_bytes=settings.memory_budget_bytes,
+            max_original_bytes=settings.max_original_bytes,
         )
 
     def processor(self, logger: logging.Logger, *, store: ObjectStore | None = None) -> PhotoProcessor:

@@ -138,6 +138,52 @@ def decompression_bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
+def sixteen_bit_png(width: int = 10_900, height: int = 10_900, *, colour_type: int = 0) -> bytes:
+    """A valid 16-bit PNG (greyscale by default, 2 = RGB) that is almost all one flat value, so
+    it is a few hundred KB on disk while it decodes to gigabytes: the memory-budget hostile input.
+    Rows are written one at a time, so making it takes no more memory than one row."""
+    bands = {0: 1, 2: 3}[colour_type]
+    flat_row = b"\x00" + b"\x80\x00" * (width * bands)  # filter byte + mid-grey 16-bit samples
+    # A small gradient in the first rows so the picture is not entirely flat.
+    compressor = zlib.compressobj(9)
+    parts: list[bytes] = []
+    for y in range(height):
+        if y < 64:
+            value = (y * 1024).to_bytes(2, "big")
+            parts.append(compressor.compress(b"\x00" + value * (width * bands)))
+        else:
+            parts.append(compressor.compress(flat_row))
+    idat = b"".join(parts) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def truncated_jpeg_with_eoi(width: int = 1200, height: int = 900, *, keep: float = 0.5) -> bytes:
+    """A baseline JPEG whose scan data is cut short but which still ends with an EOI marker: the
+    header promises width x height, libjpeg pads what is missing with grey and raises nothing."""
+    whole = photo_jpeg(width, height, seed=11)
+    return whole[: int(len(whole) * keep)] + b"\xff\xd9"
+
+
+def truncated_progressive_jpeg_with_eoi(width: int = 1200, height: int = 900, *, keep: float = 0.5) -> bytes:
+    """The same cut on a progressive JPEG: the early scans cover the whole picture, so the result
+    is blurred, not padded, and nothing in the pixels tells it was cut."""
+    buffer = io.BytesIO()
+    _scene(width, height, 11).save(buffer, "JPEG", quality=90, progressive=True)
+    whole = buffer.getvalue()
+    return whole[: int(len(whole) * keep)] + b"\xff\xd9"
+
+
+def grey_letterboxed_jpeg(width: int = 1200, height: int = 900, *, bar: int = 160) -> bytes:
+    """A complete, undamaged JPEG whose bottom `bar` rows are exactly mid-grey (128, 128, 128): what
+    the truncation heuristic cannot tell apart from libjpeg's padding."""
+    scene = _scene(width, height, 12)
+    scene.paste((128, 128, 128), (0, height - bar, width, height))
+    buffer = io.BytesIO()
+    scene.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def wide_gamut_icc_profile() -> bytes:
     """An ICC v2 RGB profile with Adobe RGB (1998) primaries and gamma 2.2: a common non-sRGB camera space."""
     return _icc_profile(

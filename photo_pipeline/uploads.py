@@ -26,12 +26,14 @@ from urllib3.util.retry import Retry
 
 from photo_pipeline import keys
 from photo_pipeline import rendering as _rendering  # noqa: F401  (registers the HEIF opener)
+from photo_pipeline.rendering import RenderError, RenderOptions, estimate_memory
 from photo_pipeline.object_store import (
     LocalObjectStore,
     ObjectNotFound,
     ObjectStore,
     PresignedUpload,
     StorageError,
+    UploadTargetExists,
 )
 from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
 from photo_pipeline.repository import (
@@ -41,6 +43,9 @@ from photo_pipeline.repository import (
     PhotoRecord,
     PhotoRepository,
 )
+from photo_pipeline.settings import Settings
+
+MIB = 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,51 @@ class UploadPolicy:
     attempts: int = 3
     backoff_seconds: float = 0.5
     timeout_seconds: float = 60.0
+    # The processing limits, applied before a row exists, so the uploader hears it at once rather
+    # than from a failed row later (defaults as in settings.py).
+    max_original_bytes: int = 200 * MIB  # PHOTO_MAX_ORIGINAL_MB
+    max_pixels: int = 120_000_000  # PHOTO_MAX_PIXELS
+    memory_budget_bytes: int = 1536 * MIB  # PHOTO_MEMORY_BUDGET_MB
+    preview_long_side: int = 1600  # PHOTO_PREVIEW_SIZE: JPEGs decode at a draft size fitting it
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UploadPolicy:
+        return cls(
+            expires_in=settings.presign_expires_seconds,
+            max_original_bytes=settings.max_original_bytes,
+            max_pixels=settings.render.max_pixels,
+            memory_budget_bytes=settings.memory_budget_bytes,
+            preview_long_side=settings.render.preview_long_side,
+        )
+
+
+def check_upload_limits(path: Path, policy: UploadPolicy) -> int:
+    """The file's size, or UploadRejected when processing would refuse it: more bytes than
+    PHOTO_MAX_ORIGINAL_MB, more pixels than PHOTO_MAX_PIXELS, or a decode that alone needs more
+    than the run's memory budget. Reads the header only."""
+    if not path.is_file():
+        raise UploadRejected(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > policy.max_original_bytes:
+        raise UploadRejected(
+            f"{path}: {size / MIB:,.1f} MiB is over the maximum original size of "
+            f"{policy.max_original_bytes / MIB:,.0f} MiB (PHOTO_MAX_ORIGINAL_MB)"
+        )
+    if size == 0:
+        raise UploadRejected(f"{path}: the file is empty")
+    options = RenderOptions(preview_long_side=policy.preview_long_side, max_pixels=policy.max_pixels)
+    try:
+        with path.open("rb") as header:
+            estimate = estimate_memory(header, options)
+    except RenderError as exc:
+        limit = " (PHOTO_MAX_PIXELS)" if "above the limit" in str(exc) else ""
+        raise UploadRejected(f"{path}: {exc}{limit}") from exc
+    if estimate.working_bytes > policy.memory_budget_bytes:
+        raise UploadRejected(
+            f"{path}: {estimate.describe()}, more than the whole memory budget of a run, "
+            f"{policy.memory_budget_bytes / MIB:,.0f} MiB (PHOTO_MEMORY_BUDGET_MB)"
+        )
+    return size
 
 
 def inspect_upload(path: Path) -> tuple[str, str]:
@@ -160,7 +210,10 @@ def _put_presigned(
     if urlsplit(upload.url).scheme == "file":
         if not isinstance(store, LocalObjectStore):
             raise UploadFailed("a file:// upload URL was issued by a store that cannot receive it")
-        store.accept_presigned_put(upload.url, cast(BinaryIO, body), upload.headers)
+        try:
+            store.accept_presigned_put(upload.url, cast(BinaryIO, body), upload.headers)
+        except UploadTargetExists:
+            pass  # as a 412 below: our earlier attempt landed; the HEAD that follows checks it
         return
     target = url_for_display(upload.url)
     try:
@@ -169,6 +222,10 @@ def _put_presigned(
         # requests quotes the whole URL, signature included: only the redacted text travels on
         # (`from None`, or the traceback would print the original message).
         raise UploadFailed(f"PUT {target} failed: {redact(str(exc))}") from None
+    if response.status_code == 412:
+        # If-None-Match refused a repeated PUT (our own retry after a lost answer): the object is
+        # there already; the HEAD that follows checks it is ours, by its size.
+        return
     if response.status_code not in (200, 201, 204):
         raise UploadFailed(f"PUT {target}: the bucket answered HTTP {response.status_code}: {s3_error_summary(response.text)}")
 
@@ -192,9 +249,10 @@ def upload_photo(
     on_progress: ProgressCallback | None = None,
     photo_id: uuid.UUID | None = None,
 ) -> UploadResult:
-    """Register, presign, PUT, verify; clean up and raise UploadFailed if it never lands."""
+    """Check the limits, register, presign, PUT, verify; clean up and raise UploadFailed if it
+    never lands. UploadRejected (nothing created) for a file processing would refuse."""
+    size = check_upload_limits(path, policy)
     ext, content_type = inspect_upload(path)
-    size = path.stat().st_size
     photo_id = photo_id or uuid.uuid4()
     key = keys.raw_key(album_id, photo_id, ext)
     started = time.perf_counter()
@@ -212,7 +270,8 @@ def upload_photo(
     last_error: Exception | None = None
     for attempt in range(1, policy.attempts + 1):
         try:
-            presigned = store.presign_put(key, content_type, policy.expires_in)
+            # The size is signed in: the bucket refuses a body of any other length.
+            presigned = store.presign_put(key, content_type, policy.expires_in, content_length=size)
             with path.open("rb") as stream:
                 _put_presigned(store, presigned, _ProgressReader(stream, size, on_progress), session, policy)
             _verify_landed(store, key, size)

@@ -327,7 +327,7 @@ def test_presigned_put_lands_the_object(store: ObjectStore) -> None:
     upload = store.presign_put("raw/album/new.jpg", "image/jpeg", 300)
 
     assert upload.method == "PUT"
-    assert upload.headers == {"Content-Type": "image/jpeg"}
+    assert upload.headers == {"Content-Type": "image/jpeg", "If-None-Match": "*"}
     assert datetime.now(UTC) + timedelta(seconds=290) <= upload.expires_at <= datetime.now(UTC) + timedelta(seconds=310)
     put_presigned(store, upload, b"uploaded by a browser")
 

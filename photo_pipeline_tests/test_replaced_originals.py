@@ -2,15 +2,13 @@
 rendered from, reconciliation renders a photo again when the object under its key changed, and
 presigned PUTs ask the bucket to refuse a second PUT to the same key (If-None-Match: *).
 
-PostgreSQL + S3 over HTTP (moto). moto does not check the conditions a presigned URL signs, so
-the refusal of a replay is asserted on the URL's signed headers; real S3 and MinIO enforce it.
+PostgreSQL + S3 over HTTP (moto, which honours If-None-Match on PUT as S3 and MinIO do).
 """
 
 from __future__ import annotations
 
 import io
 import uuid
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,7 +18,7 @@ from PIL import Image
 from photo_pipeline import keys, samples
 from photo_pipeline.database import create_engine_for, migrate
 from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import LocalObjectStore, PresignedUploadRejected, S3ObjectStore, make_s3_client
+from photo_pipeline.object_store import LocalObjectStore, S3ObjectStore, UploadTargetExists, make_s3_client
 from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.reconciler import Reconciler
 from photo_pipeline.reconciliation import ActionKind, ReconcilePolicy
@@ -121,7 +119,6 @@ def test_presigned_puts_sign_if_none_match(store: S3ObjectStore) -> None:
     assert "if-none-match" in signed, "S3 and MinIO then refuse a second PUT to the same key (412)"
 
 
-@pytest.mark.xfail(strict=True, reason="moto's server does not enforce If-None-Match on a presigned PUT; S3 and MinIO answer 412")
 def test_a_replayed_presigned_put_is_refused_by_the_bucket(store: S3ObjectStore) -> None:
     body = samples.photo_jpeg(64, 48)
     upload_ = store.presign_put("raw/a/replayed.jpg", "image/jpeg", 60, content_length=len(body))
@@ -136,6 +133,6 @@ def test_the_local_store_refuses_a_replayed_presigned_put(tmp_path) -> None:  # 
     body = samples.photo_jpeg(64, 48)
     upload_ = store.presign_put("raw/a/replayed.jpg", "image/jpeg", 60, content_length=len(body))
     store.accept_presigned_put(upload_.url, body, upload_.headers)
-    with pytest.raises(PresignedUploadRejected, match="already exists"):
+    with pytest.raises(UploadTargetExists, match="already exists"):
         store.accept_presigned_put(upload_.url, body, upload_.headers)
     assert store.get("raw/a/replayed.jpg") == body
