@@ -199,7 +199,7 @@ def test_s3_presigned_put_signs_the_content_length(s3_bucket: str) -> None:
     upload = store.presign_put("raw/a/b.jpg", "image/jpeg", 120, content_length=12345)
     query = parse_qs(urlsplit(upload.url).query)
     assert query["X-Amz-SignedHeaders"][0].split(";") == ["content-length", "content-type", "host", "if-none-match"]
-    assert upload.headers == {"Content-Type": "image/jpeg", "Content-Length": "12345"}
+    assert upload.headers == {"Content-Type": "image/jpeg", "Content-Length": "12345", "If-None-Match": "*"}
 
 
 def test_a_presigned_put_with_the_signed_length_lands(store: ObjectStore) -> None:
