@@ -214,6 +214,27 @@ class PhotoRepository:
                 claimed.extend(self._claim(conn, candidates, token, now, from_statuses))
         return sorted(claimed, key=lambda c: (c.created_at, c.id))
 
+    def claim_for_rerender(
+        self, seen: Sequence[tuple[uuid.UUID, datetime | None]], worker: str
+    ) -> list[ClaimedPhoto]:
+        """`completed -> processing` for photos still completed with the `completed_at` a plan saw
+        (photo id, completed_at). A photo rendered again since (by an earlier reconciliation that
+        planned the same re-render, or any run) is left out, so a re-render request is idempotent.
+        The row lock (FOR UPDATE on PostgreSQL) re-checks the condition on the latest version."""
+        token, now = self._claim_token(worker), self._clock()
+        completed = (PhotoStatus.COMPLETED,)
+        claimed: list[ClaimedPhoto] = []
+        with self.engine.begin() as conn:
+            for photo_id, completed_at in seen:
+                unchanged = Photo.completed_at.is_(None) if completed_at is None else Photo.completed_at == completed_at
+                candidates = (
+                    select(Photo.id)
+                    .where(Photo.id == photo_id, Photo.status == PhotoStatus.COMPLETED.value, unchanged)
+                    .with_for_update(skip_locked=True)
+                )
+                claimed.extend(self._claim(conn, candidates, token, now, completed))
+        return sorted(claimed, key=lambda c: (c.created_at, c.id))
+
     @staticmethod
     def _claim_token(worker: str) -> str:
         # A fresh suffix per call: a run that claims twice holds two claims, and fencing tells a
