@@ -173,6 +173,15 @@ def unholdable_reason(key: str) -> str | None:
     return None
 
 
+def listing_start_after(key: str) -> str:
+    """What to send as a listing's StartAfter to resume after `key`. A key with a control or
+    undecodable character cannot be sent back safely (moto answers 500, and the XML the server
+    echoes it in cannot carry it); its prefix up to that character can, and the caller drops the
+    keys up to `key` itself from what comes back."""
+    bad = _SURROGATE.search(key) or _HOSTILE.search(key)
+    return key if bad is None else key[: bad.start()]
+
+
 def bounded_filename(key: str, limit: int = MAX_FILENAME_CHARS) -> str:
     """The key's last segment, truncated to `limit` characters keeping its extension, so a long
     but valid name is stored (the full key stays in original_key)."""
