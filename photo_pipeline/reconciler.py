@@ -28,6 +28,7 @@ from photo_pipeline.repository import (
     NewPhoto,
     PhotoRepository,
     ReconciliationQueries,
+    isolate_refused_rows,
     utc_now,
 )
 from photo_pipeline.settings import Settings
@@ -196,20 +197,15 @@ class Reconciler:
         return len(doomed)
 
     def _adopt_each(self, photos: list[NewPhoto], report: ApplyReport) -> list[uuid.UUID]:
-        """Adopt in batches; a batch that fails is split in halves down to single rows, so one
-        row the table refuses costs a few extra statements and loses no other row."""
-        if not photos:
-            return []
-        try:
-            return self._adopt(photos)
-        except SQLAlchemyError as exc:
-            if len(photos) == 1:
-                shown = keys.display_key(photos[0].original_key)
-                self._log.exception("reconcile: could not adopt %s", shown)
-                report.failed_rows.setdefault("adopt", []).append(f"{shown}: {_error_headline(exc)}")
-                return []
-        half = len(photos) // 2
-        return self._adopt_each(photos[:half], report) + self._adopt_each(photos[half:], report)
+        """Adopt in batches; rows the database refuses are isolated and reported, the others
+        inserted."""
+
+        def refused(photo: NewPhoto, exc: Exception) -> None:
+            shown = keys.display_key(photo.original_key)
+            self._log.exception("reconcile: could not adopt %s", shown, exc_info=exc)
+            report.failed_rows.setdefault("adopt", []).append(f"{shown}: {_error_headline(exc)}")
+
+        return isolate_refused_rows(photos, self._adopt, refused)
 
     def _adopt(self, photos: list[NewPhoto]) -> list[uuid.UUID]:
         created = self.repository.adopt(photos)

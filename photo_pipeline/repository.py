@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from photo_pipeline.database import create_engine_for
 from photo_pipeline.models import DeletedUpload, Photo, PhotoStatus
@@ -114,6 +114,27 @@ class NewPhoto:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def isolate_refused_rows(
+    rows: Sequence[NewPhoto],
+    write: Callable[[Sequence[NewPhoto]], list[uuid.UUID]],
+    refused: Callable[[NewPhoto, IntegrityError | DataError], None],
+) -> list[uuid.UUID]:
+    """`write` the rows in one batch; if the database refuses the batch for its content (a
+    constraint, a value it cannot store), split it in halves down to the single rows it refuses,
+    which go to `refused`, so one bad row costs a few statements and loses no other row. Other
+    errors (a lost connection) propagate at once rather than once per row."""
+    if not rows:
+        return []
+    try:
+        return write(rows)
+    except (IntegrityError, DataError) as exc:
+        if len(rows) == 1:
+            refused(rows[0], exc)
+            return []
+    half = len(rows) // 2
+    return isolate_refused_rows(rows[:half], write, refused) + isolate_refused_rows(rows[half:], write, refused)
 
 
 class PhotoRepository:

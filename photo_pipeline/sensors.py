@@ -24,7 +24,7 @@ from photo_pipeline import discovery, keys
 from photo_pipeline.assets import albums_partitions
 from photo_pipeline.jobs import IN_FLIGHT, process_album
 from photo_pipeline.object_store import ObjectInfo, ObjectStore
-from photo_pipeline.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.repository import NewPhoto, PhotoRecord, PhotoRepository, isolate_refused_rows
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.settings import Settings
 
@@ -86,7 +86,7 @@ def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPip
         context.log.warning("raw_object_sensor: %s", discovery.describe_skipped(skipped))
     rows = repository.find_by_original_keys([o.key for o in holdable])
     candidates = discovery.photos_to_adopt(holdable, rows)
-    created = set(repository.adopt(candidates)) if candidates else set()
+    created = set(isolate_refused_rows(candidates, repository.adopt, refused_logger(context)))
     by_album = discovery.group_by_album(candidates, created)
     if created:
         context.log.info("created pending rows for %d raw object(s) without a row", len(created))
@@ -112,6 +112,18 @@ def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPip
         cursor=next_cursor.to_json(),
         dynamic_partitions_requests=new_album_partitions(context, by_album),
     )
+
+
+def refused_logger(context: SensorEvaluationContext):  # type: ignore[no-untyped-def]
+    def refused(photo: NewPhoto, exc: Exception) -> None:
+        # Left for reconciliation to report; the tick and the rest of its slice go on.
+        context.log.error(
+            "raw_object_sensor: the photo table refused a row for %s: %s",
+            keys.display_key(photo.original_key),
+            keys.display_key(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, limit=300),
+        )
+
+    return refused
 
 
 def with_skipped_tag(request: RunRequest, skipped: Sequence[keys.SkippedKey]) -> RunRequest:

@@ -406,3 +406,30 @@ def test_s3_listing_resumes_after_keys_with_control_characters(store: S3ObjectSt
     assert [o.key for o in store.iter_objects("raw/", page_size=1)] == listed_keys
     assert [o.key for o in store.list_page("raw/", start_after="raw/a/b\x07c.jpg", limit=2)] == listed_keys[2:4]
     assert [o.key for o in store.list_page("raw/", start_after="raw/a/\x00first.jpg", limit=10)] == listed_keys[1:]
+
+
+def test_raw_object_sensor_goes_on_when_the_table_refuses_one_row(
+    instance: DagsterInstance,
+    photo_db: str,
+    s3_bucket: str,
+    store: S3ObjectStore,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A row the database refuses for a reason the key rule does not know (here a real CHECK
+    constraint) costs that row only: the rest of the slice is adopted and the cursor moves."""
+    resource = PhotoPipelineResource(database_url=photo_db, bucket=s3_bucket)
+    album = uuid.uuid4()
+    good = [keys.raw_key(album, uuid.uuid4(), "jpg") for _ in range(5)]
+    refused = f"raw/{album}/refused-by-db.jpg"
+    for key in [*good, refused]:
+        store.put(key, JPEG, "image/jpeg")
+    refuse_keys_containing(photo_db, "refused-by-db")
+
+    result = tick(instance, None, resource)
+
+    assert discovery.RawSweepCursor.from_json(result.cursor).sweeps_completed == 1
+    repository = PhotoRepository.from_url(photo_db)
+    assert set(repository.find_by_original_keys(good)) == set(good)
+    assert repository.find_by_original_keys([refused]) == {}
+    assert [r.partition_key for r in result.run_requests or []] == [str(album)]
+    assert any("refused a row" in line and "refused-by-db" in line for line in capfd.readouterr().err.splitlines())
