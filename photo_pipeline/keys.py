@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -225,15 +224,3 @@ class SkippedKey:
     def as_dict(self) -> dict[str, str]:
         return {"key": self.shown, "reason": self.reason}
 
-
-def split_holdable(object_keys: Iterable[str]) -> tuple[list[str], list[SkippedKey]]:
-    """The keys the table can hold, in order, and the others with their reasons."""
-    holdable: list[str] = []
-    skipped: list[SkippedKey] = []
-    for key in object_keys:
-        reason = unholdable_reason(key)
-        if reason is None:
-            holdable.append(key)
-        else:
-            skipped.append(SkippedKey(key, reason))
-    return holdable, skipped

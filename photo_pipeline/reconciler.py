@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline import keys
-from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import ObjectStore, StorageError
 from photo_pipeline.processing import AlbumReport, DatabaseUnavailable, PhotoProcessor
 from photo_pipeline.reconciliation import (

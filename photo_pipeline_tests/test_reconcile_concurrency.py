@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -198,8 +199,6 @@ def test_rerender_claim_takes_only_the_completion_the_plan_saw(photo_db: str, s3
     assert seen is not None and seen.completed_at is not None
     # A plan that saw another completion gets nothing; the one that saw this one gets the claim,
     # and a second identical request while it is processing gets nothing either.
-    from datetime import timedelta
-
     assert repository.claim_for_rerender([(photo, seen.completed_at - timedelta(microseconds=1))], "stale") == []
     [claim] = repository.claim_for_rerender([(photo, seen.completed_at)], "fresh")
     assert claim.id == photo
