@@ -349,6 +349,10 @@ def test_one_refused_row_loses_no_other_adoption_and_other_repairs_still_run(
         store.put(key, JPEG, "image/jpeg")
     stray = keys.thumb_key(album, uuid.uuid4(), "JPEG")
     store.put(stray, JPEG, "image/jpeg")
+    # A row whose original moved to a key the database will refuse: the whole correct_key kind fails.
+    moved = uuid.uuid4()
+    repository.register_pending(NewPhoto(id=moved, album_id=album, original_key=keys.raw_key(album, moved, "jpg")))
+    store.put(f"raw/refused-by-db/{moved}.jpg", JPEG, "image/jpeg")
     refuse_keys_containing(photo_db, "refused-by-db")
     time.sleep(1.1)
 
@@ -357,7 +361,10 @@ def test_one_refused_row_loses_no_other_adoption_and_other_repairs_still_run(
     assert not result.success, "a run that could not apply everything must not be a success"
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_key == "apply_changes"
-    assert "adopt" in str(failure.step_failure_data.error) and "refused-by-db" in str(failure.step_failure_data.error)
+    error = str(failure.step_failure_data.error)
+    assert "adopt" in error and "refused-by-db" in error and "correct_key" in error
+    assert result.output_for_node("plan_changes").counts()["correct_key"] == 1
+    assert repository.get(moved).original_key == keys.raw_key(album, moved, "jpg")  # type: ignore[union-attr]
     # Every other orphan adopted, the expired claim released, the stray rendition removed.
     assert set(repository.find_by_original_keys(orphans)) == set(orphans)
     assert repository.find_by_original_keys([refused]) == {}
@@ -366,7 +373,7 @@ def test_one_refused_row_loses_no_other_adoption_and_other_repairs_still_run(
     assert not store.exists(stray)
     event = instance.get_latest_materialization_event(AssetKey("storage_reconciliation"))
     assert event is not None and event.asset_materialization is not None
-    assert event.run_id == result.run_id and event.asset_materialization.metadata["apply_errors"].value == 1
+    assert event.run_id == result.run_id and event.asset_materialization.metadata["apply_errors"].value == 2
 
 
 def test_cli_reconcile_exits_non_zero_when_a_repair_failed(
