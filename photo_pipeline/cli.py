@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -245,7 +246,12 @@ def reconcile(ctx: Context, dry_run: bool, force: bool, as_json: bool) -> None:
         raise SystemExit(2) from None
     payload["applied"] = report.applied
     payload["albums_to_render"] = sorted(str(a) for a in report.albums_to_render)
+    payload["errors"] = report.errors
+    payload["failed_rows"] = report.failed_rows
     emit_plan(payload, plan, as_json)
+    if not report.ok:
+        err_console.print(f"[red]reconciliation applied only in part; failed:[/] {escape(report.describe_errors())}")
+        raise SystemExit(3)
 
 
 def runs_in_flight(settings: Settings) -> set[str]:
@@ -280,6 +286,20 @@ def emit_plan(payload: dict[str, object], plan: object, as_json: bool) -> None:
     violations = payload.get("violations")
     for violation in violations if isinstance(violations, list) else []:
         console.print(f"[red]refused:[/] {violation}")
+    emit_skipped_keys(payload)
+
+
+def emit_skipped_keys(payload: dict[str, object]) -> None:
+    """Keys the table cannot hold, already escaped and shortened by the plan (never raw)."""
+    count = payload.get("unholdable_keys") or 0
+    if not count:
+        return
+    console.print(f"[yellow]skipped {count} object(s) under raw/ whose keys the photo table cannot hold:[/]")
+    skipped = payload.get("skipped_keys")
+    for item in skipped if isinstance(skipped, list) else []:
+        console.print(f"  {escape(item['key'])}  ({escape(item['reason'])})", highlight=False)
+    if isinstance(skipped, list) and isinstance(count, int) and count > len(skipped):
+        console.print(f"  … and {count - len(skipped)} more")
 
 
 @main.command()

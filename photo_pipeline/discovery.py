@@ -9,7 +9,6 @@ import json
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from photo_pipeline import keys
 from photo_pipeline.object_store import ObjectInfo
@@ -55,19 +54,39 @@ def photos_to_adopt(objects: Iterable[ObjectInfo], rows_by_key: Mapping[str, Pho
         if obj.key in rows_by_key:
             continue
         identity = keys.identify_raw_key(obj.key)
-        if identity is None:
+        if identity is None or keys.unholdable_reason(obj.key) is not None:
             continue
         adopted.append(
             NewPhoto(
                 id=identity.photo_id,
                 album_id=identity.album_id,
                 original_key=obj.key,
-                filename=PurePosixPath(obj.key).name,
+                filename=keys.bounded_filename(obj.key),
                 content_type=keys.content_type_for_extension(identity.extension),
                 original_bytes=obj.size,
             )
         )
     return adopted
+
+
+def split_listing(objects: Iterable[ObjectInfo]) -> tuple[list[ObjectInfo], list[keys.SkippedKey]]:
+    """The listed objects whose keys the table can hold, and the others (skipped, reported)."""
+    holdable: list[ObjectInfo] = []
+    skipped: list[keys.SkippedKey] = []
+    for obj in objects:
+        reason = keys.unholdable_reason(obj.key)
+        if reason is None:
+            holdable.append(obj)
+        else:
+            skipped.append(keys.SkippedKey(obj.key, reason))
+    return holdable, skipped
+
+
+def describe_skipped(skipped: Sequence[keys.SkippedKey], limit: int = 5) -> str:
+    """One line for logs and skip reasons: how many, and the first few, escaped and shortened."""
+    shown = "; ".join(f"{s.shown} ({s.reason})" for s in skipped[:limit])
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"{len(skipped)} key(s) the photo table cannot hold, skipped: {shown}{more}"
 
 
 def group_by_album(photos: Iterable[NewPhoto], created: Collection[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:

@@ -63,6 +63,8 @@ class ReconciliationFindings:
     recorded_at: datetime
     run_id: str
     applied: bool | None
+    # Objects under raw/ whose keys the table cannot hold (skipped by the sensor and reconcile).
+    unholdable_keys: int = 0
 
     def describe(self, now: datetime) -> str:
         applied = APPLIED_TEXT[self.applied]
@@ -91,6 +93,7 @@ def latest_reconciliation(instance: DagsterInstance) -> ReconciliationFindings |
         recorded_at=datetime.fromtimestamp(event.timestamp, UTC),
         run_id=event.run_id,
         applied=bool(applied.value) if applied is not None else None,
+        unholdable_keys=number("unholdable_keys"),
     )
 
 
@@ -133,14 +136,16 @@ def health_metadata(
         expired_claims=MetadataValue.int(snapshot.expired_claims),
     )
     if reconciliation is None:
-        no_data.append(f"orphan_objects, missing_rows ({NO_RECONCILIATION})")
+        no_data.append(f"orphan_objects, missing_rows, unholdable_keys ({NO_RECONCILIATION})")
         metadata.update(orphan_objects=MetadataValue.int(0), missing_rows=MetadataValue.int(0))
+        metadata.update(unholdable_keys=MetadataValue.int(0))
         metadata["reconciliation"] = MetadataValue.text(NO_RECONCILIATION)
     else:
         metadata.update(
             orphan_objects=MetadataValue.int(reconciliation.orphan_objects),
             missing_rows=MetadataValue.int(reconciliation.missing_rows),
         )
+        metadata.update(unholdable_keys=MetadataValue.int(reconciliation.unholdable_keys))
         metadata["reconciliation"] = MetadataValue.text(reconciliation.describe(snapshot.taken_at))
     metadata["no_data"] = MetadataValue.text("; ".join(no_data) if no_data else "none")
     return metadata

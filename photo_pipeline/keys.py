@@ -131,3 +131,96 @@ def photo_id_from_key(key: str) -> uuid.UUID | None:
     """The photo id a raw or processed key carries in its file name, if it is UUID-shaped."""
     stem = PurePosixPath(key).name.split(".", 1)[0]
     return _as_uuid(stem)
+
+
+# -- what the photo table can hold --------------------------------------------------------------
+#
+# S3 accepts any UTF-8 string of up to 1024 bytes as a key; the photo table does not. One object
+# whose key the table cannot hold must be skipped and reported, never allowed to fail a batch
+# (and with it every sensor tick or reconcile run that meets it).
+
+# photos.original_key is String(1024): PostgreSQL counts characters, not bytes.
+MAX_KEY_CHARS = 1024
+# photos.filename is String(512); names are bounded well below it, like most filesystems' names.
+MAX_FILENAME_CHARS = 255
+# An extension longer than this is not kept whole when a long name is truncated.
+_MAX_KEPT_EXTENSION = 16
+
+# Refused besides NUL: every C0 control (U+0001-U+001F: newline, escape, bell...), DEL and the C1
+# controls (U+0080-U+009F, e.g. NEL, CSI), which forge log lines, break markdown tables and drive
+# terminals; the line and paragraph separators (U+2028/U+2029), which end lines in logs and
+# JavaScript; and the bidirectional embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069), which reorder what the UI shows ("photo\u202egpj.exe"). Other format
+# characters (zero-width joiners in emoji, LRM/RLM marks in Hebrew or Arabic names) are legitimate.
+_HOSTILE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates are how Python carries bytes that are not UTF-8 (os.scandir's
+# surrogateescape); no database driver can encode them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unholdable_reason(key: str) -> str | None:
+    """Why the photo table cannot hold this key (as `original_key`), or None when it can."""
+    if _SURROGATE.search(key):
+        return "not valid UTF-8 (undecodable bytes)"
+    if "\x00" in key:
+        return "contains a NUL byte (PostgreSQL text cannot hold it)"
+    hostile = _HOSTILE.search(key)
+    if hostile:
+        return f"contains control or bidirectional character U+{ord(hostile.group()):04X}"
+    if len(key) > MAX_KEY_CHARS:
+        return f"is {len(key)} characters long; original_key holds at most {MAX_KEY_CHARS}"
+    return None
+
+
+def listing_start_after(key: str) -> str:
+    """What to send as a listing's StartAfter to resume after `key`. A key with a control or
+    undecodable character cannot be sent back safely (moto answers 500, and the XML the server
+    echoes it in cannot carry it); its prefix up to that character can, and the caller drops the
+    keys up to `key` itself from what comes back."""
+    bad = _SURROGATE.search(key) or _HOSTILE.search(key)
+    return key if bad is None else key[: bad.start()]
+
+
+def bounded_filename(key: str, limit: int = MAX_FILENAME_CHARS) -> str:
+    """The key's last segment, truncated to `limit` characters keeping its extension, so a long
+    but valid name is stored (the full key stays in original_key)."""
+    name = key.rsplit("/", 1)[-1]
+    if len(name) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > _MAX_KEPT_EXTENSION:
+        return name[:limit]
+    suffix = f"…{dot}{ext}"
+    return stem[: limit - len(suffix)] + suffix
+
+
+def display_key(key: str, limit: int = 160) -> str:
+    """The key as it may be shown in logs, metadata, markdown and the UI: every control,
+    separator, bidi and undecodable character escaped, long keys shortened in the middle."""
+    escaped = _SURROGATE.sub(_escape, _HOSTILE.sub(_escape, key))
+    if len(escaped) <= limit:
+        return escaped
+    keep = max(limit - 24, 16)
+    head, tail = escaped[: keep * 2 // 3], escaped[-(keep - keep * 2 // 3) :]
+    return f"{head}…[{len(key)} chars]…{tail}"
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+@dataclass(frozen=True)
+class SkippedKey:
+    """An object whose key the table cannot hold: left alone in the bucket and reported."""
+
+    key: str
+    reason: str
+
+    @property
+    def shown(self) -> str:
+        return display_key(self.key)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"key": self.shown, "reason": self.reason}
+

@@ -24,6 +24,9 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+      - key: "photo_pipeline/kind"
+        value: "reconcile"
+        limit: 1
 run_retries:
   enabled: true
   max_retries: 1

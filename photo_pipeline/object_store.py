@@ -36,6 +36,8 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
+from photo_pipeline.keys import listing_start_after
+
 if TYPE_CHECKING:
     from photo_pipeline.settings import Settings
 
@@ -425,15 +427,21 @@ class S3ObjectStore:
         _check_limit(limit)
         objects: list[ObjectInfo] = []
         request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if start_after:
-            request["StartAfter"] = start_after
+        # Resuming after a key with control characters: ask from its safe prefix and drop what
+        # is not after the key (code point order is UTF-8 byte order, S3's order).
+        resume_from = listing_start_after(start_after) if start_after else None
+        if resume_from:
+            request["StartAfter"] = resume_from
         while len(objects) < limit:
             request["MaxKeys"] = min(1000, limit - len(objects))
             try:
                 response = self.client.list_objects_v2(**request)
             except (ClientError, BotoCoreError) as exc:
                 raise self._translate("list", f"{prefix}*", exc) from exc
-            objects.extend(_listed(item) for item in response.get("Contents", []))
+            listed = (_listed(item) for item in response.get("Contents", []))
+            if start_after and resume_from != start_after:
+                listed = (obj for obj in listed if obj.key > start_after)
+            objects.extend(listed)
             if not response.get("IsTruncated"):
                 break
             request["ContinuationToken"] = response["NextContinuationToken"]

@@ -131,12 +131,34 @@ def plan_metadata(plan: ReconciliationPlan) -> dict[str, MetadataValue]:
     metadata["safe"] = MetadataValue.bool(plan.safe)
     lines = ["| action | album | photo | key | why |", "|---|---|---|---|---|"]
     for action in plan.actions[:MAX_LISTED_ACTIONS]:
-        lines.append(f"| {action.kind.value} | `{action.album_id}` | `{action.photo_id}` | `{action.key}` | {action.detail} |")
+        key = markdown_cell(keys.display_key(action.key)) if action.key else ""
+        lines.append(f"| {action.kind.value} | `{action.album_id}` | `{action.photo_id}` | {key} | {markdown_cell(action.detail)} |")
     if len(plan.actions) > MAX_LISTED_ACTIONS:
         lines.append(f"| … {len(plan.actions) - MAX_LISTED_ACTIONS} more | | | | |")
     metadata["plan"] = MetadataValue.md("\n".join(lines))
     if plan.violations:
         metadata["violations"] = MetadataValue.md("\n".join(f"- {v}" for v in plan.violations))
+    metadata.update(skipped_keys_metadata(plan))
+    return metadata
+
+
+def markdown_cell(text: str) -> str:
+    """Text (already escaped by keys.display_key where it came from a key) safe in a markdown
+    table cell: pipes would split it, backticks, brackets and angle brackets would format it."""
+    for char in ("\\", "|", "`", "*", "_", "[", "]", "<", ">"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def skipped_keys_metadata(plan: ReconciliationPlan) -> dict[str, MetadataValue]:
+    """Objects under raw/ whose keys the table cannot hold: how many (plotted), and which."""
+    metadata: dict[str, MetadataValue] = {"unholdable_keys": MetadataValue.int(plan.unholdable_keys)}
+    if plan.skipped_keys:
+        lines = ["| key (escaped, shortened) | why it was skipped |", "|---|---|"]
+        lines += [f"| {markdown_cell(s.shown)} | {markdown_cell(s.reason)} |" for s in plan.skipped_keys]
+        if plan.unholdable_keys > len(plan.skipped_keys):
+            lines.append(f"| … {plan.unholdable_keys - len(plan.skipped_keys)} more | |")
+        metadata["unholdable_keys_table"] = MetadataValue.md("\n".join(lines))
     return metadata
 
 
@@ -159,6 +181,12 @@ def plan_changes(
     )
     shutil.rmtree(scratch_dir(context), ignore_errors=True)
     context.log.info("plan: %s", plan.summary())
+    if plan.unholdable_keys:
+        context.log.warning(
+            "%d object(s) under raw/ have keys the photo table cannot hold; skipped (first: %s)",
+            plan.unholdable_keys,
+            "; ".join(f"{s.shown} ({s.reason})" for s in plan.skipped_keys[:5]),
+        )
     context.add_output_metadata(plan_metadata(plan))
     return plan
 
@@ -183,12 +211,28 @@ def apply_changes(
     except SafetyLimitExceeded as exc:
         raise Failure(description=str(exc), metadata=plan_metadata(plan), allow_retries=False) from exc
     context.log.info("applied: %s; albums with photos to render: %d", report.applied, len(report.albums_to_render))
-    context.add_output_metadata({f"applied_{k}": MetadataValue.int(v) for k, v in report.applied.items()})
-    return {"applied": True, "counts": report.applied, "albums_to_render": len(report.albums_to_render)}
+    applied = {f"applied_{k}": MetadataValue.int(v) for k, v in report.applied.items()}
+    outcome = {"applied": True, "counts": report.applied, "albums_to_render": len(report.albums_to_render)}
+    if not report.ok:
+        # Every other kind of repair has run; record what was found and done, then fail the step
+        # (not retried: a run on the next schedule plans afresh).
+        failed = {kind: MetadataValue.text(error) for kind, error in report.errors.items()}
+        record_reconciliation(context, plan, {**outcome, "apply_errors": len(report.errors)})
+        raise Failure(
+            description=f"reconciliation applied only in part; failed: {report.describe_errors()}",
+            metadata={**applied, **{f"failed_{kind}": value for kind, value in failed.items()}},
+            allow_retries=False,
+        )
+    context.add_output_metadata(applied)
+    return outcome
 
 
 @op(description="Record the outcome on the storage_reconciliation asset (plotted over time).")
 def report(context: OpExecutionContext, plan: ReconciliationPlan, outcome: dict) -> None:
+    record_reconciliation(context, plan, outcome)
+
+
+def record_reconciliation(context: OpExecutionContext, plan: ReconciliationPlan, outcome: dict) -> None:
     counts = plan.counts()
     metadata: dict[str, Any] = {
         "orphan_objects": MetadataValue.int(
@@ -201,6 +245,8 @@ def report(context: OpExecutionContext, plan: ReconciliationPlan, outcome: dict)
         "applied": MetadataValue.bool(bool(outcome.get("applied"))),
         "rows_seen": MetadataValue.int(plan.rows_seen),
         "objects_seen": MetadataValue.int(plan.objects_seen),
+        "apply_errors": MetadataValue.int(int(outcome.get("apply_errors", 0))),
+        **skipped_keys_metadata(plan),
     }
     context.log_event(AssetMaterialization(asset_key=RECONCILIATION_ASSET, metadata=metadata))
 

@@ -12,10 +12,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from photo_pipeline import keys
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import ObjectStore
-from photo_pipeline.processing import AlbumReport, PhotoProcessor
+from photo_pipeline.object_store import ObjectStore, StorageError
+from photo_pipeline.processing import AlbumReport, DatabaseUnavailable, PhotoProcessor
 from photo_pipeline.reconciliation import (
     ActionKind,
     ReconcilePolicy,
@@ -26,6 +27,7 @@ from photo_pipeline.repository import (
     NewPhoto,
     PhotoRepository,
     ReconciliationQueries,
+    isolate_refused_rows,
     utc_now,
 )
 from photo_pipeline.settings import Settings
@@ -51,6 +53,24 @@ class ApplyReport:
     applied: dict[str, int] = field(default_factory=dict)
     albums_to_render: set[uuid.UUID] = field(default_factory=set)
     rerendered: list[AlbumReport] = field(default_factory=list)
+    # Kind of repair -> what failed (its other batches and every other kind still ran).
+    errors: dict[str, str] = field(default_factory=dict)
+    # Kind of repair -> the rows it could not write, each "key: error" (keys escaped).
+    failed_rows: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def describe_errors(self) -> str:
+        return "; ".join(f"{kind}: {error}" for kind, error in self.errors.items())
+
+
+def _error_headline(exc: BaseException) -> str:
+    """The exception's first line, escaped and bounded: SQLAlchemy appends the statement and its
+    parameters (object keys a hostile uploader chose) on the lines after."""
+    lines = str(exc).strip().splitlines()
+    return keys.display_key(f"{type(exc).__name__}: {lines[0] if lines else ''}", limit=300)
 
 
 def policy_from_settings(settings: Settings) -> ReconcilePolicy:
@@ -118,40 +138,73 @@ class Reconciler:
         for action in plan.actions:
             ids[action.kind].append(action)
         q = self.queries
+        # Each kind of repair is its own guarded section: a batch that fails (one bad row, a lost
+        # connection, a store error) is logged and recorded in the report, and the other kinds
+        # still run. The caller turns report.errors into a failed step / non-zero exit.
+        section = self._section(report)
 
-        report.applied["requeue"] = q.touch_pending([a.photo_id for a in ids[ActionKind.REQUEUE] if a.photo_id])
-        report.applied["restore"] = q.restore([a.photo_id for a in ids[ActionKind.RESTORE] if a.photo_id])
-        report.applied["correct_key"] = sum(
+        section("requeue", lambda: q.touch_pending([a.photo_id for a in ids[ActionKind.REQUEUE] if a.photo_id]))
+        section("restore", lambda: q.restore([a.photo_id for a in ids[ActionKind.RESTORE] if a.photo_id]))
+        section("correct_key", lambda: sum(
             q.correct_key(a.photo_id, a.key, a.new_key)
             for a in ids[ActionKind.CORRECT_KEY]
             if a.photo_id and a.key and a.new_key
-        )
-        report.applied["seen_gone"] = q.mark_seen_gone([a.photo_id for a in ids[ActionKind.SEEN_GONE] if a.photo_id])
-        report.applied["flag_missing"] = q.flag_missing([a.photo_id for a in ids[ActionKind.FLAG_MISSING] if a.photo_id])
+        ))
+        section("seen_gone", lambda: q.mark_seen_gone([a.photo_id for a in ids[ActionKind.SEEN_GONE] if a.photo_id]))
+        section("flag_missing", lambda: q.flag_missing([a.photo_id for a in ids[ActionKind.FLAG_MISSING] if a.photo_id]))
         cutoff = plan.taken_at - timedelta(seconds=self.policy.missing_retention_seconds)
-        report.applied["purge"] = q.purge_missing([a.photo_id for a in ids[ActionKind.PURGE] if a.photo_id], cutoff)
-        report.applied["adopt"] = len(self._adopt([a.adopt for a in ids[ActionKind.ADOPT] if a.adopt]))
-        report.applied["release_claim"] = q.end_expired_claims(
+        section("purge", lambda: q.purge_missing([a.photo_id for a in ids[ActionKind.PURGE] if a.photo_id], cutoff))
+        section("adopt", lambda: len(self._adopt_each([a.adopt for a in ids[ActionKind.ADOPT] if a.adopt], report)))
+        section("release_claim", lambda: q.end_expired_claims(
             [(a.photo_id, a.claimed_by) for a in ids[ActionKind.RELEASE_CLAIM] if a.photo_id and a.claimed_by],
             fail_reason=None,
-        )
-        report.applied["fail_claim"] = sum(
+        ))
+        section("fail_claim", lambda: sum(
             q.end_expired_claims([(a.photo_id, a.claimed_by)], fail_reason=a.detail)
             for a in ids[ActionKind.FAIL_CLAIM]
             if a.photo_id and a.claimed_by
-        )
-        doomed = [a.key for a in ids[ActionKind.DELETE_RENDITION] if a.key]
-        self.store.delete_many(doomed)
-        report.applied["delete_rendition"] = len(doomed)
-        cancelled = [a.key for a in ids[ActionKind.DELETE_CANCELLED] if a.key]
-        self.store.delete_many(cancelled)
-        report.applied["delete_cancelled"] = len(cancelled)
-        self.repository.purge_tombstones(plan.taken_at - timedelta(seconds=self.policy.tombstone_seconds))
+        ))
+        section("delete_rendition", lambda: self._delete([a.key for a in ids[ActionKind.DELETE_RENDITION] if a.key]))
+        section("delete_cancelled", lambda: self._delete([a.key for a in ids[ActionKind.DELETE_CANCELLED] if a.key]))
+        section("purge_tombstones", lambda: self.repository.purge_tombstones(
+            plan.taken_at - timedelta(seconds=self.policy.tombstone_seconds)
+        ), counted=False)
 
         for kind in (ActionKind.REQUEUE, ActionKind.RESTORE, ActionKind.ADOPT, ActionKind.RELEASE_CLAIM, ActionKind.CORRECT_KEY):
             report.albums_to_render.update(a.album_id for a in ids[kind])
-        report.applied["rerender"] = self._rerender(ids[ActionKind.RERENDER][:rerender_limit], processor, worker, report)
+        section("rerender", lambda: self._rerender(ids[ActionKind.RERENDER][:rerender_limit], processor, worker, report))
         return report
+
+    def _section(self, report: ApplyReport) -> Callable[..., None]:
+        def run(kind: str, repair: Callable[[], int | None], *, counted: bool = True) -> None:
+            try:
+                done = repair()
+            except (SQLAlchemyError, StorageError, DatabaseUnavailable) as exc:
+                self._log.exception("reconcile: the %s repairs failed; the other kinds go on", kind)
+                report.errors[kind] = _error_headline(exc)
+                done = None
+            if counted:
+                report.applied[kind] = done or 0
+            if kind in report.failed_rows and kind not in report.errors:
+                failed = report.failed_rows[kind]
+                report.errors[kind] = f"{len(failed)} row(s) could not be written; first: {failed[0]}"
+
+        return run
+
+    def _delete(self, doomed: list[str]) -> int:
+        self.store.delete_many(doomed)
+        return len(doomed)
+
+    def _adopt_each(self, photos: list[NewPhoto], report: ApplyReport) -> list[uuid.UUID]:
+        """Adopt in batches; rows the database refuses are isolated and reported, the others
+        inserted."""
+
+        def refused(photo: NewPhoto, exc: Exception) -> None:
+            shown = keys.display_key(photo.original_key)
+            self._log.exception("reconcile: could not adopt %s", shown, exc_info=exc)
+            report.failed_rows.setdefault("adopt", []).append(f"{shown}: {_error_headline(exc)}")
+
+        return isolate_refused_rows(photos, self._adopt, refused)
 
     def _adopt(self, photos: list[NewPhoto]) -> list[uuid.UUID]:
         created = self.repository.adopt(photos)
@@ -179,12 +232,14 @@ class Reconciler:
         """completed -> processing -> completed for photos whose renditions vanished."""
         if not actions or processor is None:
             return 0
-        by_album: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        by_album: dict[uuid.UUID, list[tuple[uuid.UUID, datetime | None]]] = defaultdict(list)
         for action in actions:
-            by_album[action.album_id].append(action.photo_id)
+            by_album[action.album_id].append((action.photo_id, action.completed_at))
         rendered = 0
-        for album, photo_ids in by_album.items():
-            claims = self.repository.claim_photos(photo_ids, worker, from_statuses=(PhotoStatus.COMPLETED,))
+        for album, seen in by_album.items():
+            # Only photos still completed as the plan saw them: a reconciliation that planned the
+            # same re-render earlier (or a run since) already rendered them; not twice.
+            claims = self.repository.claim_for_rerender(seen, worker)
             album_report = processor.process_claims(claims, album)
             report.rerendered.append(album_report)
             rendered += album_report.rendered

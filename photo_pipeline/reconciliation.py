@@ -40,6 +40,9 @@ class ActionKind(StrEnum):
     DELETE_CANCELLED = "delete_cancelled"  # a cleaned-up upload's object that landed late
 
 
+# How many skipped keys a plan lists by name (all are counted).
+MAX_SKIPPED_LISTED = 100
+
 # Kinds that lose information if the plan is wrong (wrong bucket, listing error).
 DESTRUCTIVE = frozenset(
     {ActionKind.SEEN_GONE, ActionKind.FLAG_MISSING, ActionKind.PURGE, ActionKind.DELETE_RENDITION, ActionKind.DELETE_CANCELLED}
@@ -71,6 +74,8 @@ class Action:
     adopt: NewPhoto | None = None
     expected_status: PhotoStatus | None = None
     claimed_by: str | None = None
+    # For RERENDER: the completion the plan saw; the re-render claims the photo only if unchanged.
+    completed_at: datetime | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return {
@@ -94,6 +99,15 @@ class ReconciliationPlan:
     rows_per_album: Counter[uuid.UUID] = field(default_factory=Counter)
     objects_per_album: Counter[uuid.UUID] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
+    # Raw objects whose keys the table cannot hold: all counted, the first MAX_SKIPPED_LISTED kept
+    # (a hostile bucket may hold millions; the plan's memory must not grow with them).
+    unholdable_keys: int = 0
+    skipped_keys: list[keys.SkippedKey] = field(default_factory=list)
+
+    def skip(self, skipped: keys.SkippedKey) -> None:
+        self.unholdable_keys += 1
+        if len(self.skipped_keys) < MAX_SKIPPED_LISTED:
+            self.skipped_keys.append(skipped)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(a.kind.value for a in self.actions)
@@ -118,6 +132,8 @@ class ReconciliationPlan:
             "actions": self.counts(),
             "destructive": self.destructive,
             "violations": list(self.violations),
+            "unholdable_keys": self.unholdable_keys,
+            "skipped_keys": [skipped.as_dict() for skipped in self.skipped_keys],
         }
 
 
@@ -158,7 +174,7 @@ def merge_join(
         if a.head is None:
             yield None, b.pop()
             continue
-        ka, kb = left_key(a.head).encode(), right_key(b.head).encode()
+        ka, kb = _key_bytes(left_key(a.head)), _key_bytes(right_key(b.head))
         if ka == kb:
             yield a.pop(), b.pop()
         elif ka < kb:
@@ -177,6 +193,13 @@ def original_replaced(row: PhotoRecord, obj: ObjectInfo) -> bool:
 
 def _what_changed(row: PhotoRecord, obj: ObjectInfo) -> str:
     return f"ETag {row.original_etag} -> {obj.etag}, {row.original_bytes} -> {obj.size} bytes"
+
+
+def _key_bytes(key: str) -> bytes:
+    # A folder's file name that is not UTF-8 arrives with lone surrogates (os.scandir's
+    # surrogateescape); "surrogatepass" encodes them too, and UTF-8 keeps code point order, the
+    # order the folder store lists in, instead of raising in the middle of a plan.
+    return key.encode("utf-8", "surrogatepass")
 
 
 def _age(now: datetime, since: datetime) -> float:
@@ -208,7 +231,7 @@ class Planner:
     # -- originals ------------------------------------------------------------------------------
 
     def compare_originals(self, rows: Iterable[PhotoRecord], objects: Iterable[ObjectInfo]) -> None:
-        for row, obj in merge_join(rows, objects, lambda r: r.original_key, lambda o: o.key):
+        for row, obj in merge_join(rows, self._holdable(objects), lambda r: r.original_key, lambda o: o.key):
             if row is not None:
                 self.plan.rows_seen += 1
                 self.plan.rows_per_album[row.album_id] += 1
@@ -229,6 +252,18 @@ class Planner:
                 self.plan.objects_per_album[identity.album_id] += 1
                 self._unmatched_objects.setdefault(identity.photo_id, []).append((obj, identity))
         self._resolve_unmatched()
+
+    def _holdable(self, objects: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
+        """The originals whose keys the table can hold; the others are counted as seen (they are
+        in the bucket) and recorded as skipped, so no action is ever planned for them."""
+        for obj in objects:
+            reason = keys.unholdable_reason(obj.key)
+            if reason is None:
+                yield obj
+                continue
+            self.plan.objects_seen += 1
+            self.plan.raw_objects_seen += 1
+            self.plan.skip(keys.SkippedKey(obj.key, reason))
 
     def _row_with_original(self, row: PhotoRecord, obj: ObjectInfo) -> None:
         key = obj.key
@@ -297,7 +332,7 @@ class Planner:
             id=identity.photo_id,
             album_id=identity.album_id,
             original_key=obj.key,
-            filename=obj.key.rsplit("/", 1)[-1],
+            filename=keys.bounded_filename(obj.key),
             content_type=keys.content_type_for_extension(identity.extension),
             original_bytes=obj.size,
         )
@@ -353,7 +388,9 @@ class Planner:
         if row.id in self._rerender:
             return
         self._rerender.add(row.id)
-        self.add(Action(ActionKind.RERENDER, row.album_id, row.id, key, why))
+        # completed_at fences the claim: a photo another reconciliation re-rendered meanwhile is
+        # left alone, so two plans never render it twice.
+        self.add(Action(ActionKind.RERENDER, row.album_id, row.id, key, why, completed_at=row.completed_at))
 
     def _stray_rendition(self, obj: ObjectInfo) -> None:
         # A run writes renditions moments before it records their keys: give it the grace period.

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from photo_pipeline.database import create_engine_for
 from photo_pipeline.models import DeletedUpload, Photo, PhotoStatus
@@ -115,6 +115,27 @@ class NewPhoto:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def isolate_refused_rows(
+    rows: Sequence[NewPhoto],
+    write: Callable[[Sequence[NewPhoto]], list[uuid.UUID]],
+    refused: Callable[[NewPhoto, IntegrityError | DataError], None],
+) -> list[uuid.UUID]:
+    """`write` the rows in one batch; if the database refuses the batch for its content (a
+    constraint, a value it cannot store), split it in halves down to the single rows it refuses,
+    which go to `refused`, so one bad row costs a few statements and loses no other row. Other
+    errors (a lost connection) propagate at once rather than once per row."""
+    if not rows:
+        return []
+    try:
+        return write(rows)
+    except (IntegrityError, DataError) as exc:
+        if len(rows) == 1:
+            refused(rows[0], exc)
+            return []
+    half = len(rows) // 2
+    return isolate_refused_rows(rows[:half], write, refused) + isolate_refused_rows(rows[half:], write, refused)
 
 
 class PhotoRepository:
@@ -213,6 +234,27 @@ class PhotoRepository:
                     .with_for_update(skip_locked=True)
                 )
                 claimed.extend(self._claim(conn, candidates, token, now, from_statuses))
+        return sorted(claimed, key=lambda c: (c.created_at, c.id))
+
+    def claim_for_rerender(
+        self, seen: Sequence[tuple[uuid.UUID, datetime | None]], worker: str
+    ) -> list[ClaimedPhoto]:
+        """`completed -> processing` for photos still completed with the `completed_at` a plan saw
+        (photo id, completed_at). A photo rendered again since (by an earlier reconciliation that
+        planned the same re-render, or any run) is left out, so a re-render request is idempotent.
+        The row lock (FOR UPDATE on PostgreSQL) re-checks the condition on the latest version."""
+        token, now = self._claim_token(worker), self._clock()
+        completed = (PhotoStatus.COMPLETED,)
+        claimed: list[ClaimedPhoto] = []
+        with self.engine.begin() as conn:
+            for photo_id, completed_at in seen:
+                unchanged = Photo.completed_at.is_(None) if completed_at is None else Photo.completed_at == completed_at
+                candidates = (
+                    select(Photo.id)
+                    .where(Photo.id == photo_id, Photo.status == PhotoStatus.COMPLETED.value, unchanged)
+                    .with_for_update(skip_locked=True)
+                )
+                claimed.extend(self._claim(conn, candidates, token, now, completed))
         return sorted(claimed, key=lambda c: (c.created_at, c.id))
 
     @staticmethod

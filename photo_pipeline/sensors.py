@@ -24,7 +24,7 @@ from photo_pipeline import discovery, keys
 from photo_pipeline.assets import albums_partitions
 from photo_pipeline.jobs import IN_FLIGHT, process_album
 from photo_pipeline.object_store import ObjectInfo, ObjectStore
-from photo_pipeline.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.repository import NewPhoto, PhotoRecord, PhotoRepository, isolate_refused_rows
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.settings import Settings
 
@@ -33,6 +33,8 @@ LIST_PAGE_SIZE = 1000
 # How many of an album's pending rows a tick checks for an arrived original.
 PENDING_PROBES_PER_ALBUM = 20
 PENDING_ALBUMS_PER_TICK = 200
+# On run requests of a tick that skipped keys the table cannot hold: how many.
+UNHOLDABLE_TAG = "photo_pipeline/unholdable_keys"
 
 _settings = Settings.from_env()
 
@@ -77,23 +79,31 @@ def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPip
     cursor = discovery.RawSweepCursor.from_json(context.cursor)
 
     objects, reached_end = list_slice(store, cursor.after, settings.sensor_max_keys_per_tick)
-    rows = repository.find_by_original_keys([o.key for o in objects])
-    candidates = discovery.photos_to_adopt(objects, rows)
-    created = set(repository.adopt(candidates)) if candidates else set()
+    holdable, skipped = discovery.split_listing(objects)
+    if skipped:
+        # Left in the bucket and reported, never looked up or inserted: one such key would fail
+        # the whole batch, every tick, and the cursor would never move past it.
+        context.log.warning("raw_object_sensor: %s", discovery.describe_skipped(skipped))
+    rows = repository.find_by_original_keys([o.key for o in holdable])
+    candidates = discovery.photos_to_adopt(holdable, rows)
+    created = set(isolate_refused_rows(candidates, repository.adopt, refused_logger(context)))
     by_album = discovery.group_by_album(candidates, created)
     if created:
         context.log.info("created pending rows for %d raw object(s) without a row", len(created))
 
     busy = albums_with_runs_in_flight(context) if by_album else set()
     requests = [
-        album_run_request(album_id, discovery.run_key("raw", album_id, map(str, ids)), "raw_object_sensor")
+        with_skipped_tag(
+            album_run_request(album_id, discovery.run_key("raw", album_id, map(str, ids)), "raw_object_sensor"), skipped
+        )
         for album_id, ids in by_album.items()
         if str(album_id) not in busy
     ]
     next_cursor = cursor.advanced(objects[-1].key if objects else cursor.after, reached_end)
     if not requests:
+        unholdable = f"; {discovery.describe_skipped(skipped)}" if skipped else ""
         return SensorResult(
-            skip_reason=SkipReason(f"looked at {len(objects)} raw object(s); none without a row"),
+            skip_reason=SkipReason(f"looked at {len(objects)} raw object(s); none without a row{unholdable}"),
             cursor=next_cursor.to_json(),
             dynamic_partitions_requests=new_album_partitions(context, by_album),
         )
@@ -102,6 +112,25 @@ def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPip
         cursor=next_cursor.to_json(),
         dynamic_partitions_requests=new_album_partitions(context, by_album),
     )
+
+
+def refused_logger(context: SensorEvaluationContext):  # type: ignore[no-untyped-def]
+    def refused(photo: NewPhoto, exc: Exception) -> None:
+        # Left for reconciliation to report; the tick and the rest of its slice go on.
+        context.log.error(
+            "raw_object_sensor: the photo table refused a row for %s: %s",
+            keys.display_key(photo.original_key),
+            keys.display_key(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, limit=300),
+        )
+
+    return refused
+
+
+def with_skipped_tag(request: RunRequest, skipped: Sequence[keys.SkippedKey]) -> RunRequest:
+    """Runs requested by a tick that skipped keys say how many, so the run page shows it."""
+    if not skipped:
+        return request
+    return request.with_replaced_attrs(tags={**request.tags, UNHOLDABLE_TAG: str(len(skipped))})
 
 
 def list_slice(store: ObjectStore, after: str | None, max_keys: int) -> tuple[list[ObjectInfo], bool]:

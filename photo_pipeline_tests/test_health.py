@@ -52,7 +52,7 @@ THRESHOLDS = HealthThresholds()
 NUMERIC_KEYS = (
     "pending", "processing", "completed", "failed", "missing", "total", "oldest_pending_age_seconds",
     "stale_pending", "failure_rate_last_hour", "latency_p50_seconds", "latency_p95_seconds",
-    "expired_claims", "orphan_objects", "missing_rows",
+    "expired_claims", "orphan_objects", "missing_rows", "unholdable_keys",
 )  # fmt: skip
 
 
