@@ -112,6 +112,7 @@ def test_cli_reconcile_dry_run_json_on_embedded_defaults(tmp_path: Path, monkeyp
     photo = tmp_path / "a.jpg"
     photo.write_bytes(JPEG)
     runner = CliRunner()
+    assert runner.invoke(main, ["init-db"]).exit_code == 0
     assert runner.invoke(main, ["upload", str(album), str(photo)]).exit_code == 0
     stray = tmp_path / "home" / "objects" / "raw" / str(album) / f"{uuid.uuid4()}.jpg"
     stray.write_bytes(JPEG)
