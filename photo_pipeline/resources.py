@@ -116,6 +116,9 @@ class PhotoPipelineResource(ConfigurableResource):
             max_photos=settings.max_photos_per_run,
             workers=settings.workers,
             missing_grace_seconds=settings.missing_grace_seconds,
+            claim_lease_seconds=settings.claim_lease_seconds,
+            claim_heartbeat_seconds=settings.claim_heartbeat_seconds,
+            max_attempts=settings.max_attempts,
         )
 
     def processor(self, logger: logging.Logger) -> PhotoProcessor:
