@@ -13,12 +13,12 @@ behind a TCP link the test cuts for real to make an outage), Dagster runs on an 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 
 import psycopg
 import pytest
@@ -39,7 +39,7 @@ from photo_pipeline.definitions import defs
 from photo_pipeline.jobs import process_album
 from photo_pipeline.models import PhotoStatus
 from photo_pipeline.object_store import LocalObjectStore, ObjectStore, S3ObjectStore, make_s3_client
-from photo_pipeline.processing import DatabaseUnavailable, Outcome, PhotoProcessor, ProcessingLimits
+from photo_pipeline.processing import ClaimHeartbeat, DatabaseUnavailable, Outcome, PhotoProcessor, ProcessingLimits
 from photo_pipeline.rendering import RenderOptions
 from photo_pipeline.repository import ClaimedPhoto, NewPhoto, PhotoRepository
 from photo_pipeline.resources import PhotoPipelineResource
@@ -346,3 +346,45 @@ def test_pending_sensor_requests_a_run_for_expired_claims_and_fails_the_dead_run
     # The sensor wrote no row: the claims are still there for the requested run to take back.
     assert {r.id: r for r in repository.photos_in_album(album)} == before
 
+
+
+def test_the_heartbeat_reports_a_claim_taken_over_and_never_our_own_finished_photos(
+    repository: PhotoRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    album = uuid.uuid4()
+    for _ in range(3):
+        photo_id = uuid.uuid4()
+        repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=keys.raw_key(album, photo_id, "jpg")))
+    kept, finished, taken = repository.claim_batch(album, "run-1", 3)
+    heartbeat = ClaimHeartbeat(repository, 3600, logging.getLogger("test.heartbeat"), album)
+    heartbeat.hold([kept, finished, taken])
+    # `finished` was written completed, and its worker has not dropped it yet when the beat comes.
+    assert repository.complete(
+        finished, thumb_key="t", preview_key="p", width=1, height=1, original_bytes=1, thumb_bytes=1, preview_bytes=1
+    )
+    # `taken` expired and another run owns it now.
+    assert repository.release(taken, "expired")
+    repository.claim_photos([taken.id], "run-2")
+
+    heartbeat.renew_once()
+    heartbeat.drop(finished)  # the worker drops its finished photo right after writing it
+    with caplog.at_level(logging.WARNING, logger="test.heartbeat"):
+        heartbeat.renew_once()
+
+    assert heartbeat.lost == [taken.id]
+    assert str(taken.id) in caplog.text and str(finished.id) not in caplog.text
+    assert repository.get(kept.id).claimed_by == kept.claim  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("silent_seconds", "stalled"),
+    [(25.0, True), (15.0, False)],
+)
+def test_a_run_is_stalled_when_its_claims_expired_and_its_log_is_silent_for_a_lease(silent_seconds: float, stalled: bool) -> None:
+    run_id = str(uuid.uuid4())
+    album = uuid.uuid4()
+    expired = {album: [f"{run_id}/0123456789ab", "reconcile/ba9876543210"]}
+    # Only runs recorded in progress are asked about; "reconcile" is no Dagster run id.
+    assert discovery.stalled_runs(expired, {run_id: silent_seconds}, lease_seconds=20) == ({run_id} if stalled else set())
+    assert discovery.stalled_runs(expired, {}, lease_seconds=20) == set()
+    assert discovery.worker_of(f"{run_id}/0123456789ab") == run_id
