@@ -143,6 +143,7 @@ def render_album(
         report.seconds,
         report.photos_per_second,
     )
+    fail_if_unfinished(log, report)
     return report
 
 
@@ -176,6 +177,28 @@ def checked_processor(log: logging.Logger, photo_pipeline: PhotoPipelineResource
             allow_retries=False,
         ) from exc
     return processor
+
+
+def fail_if_unfinished(log: logging.Logger, report: AlbumReport) -> None:
+    """A run that leaves photos of its own claimed but unfinished (released for storage trouble,
+    or still held after its loop) is not a success: the step fails, naming them, and its
+    RetryPolicy tries again. Photos whose original has not arrived yet are normal releases."""
+    unfinished = report.unfinished
+    if not unfinished:
+        return
+    summary = report.unfinished_summary()
+    log.error("album %s: %d photo(s) claimed by this run were left unfinished: %s", report.album_id, len(unfinished), summary)
+    raise Failure(
+        description=(
+            f"album {report.album_id}: {len(unfinished)} photo(s) claimed by this run were left unfinished "
+            f"(given back to pending; the step will be retried): {summary}"
+        ),
+        metadata={
+            **shared_metadata(report),
+            "unfinished_photos": MetadataValue.int(len(unfinished)),
+            "unfinished_photo_ids": MetadataValue.json([str(photo_id) for photo_id in unfinished[:MAX_OUTCOME_ROWS]]),
+        },
+    )
 
 
 def failures_metadata(failures: reruns.AlbumFailures) -> dict[str, MetadataValue]:

@@ -229,7 +229,7 @@ def reconcile(ctx: Context, dry_run: bool, force: bool, as_json: bool) -> None:
     settings = ctx.settings
     reconciler = Reconciler(ctx.repository(), ctx.store(), policy_from_settings(settings))
     try:
-        plan = reconciler.plan(alive_workers=runs_in_flight(settings))
+        plan = reconciler.plan()
     except StorageError as exc:
         err_console.print(f"[red]cannot list the bucket, nothing changed:[/] {exc}")
         raise SystemExit(1) from None
@@ -252,22 +252,6 @@ def reconcile(ctx: Context, dry_run: bool, force: bool, as_json: bool) -> None:
     if not report.ok:
         err_console.print(f"[red]reconciliation applied only in part; failed:[/] {escape(report.describe_errors())}")
         raise SystemExit(3)
-
-
-def runs_in_flight(settings: Settings) -> set[str]:
-    """Ids of Dagster runs still going (their claims are not expired, just slow)."""
-    from dagster import DagsterInstance
-    from dagster._core.errors import DagsterHomeNotSetError
-
-    from photo_pipeline.jobs import in_flight_run_ids
-    from photo_pipeline.local_instance import local_instance
-
-    try:
-        instance = DagsterInstance.get()
-    except DagsterHomeNotSetError:
-        instance = local_instance(settings)
-    with instance:
-        return in_flight_run_ids(instance)
 
 
 def emit_plan(payload: dict[str, object], plan: object, as_json: bool) -> None:

@@ -149,3 +149,35 @@ def next_pending_cursor(
             requested[str(album_id)] = pending_marker(album)
     return PendingCursor(requested=requested)
 
+
+
+# -- expired claims: albums to hand to a new run, and runs that stopped renewing ------------------
+
+
+def worker_of(token: str) -> str:
+    """The worker (a run id, for Dagster runs) of a claim token `worker/suffix`."""
+    return token.rsplit("/", 1)[0]
+
+
+def expired_claims_run_key(album_id: uuid.UUID, tokens: Iterable[str]) -> str:
+    """One run per album and set of expired claims: repeated ticks ask for the same run; a new
+    expiry (a new token) asks for a new one."""
+    return run_key("expired", album_id, tokens)
+
+
+def stalled_runs(
+    expired_tokens: Mapping[uuid.UUID, Sequence[str]],
+    last_event_age_seconds: Mapping[str, float],
+    lease_seconds: float,
+) -> set[str]:
+    """Runs recorded as in progress that are dead or stuck: they hold claims they stopped
+    renewing (expired) and have written nothing to their event log for a lease either. A live run
+    renews its claims every heartbeat; a run killed with -9 stays STARTED forever and keeps its
+    album's concurrency slot, so someone has to say it is gone. `last_event_age_seconds`: the
+    in-progress runs worth asking about, by run id."""
+    holders = {worker_of(token) for tokens in expired_tokens.values() for token in tokens}
+    return {
+        run_id
+        for run_id in holders
+        if run_id in last_event_age_seconds and last_event_age_seconds[run_id] > lease_seconds
+    }

@@ -8,7 +8,8 @@ Definitions (so the numbers read the same everywhere):
   (`updated_at`) against rows completed in the window (`completed_at`);
 - latency is upload to completion (`completed_at - created_at`) of photos completed in the window;
   percentiles use the nearest-rank method (the value at rank ceil(q * n)), always a real sample;
-- an expired claim is a processing row claimed longer than the lease ago.
+- an expired claim is a processing row whose claim was last renewed (`claimed_at`: set by the
+  claim, pushed forward by the run's heartbeat) longer than the lease ago: its run is dead or stuck.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from photo_pipeline.models import Photo, PhotoStatus
 
 # Bounds the memory and transfer of the latency query however busy the window was.
 LATENCY_SAMPLE_LIMIT = 20_000
-DEFAULT_LEASE_SECONDS = 900
+DEFAULT_LEASE_SECONDS = 120  # Settings.claim_lease_seconds' default
 
 Severity = Literal["WARN", "ERROR"]
 MetadataScalar = int | float | str

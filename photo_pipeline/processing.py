@@ -8,6 +8,7 @@ turn its report into metadata.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -66,6 +67,8 @@ class PhotoOutcome:
     preview_bytes: int = 0
     # Completed, but the pixels look damaged (e.g. a JPEG padded with grey); also in the row's error.
     warning: str | None = None
+    # RELEASED because the store failed (not "original not there yet"): the run did not do its job.
+    infrastructure: bool = False
 
 
 @dataclass
@@ -76,6 +79,12 @@ class AlbumReport:
     # One small rendered thumbnail, so the UI can show what came out.
     sample_thumbnail: bytes | None = None
     sample_content_type: str | None = None
+    # Photos still `processing` under this run's claims after its album loop, given back then.
+    left_over: list[uuid.UUID] = field(default_factory=list)
+    # Claims the heartbeat found taken over (expired and claimed by another run) mid-run.
+    lost_claims: list[uuid.UUID] = field(default_factory=list)
+    # Expired claims of other runs that had used up their attempts and were failed by this run.
+    exhausted: list[uuid.UUID] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for o in self.outcomes if o.outcome is outcome)
@@ -97,6 +106,22 @@ class AlbumReport:
         return self.count(Outcome.RELEASED) + self.count(Outcome.CLAIM_LOST)
 
     @property
+    def infrastructure_releases(self) -> list[PhotoOutcome]:
+        return [o for o in self.outcomes if o.outcome is Outcome.RELEASED and o.infrastructure]
+
+    @property
+    def unfinished(self) -> list[uuid.UUID]:
+        """Photos this run claimed and did not finish for reasons of its own (storage trouble,
+        claims still held at the end): the run must not read as a plain success."""
+        return [o.photo_id for o in self.infrastructure_releases] + list(self.left_over)
+
+    def unfinished_summary(self, limit: int = 20) -> str:
+        parts = [f"{o.photo_id} ({o.detail})" for o in self.infrastructure_releases]
+        parts += [f"{photo_id} (still processing after the run; given back)" for photo_id in self.left_over]
+        more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
+        return "; ".join(parts[:limit]) + more
+
+    @property
     def photos_per_second(self) -> float:
         return self.rendered / self.seconds if self.seconds > 0 else 0.0
 
@@ -114,6 +139,84 @@ class ProcessingLimits:
     # PHOTO_MEMORY_BUDGET_MB and PHOTO_MAX_ORIGINAL_MB (settings.py).
     memory_budget_bytes: int = 1536 * 1024 * 1024
     max_original_bytes: int = 200 * 1024 * 1024
+    # None: claims are neither renewed nor taken back (tests of the bare loop).
+    claim_lease_seconds: int | None = None
+    claim_heartbeat_seconds: float = 30.0
+    max_attempts: int | None = None
+
+
+class ClaimHeartbeat:
+    """Renews the claims a run holds every `interval` seconds, from a daemon thread, so a photo
+    that waits behind slow ones (or renders slowly) keeps its lease; stopped when the run's album
+    loop ends, exceptions included, after which unfinished claims simply expire.
+
+    A claim the renewal does not find (finished or taken over) is dropped; one still held by the
+    run at the next round was taken over and is reported (the writer's outcome finishes first
+    and drops it at once, so one round of grace avoids reporting our own finished photos)."""
+
+    def __init__(self, repository: PhotoRepository, interval: float, logger: logging.Logger, album_id: uuid.UUID) -> None:
+        self._repository = repository
+        self._interval = interval
+        self._log = logger
+        self._album_id = album_id
+        self._held: dict[uuid.UUID, ClaimedPhoto] = {}
+        self._suspect: set[uuid.UUID] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"claim-heartbeat-{album_id}", daemon=True)
+        self.lost: list[uuid.UUID] = []
+        self.renewals = 0
+
+    def __enter__(self) -> ClaimHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=max(5.0, self._interval))
+
+    def hold(self, claims: Iterable[ClaimedPhoto]) -> None:
+        with self._lock:
+            self._held.update((claim.id, claim) for claim in claims)
+
+    def drop(self, claim: ClaimedPhoto) -> None:
+        with self._lock:
+            self._held.pop(claim.id, None)
+            self._suspect.discard(claim.id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.renew_once()
+
+    def renew_once(self) -> None:
+        with self._lock:
+            held = list(self._held.values())
+        if not held:
+            return
+        try:
+            renewed = self._repository.renew_claims(held)
+        except SQLAlchemyError:
+            self._log.exception(
+                "album %s: could not renew %d claim(s); they expire after the lease unless a later renewal succeeds",
+                self._album_id,
+                len(held),
+            )
+            return
+        self.renewals += 1
+        with self._lock:
+            taken = [photo_id for photo_id in self._suspect if photo_id in self._held]
+            for photo_id in taken:
+                del self._held[photo_id]
+            self._suspect = {c.id for c in held if c.id not in renewed and c.id in self._held}
+        if taken:
+            self.lost.extend(taken)
+            self._log.warning(
+                "album %s: %d claim(s) were taken over by another run before this one finished them "
+                "(their lease expired; this run's results for them will be discarded): %s",
+                self._album_id,
+                len(taken),
+                ", ".join(map(str, taken)),
+            )
 
 
 class PhotoProcessor:
@@ -159,30 +262,81 @@ class PhotoProcessor:
         report = AlbumReport(album_id=album_id)
         started = time.perf_counter()
         attempted: set[uuid.UUID] = set()
-        with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
-            while len(attempted) < self._limits.max_photos:
-                room = min(self._limits.batch_size, self._limits.max_photos - len(attempted))
-                claims = self._repository.claim_batch(
-                    album_id, worker, room, exclude=attempted, from_statuses=statuses
-                )
-                if not claims:
-                    break
-                attempted.update(claim.id for claim in claims)
-                self._process_batch(pool, claims, report)
+        tokens: set[str] = set()
+        with self._heartbeat(album_id) as heartbeat:
+            with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
+                while len(attempted) < self._limits.max_photos:
+                    room = min(self._limits.batch_size, self._limits.max_photos - len(attempted))
+                    self._fail_exhausted_claims(album_id, report)
+                    claims = self._repository.claim_batch(
+                        album_id,
+                        worker,
+                        room,
+                        exclude=attempted,
+                        from_statuses=statuses,
+                        lease_seconds=self._limits.claim_lease_seconds,
+                        max_attempts=self._limits.max_attempts,
+                    )
+                    if not claims:
+                        break
+                    attempted.update(claim.id for claim in claims)
+                    tokens.update(claim.claim for claim in claims)
+                    heartbeat.hold(claims)
+                    self._process_batch(pool, claims, report, heartbeat)
+            report.lost_claims = list(heartbeat.lost)
+        self._give_back_left_over(tokens, report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _heartbeat(self, album_id: uuid.UUID) -> ClaimHeartbeat:
+        return ClaimHeartbeat(self._repository, self._limits.claim_heartbeat_seconds, self._log, album_id)
+
+    def _fail_exhausted_claims(self, album_id: uuid.UUID, report: AlbumReport) -> None:
+        if self._limits.claim_lease_seconds is None or self._limits.max_attempts is None:
+            return
+        failed = self._repository.fail_exhausted_claims(album_id, self._limits.claim_lease_seconds, self._limits.max_attempts)
+        if failed:
+            report.exhausted.extend(failed)
+            self._log.warning(
+                "album %s: %d photo(s) whose claim expired after %d attempts are now failed: %s",
+                album_id,
+                len(failed),
+                self._limits.max_attempts,
+                ", ".join(map(str, failed)),
+            )
+
+    def _give_back_left_over(self, tokens: set[str], report: AlbumReport) -> None:
+        """Every photo still `processing` under this run's claims once the loop is over was left
+        unfinished (it should not happen: each claim ends completed, failed or released); give it
+        back now rather than after the lease, and let the report say so."""
+        left_over = self._repository.release_held(tokens, "left unfinished by its run; requeued")
+        if left_over:
+            report.left_over.extend(left_over)
+            self._log.error(
+                "album %s: %d photo(s) were still processing under this run's claims after its loop; given back: %s",
+                report.album_id,
+                len(left_over),
+                ", ".join(map(str, left_over)),
+            )
 
     def process_claims(self, claims: Iterable[ClaimedPhoto], album_id: uuid.UUID) -> AlbumReport:
         """Render photos that were claimed elsewhere (re-runs of chosen photos)."""
         report = AlbumReport(album_id=album_id)
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
-            self._process_batch(pool, list(claims), report)
+        claims = list(claims)
+        with self._heartbeat(album_id) as heartbeat:
+            heartbeat.hold(claims)
+            with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
+                self._process_batch(pool, claims, report, heartbeat)
+            report.lost_claims = list(heartbeat.lost)
+        self._give_back_left_over({claim.claim for claim in claims}, report)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _process_batch(self, pool: ThreadPoolExecutor, claims: list[ClaimedPhoto], report: AlbumReport) -> None:
-        futures = [pool.submit(self._process_one, claim, report) for claim in claims]
+    def _process_batch(
+        self, pool: ThreadPoolExecutor, claims: list[ClaimedPhoto], report: AlbumReport, heartbeat: ClaimHeartbeat
+    ) -> None:
+        futures = [pool.submit(self._process_held, claim, report, heartbeat) for claim in claims]
         database_errors: list[tuple[ClaimedPhoto, SQLAlchemyError]] = []
         for claim, future in zip(claims, futures, strict=True):
             try:
@@ -196,6 +350,12 @@ class PhotoProcessor:
                 f"could not record the outcome of {len(database_errors)} photo(s) of album "
                 f"{report.album_id} (first: photo {first_claim.id}): {first_error}"
             ) from first_error
+
+    def _process_held(self, claim: ClaimedPhoto, report: AlbumReport, heartbeat: ClaimHeartbeat) -> PhotoOutcome:
+        try:
+            return self._process_one(claim, report)
+        finally:
+            heartbeat.drop(claim)
 
     def _give_back(self, claims: Iterable[ClaimedPhoto]) -> None:
         """Best effort: return claims we could not finish, so they need not wait for the lease."""
@@ -320,9 +480,9 @@ class PhotoProcessor:
                 "reconciliation will flag it missing"
             )
         self._log.info("photo %s: %s", claim.id, reason)
-        return self._release(claim, reason, started)
+        return self._release(claim, reason, started, infrastructure=False)
 
-    def _release(self, claim: ClaimedPhoto, reason: str, started: float) -> PhotoOutcome:
+    def _release(self, claim: ClaimedPhoto, reason: str, started: float, *, infrastructure: bool = True) -> PhotoOutcome:
         if not self._repository.release(claim, reason):
             return self._claim_lost(claim, started)
         return PhotoOutcome(
@@ -331,6 +491,7 @@ class PhotoProcessor:
             outcome=Outcome.RELEASED,
             detail=reason,
             seconds=time.perf_counter() - started,
+            infrastructure=infrastructure,
         )
 
     def _fail(self, claim: ClaimedPhoto, reason: str, started: float) -> PhotoOutcome:

@@ -30,7 +30,6 @@ from dagster import (
 from pydantic import Field
 
 from photo_pipeline import keys
-from photo_pipeline.jobs import in_flight_run_ids
 from photo_pipeline.reconciler import (
     ApplyReport,
     Reconciler,
@@ -176,7 +175,6 @@ def plan_changes(
         rows_by_preview_key=unspill(Path(rows["previews"])),
         now=utc_now(),
         policy=policy_from_settings(settings),
-        alive_workers=in_flight_run_ids(context.instance),
         cancelled_uploads=cancelled,
     )
     shutil.rmtree(scratch_dir(context), ignore_errors=True)

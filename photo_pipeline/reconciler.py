@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -104,7 +104,7 @@ class Reconciler:
         self._log = logger
         self._page_size = page_size
 
-    def plan(self, alive_workers: Collection[str] = ()) -> ReconciliationPlan:
+    def plan(self) -> ReconciliationPlan:
         """Read both sides (streamed) and decide. A listing error (timeout, 5xx, access, no such
         bucket) propagates as StorageError: the run aborts and nothing changes."""
         page = self._page_size
@@ -118,7 +118,6 @@ class Reconciler:
             rows_by_preview_key=self.queries.rows_by_preview_key(),
             now=now,
             policy=self.policy,
-            alive_workers=alive_workers,
             cancelled_uploads=self.repository.tombstones_since(now - timedelta(seconds=self.policy.tombstone_seconds)),
         )
 

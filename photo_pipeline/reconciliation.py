@@ -35,7 +35,7 @@ class ActionKind(StrEnum):
     CORRECT_KEY = "correct_key"  # the object carrying the photo id has another key
     DELETE_RENDITION = "delete_rendition"  # rendition with no row pointing at it
     RERENDER = "rerender"  # completed, but a rendition is gone or the original was replaced
-    RELEASE_CLAIM = "release_claim"  # claim expired and its run is gone -> pending
+    RELEASE_CLAIM = "release_claim"  # claim older than the lease (not renewed: its run is dead or stuck) -> pending
     FAIL_CLAIM = "fail_claim"  # ... and the photo used up its attempts -> failed
     DELETE_CANCELLED = "delete_cancelled"  # a cleaned-up upload's object that landed late
 
@@ -214,11 +214,10 @@ class Planner:
     """Builds a plan from the three sorted comparisons: originals, thumbnails, previews."""
 
     def __init__(
-        self, now: datetime, policy: ReconcilePolicy, alive_workers: Collection[str], cancelled_uploads: Collection[str] = ()
+        self, now: datetime, policy: ReconcilePolicy, cancelled_uploads: Collection[str] = ()
     ) -> None:
         self.now = now
         self.policy = policy
-        self.alive_workers = set(alive_workers)
         self.cancelled_uploads = set(cancelled_uploads)
         self.plan = ReconciliationPlan(taken_at=now)
         self._unmatched_rows: dict[uuid.UUID, PhotoRecord] = {}
@@ -339,11 +338,12 @@ class Planner:
         self.add(Action(ActionKind.ADOPT, identity.album_id, identity.photo_id, obj.key, "raw object without a row", adopt=photo))
 
     def _expired_claim(self, row: PhotoRecord) -> None:
+        # A live run renews its claims every heartbeat, so a claim older than the lease has an
+        # owner that is dead or stuck, whatever its run record says (a run killed with -9 stays
+        # STARTED forever): the lease alone decides.
         claimed_at = row.claimed_at or row.updated_at
         if _age(self.now, claimed_at) <= self.policy.claim_lease_seconds:
             return
-        if _worker_of(row.claimed_by) in self.alive_workers:
-            return  # a slow run, not a dead one
         if row.attempts >= self.policy.max_attempts:
             self.add(
                 Action(
@@ -351,7 +351,7 @@ class Planner:
                     row.album_id,
                     row.id,
                     row.original_key,
-                    f"gave up after {row.attempts} attempts; the last run ({_worker_of(row.claimed_by)}) died while processing it",
+                    f"gave up after {row.attempts} attempts; the last run ({_worker_of(row.claimed_by)}) stopped renewing its claim",
                     expected_status=row.status,
                     claimed_by=row.claimed_by,
                 )
@@ -443,11 +443,10 @@ def plan_reconciliation(
     rows_by_preview_key: Iterable[tuple[str, PhotoRecord]],
     now: datetime,
     policy: ReconcilePolicy,
-    alive_workers: Collection[str] = (),
     cancelled_uploads: Collection[str] = (),
 ) -> ReconciliationPlan:
     """All six streams sorted by key (UTF-8 byte order)."""
-    planner = Planner(now, policy, alive_workers, cancelled_uploads)
+    planner = Planner(now, policy, cancelled_uploads)
     planner.compare_originals(rows_by_original_key, originals)
     planner.compare_renditions(rows_by_thumb_key, thumbnails)
     planner.compare_renditions(rows_by_preview_key, previews)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
@@ -194,25 +194,46 @@ class PhotoRepository:
         *,
         exclude: Collection[uuid.UUID] = (),
         from_statuses: Collection[PhotoStatus] = (PhotoStatus.PENDING,),
+        lease_seconds: int | None = None,
+        max_attempts: int | None = None,
     ) -> list[ClaimedPhoto]:
         """Atomically move up to `limit` of the album's pending photos (oldest first) to
         processing under a fresh claim token. A re-render passes `from_statuses` with
-        COMPLETED too (the state machine's explicit `completed -> processing`)."""
+        COMPLETED too (the state machine's explicit `completed -> processing`).
+
+        With `lease_seconds`, the album's `processing` rows whose claim is older than the lease
+        are taken back too (their run stopped renewing it: crashed or hung), whatever the run
+        record says; the take-over counts as an attempt. With `max_attempts`, an expired claim
+        that already used up its attempts is left to `fail_exhausted_claims`, never re-claimed."""
         if limit <= 0:
             return []
+        token, now = self._claim_token(worker), self._clock()
+        expired_before = now - timedelta(seconds=lease_seconds) if lease_seconds is not None else None
+        claimable = self._claimable(from_statuses, expired_before, max_attempts)
         candidates = (
             select(Photo.id)
-            .where(Photo.album_id == album_id, Photo.status.in_([s.value for s in from_statuses]))
+            .where(Photo.album_id == album_id, claimable)
             .order_by(Photo.created_at, Photo.id)
             .limit(limit)
             .with_for_update(skip_locked=True)  # rendered on PostgreSQL, ignored by SQLite
         )
         if exclude:
             candidates = candidates.where(Photo.id.not_in(list(exclude)))
-        token, now = self._claim_token(worker), self._clock()
         with self.engine.begin() as conn:
-            claims = self._claim(conn, candidates, token, now, from_statuses)
+            claims = self._claim(conn, candidates, token, now, from_statuses, claimable)
         return sorted(claims, key=lambda c: (c.created_at, c.id))
+
+    @staticmethod
+    def _claimable(
+        from_statuses: Collection[PhotoStatus], expired_before: datetime | None, max_attempts: int | None
+    ) -> ColumnElement[bool]:
+        in_status = Photo.status.in_([s.value for s in from_statuses])
+        if expired_before is None:
+            return in_status
+        expired = and_(Photo.status == PhotoStatus.PROCESSING.value, Photo.claimed_at < expired_before)
+        if max_attempts is not None:
+            expired = and_(expired, Photo.attempts < max_attempts)
+        return or_(in_status, expired)
 
     def claim_photos(
         self,
@@ -270,6 +291,7 @@ class PhotoRepository:
         token: str,
         now: datetime,
         from_statuses: Collection[PhotoStatus],
+        claimable: ColumnElement[bool] | None = None,
     ) -> list[ClaimedPhoto]:
         # A CTE, not `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`: a plan that rescans such
         # a subquery (e.g. on the inner side of a nested loop) may pick different rows each time
@@ -277,10 +299,13 @@ class PhotoRepository:
         # picked" on its own), so it runs exactly once. SQLite ignores FOR UPDATE; it has one writer at a
         # time and the single statement takes the write lock before it reads.
         # The outer status test repeats the guard for rows changed since the CTE's snapshot.
+        # (`claimable` is that guard when expired claims may be taken back too: a claim renewed
+        # since the snapshot is no longer expired and is left alone.)
         picked = candidates.cte("picked")
+        guard = claimable if claimable is not None else Photo.status.in_([s.value for s in from_statuses])
         statement = (
             update(Photo)
-            .where(Photo.id.in_(select(picked.c.id)), Photo.status.in_([s.value for s in from_statuses]))
+            .where(Photo.id.in_(select(picked.c.id)), guard)
             .values(
                 status=PhotoStatus.PROCESSING.value,
                 claimed_by=token,
@@ -348,6 +373,66 @@ class PhotoRepository:
     def release(self, claim: ClaimedPhoto, reason: str | None = None) -> bool:
         """Back to pending for a later run; attempts are kept."""
         return self._finish(claim, self._clock(), status=PhotoStatus.PENDING.value, error=reason)
+
+    def renew_claims(self, claims: Collection[ClaimedPhoto]) -> set[uuid.UUID]:
+        """The heartbeat: push `claimed_at` to now for the claims still held under their tokens
+        (status `processing`, same `claimed_by`); one UPDATE per token and chunk. Returns the
+        ids renewed; a claim missing from the result was finished or taken over."""
+        by_token: dict[str, list[uuid.UUID]] = {}
+        for claim in claims:
+            by_token.setdefault(claim.claim, []).append(claim.id)
+        now = self._clock()
+        renewed: set[uuid.UUID] = set()
+        with self.engine.begin() as conn:
+            for token, ids in by_token.items():
+                for chunk in _chunks(ids):
+                    statement = (
+                        update(Photo)
+                        .where(Photo.id.in_(chunk), Photo.status == PhotoStatus.PROCESSING.value, Photo.claimed_by == token)
+                        .values(claimed_at=now)
+                        .returning(Photo.id)
+                    )
+                    renewed.update(conn.execute(statement).scalars())
+        return renewed
+
+    def release_held(self, tokens: Collection[str], reason: str) -> list[uuid.UUID]:
+        """Give back whatever is still `processing` under these claim tokens (a run's leftovers
+        after its album loop); returns the ids given back."""
+        if not tokens:
+            return []
+        now = self._clock()
+        statement = (
+            update(Photo)
+            .where(Photo.claimed_by.in_(list(tokens)), Photo.status == PhotoStatus.PROCESSING.value)
+            .values(status=PhotoStatus.PENDING.value, error=reason, claimed_by=None, claimed_at=None, updated_at=now)
+            .returning(Photo.id)
+        )
+        with self.engine.begin() as conn:
+            return list(conn.execute(statement).scalars())
+
+    def fail_exhausted_claims(self, album_id: uuid.UUID, lease_seconds: int, max_attempts: int) -> list[uuid.UUID]:
+        """Expired claims (older than the lease) of photos that used up their attempts end
+        `failed` with the reason, instead of being taken back forever."""
+        now = self._clock()
+        statement = (
+            update(Photo)
+            .where(
+                Photo.album_id == album_id,
+                Photo.status == PhotoStatus.PROCESSING.value,
+                Photo.claimed_at < now - timedelta(seconds=lease_seconds),
+                Photo.attempts >= max_attempts,
+            )
+            .values(
+                status=PhotoStatus.FAILED.value,
+                error=f"gave up after {max_attempts} attempts: the last claim expired (its run stopped renewing it)",
+                claimed_by=None,
+                claimed_at=None,
+                updated_at=now,
+            )
+            .returning(Photo.id)
+        )
+        with self.engine.begin() as conn:
+            return list(conn.execute(statement).scalars())
 
     # -- operator actions ----------------------------------------------------------------------
 
@@ -511,6 +596,23 @@ class PhotoRepository:
         )
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
+
+    def expired_claim_tokens(self, older_than: datetime, limit: int = 1000) -> dict[uuid.UUID, list[str]]:
+        """Album -> the claim tokens of its expired claims (processing, claimed before
+        `older_than`), from one grouped query: what the sensor needs to request a run per album,
+        keyed by the tokens so that repeated ticks ask for the same run."""
+        query = (
+            select(Photo.album_id, Photo.claimed_by)
+            .where(Photo.status == PhotoStatus.PROCESSING.value, Photo.claimed_at < older_than)
+            .group_by(Photo.album_id, Photo.claimed_by)
+            .order_by(Photo.album_id, Photo.claimed_by)
+            .limit(limit)
+        )
+        albums: dict[uuid.UUID, list[str]] = {}
+        with self.engine.connect() as conn:
+            for album_id, token in conn.execute(query):
+                albums.setdefault(album_id, []).append(token or "")
+        return albums
 
     # -- helpers ---------------------------------------------------------------------------------
 

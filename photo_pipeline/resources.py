@@ -118,6 +118,9 @@ class PhotoPipelineResource(ConfigurableResource):
             missing_grace_seconds=settings.missing_grace_seconds,
             memory_budget_bytes=settings.memory_budget_bytes,
             max_original_bytes=settings.max_original_bytes,
+            claim_lease_seconds=settings.claim_lease_seconds,
+            claim_heartbeat_seconds=settings.claim_heartbeat_seconds,
+            max_attempts=settings.max_attempts,
         )
 
     def processor(self, logger: logging.Logger, *, store: ObjectStore | None = None) -> PhotoProcessor:

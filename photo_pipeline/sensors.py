@@ -6,9 +6,11 @@ objects that have none, is an idempotent insert, so a "preview tick" in the UI r
 """
 
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from dagster import (
     DefaultSensorStatus,
@@ -24,7 +26,7 @@ from photo_pipeline import discovery, keys
 from photo_pipeline.assets import albums_partitions
 from photo_pipeline.jobs import IN_FLIGHT, process_album
 from photo_pipeline.object_store import ObjectInfo, ObjectStore
-from photo_pipeline.repository import NewPhoto, PhotoRecord, PhotoRepository, isolate_refused_rows
+from photo_pipeline.repository import NewPhoto, PhotoRecord, PhotoRepository, isolate_refused_rows, utc_now
 from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline.settings import Settings
 
@@ -174,7 +176,10 @@ def pending_photo_sensor(context: SensorEvaluationContext, photo_pipeline: Photo
         if album.album_id in arrived
     ]
     next_cursor = discovery.next_pending_cursor(pending, cursor, [a.album_id for a in ready if a.album_id in arrived])
-    partitions = new_album_partitions(context, arrived)
+    lease = photo_pipeline.settings().claim_lease_seconds
+    expired = expired_claim_requests(context, repository, lease, skip={r.partition_key or "" for r in requests})
+    requests += expired
+    partitions = new_album_partitions(context, [*arrived, *(uuid.UUID(r.partition_key or "") for r in expired)])
     if not requests:
         reason = (
             f"{len(pending)} album(s) with pending photos; {len(news)} changed, "
@@ -198,3 +203,51 @@ def albums_with_arrived_originals(
         found = list(pool.map(lambda p: store.exists(p.original_key), probes))
     return {photo.album_id for photo, exists in zip(probes, found, strict=True) if exists}
 
+
+def expired_claim_requests(
+    context: SensorEvaluationContext, repository: PhotoRepository, lease_seconds: int, skip: set[str]
+) -> list[RunRequest]:
+    """A `process_album` run for each album with claims older than the lease (its run crashed or
+    hung): the run's claim_batch takes them back. One grouped query; no row is written here.
+
+    A run recorded as in progress whose claims expired and whose event log has been silent for a
+    lease is dead (a run killed with -9 stays STARTED forever, and keeps its album's concurrency
+    slot): it is marked failed, so the album's next run is not queued behind it forever."""
+    expired = repository.expired_claim_tokens(utc_now() - timedelta(seconds=lease_seconds), limit=PENDING_ALBUMS_PER_TICK)
+    if not expired:
+        return []
+    in_flight = {r.dagster_run.run_id: r for r in context.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT), limit=10_000)}
+    holders = {discovery.worker_of(token) for tokens in expired.values() for token in tokens} & in_flight.keys()
+    silence = {run_id: seconds_since_last_event(context, run_id) for run_id in holders}
+    for run_id in discovery.stalled_runs(expired, silence, lease_seconds):
+        record = in_flight.pop(run_id)
+        message = (
+            f"run {run_id} stopped renewing its photo claims and wrote no event for {silence[run_id]:.0f}s "
+            f"(lease {lease_seconds}s): presumed dead (killed or crashed); its photos are handed to a new run"
+        )
+        context.log.warning(message)
+        context.instance.report_run_failed(record.dagster_run, message)
+    busy = skip | {
+        r.dagster_run.tags[PARTITION_TAG]
+        for r in in_flight.values()
+        if r.dagster_run.job_name == process_album.name and PARTITION_TAG in r.dagster_run.tags
+    }
+    requests = [
+        album_run_request(album_id, discovery.expired_claims_run_key(album_id, tokens), "expired_claims")
+        for album_id, tokens in expired.items()
+        if str(album_id) not in busy
+    ]
+    if requests:
+        context.log.info(
+            "expired claims in %d album(s): requesting runs for %s",
+            len(expired),
+            ", ".join(r.partition_key or "" for r in requests),
+        )
+    return requests
+
+
+def seconds_since_last_event(context: SensorEvaluationContext, run_id: str) -> float:
+    records = context.instance.get_records_for_run(run_id, limit=1, ascending=False).records
+    if not records:
+        return float("inf")
+    return time.time() - records[0].event_log_entry.timestamp

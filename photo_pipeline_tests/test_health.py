@@ -164,6 +164,19 @@ def test_snapshot_counts_ages_rates_latencies_and_expired_claims(table: Table) -
     assert snapshot.expired_claims == 1
 
 
+def test_a_claim_renewed_by_its_heartbeat_is_not_counted_expired(table: Table) -> None:
+    """A photo claimed long ago by a live run (renewed every heartbeat) is slow, not abandoned;
+    a claim nobody renewed for a lease is expired, whatever its run record says."""
+    live = table.claimed(ago(hours=1), ago(minutes=30))
+    table.claimed(ago(hours=1), ago(minutes=30))  # its run was killed: never renewed
+    table.clock.at = ago(seconds=30)
+    assert table.repository.renew_claims([live]) == {live.id}
+
+    snapshot = collect_health(table.repository.engine, NOW, THRESHOLDS, lease_seconds=120)
+
+    assert (snapshot.processing_rows, snapshot.expired_claims) == (2, 1)
+
+
 def test_latency_uses_only_the_most_recent_completions(table: Table) -> None:
     # Completed in order of latency, so the latest three completions took 30, 40 and 50 s.
     for latency in (10, 20, 30, 40, 50):

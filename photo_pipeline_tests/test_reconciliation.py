@@ -75,9 +75,9 @@ class World:
         row = self.repository.get(photo_id)
         return row.status if row else None
 
-    def run(self, *, alive: tuple[str, ...] = (), policy: ReconcilePolicy = POLICY, processor: PhotoProcessor | None = None):  # type: ignore[no-untyped-def]
+    def run(self, *, policy: ReconcilePolicy = POLICY, processor: PhotoProcessor | None = None):  # type: ignore[no-untyped-def]
         reconciler = self.reconciler(policy)
-        plan = reconciler.plan(alive)
+        plan = reconciler.plan()
         return plan, reconciler.apply(plan, processor=processor)
 
     def snapshot(self) -> tuple[list[tuple], list[tuple]]:  # type: ignore[type-arg]
@@ -234,24 +234,27 @@ def test_stray_renditions_are_removed_and_lost_ones_rendered_again(world: World)
     assert world.status(photo) is PhotoStatus.COMPLETED
 
 
-def test_expired_claims_of_dead_runs_go_back_to_pending_or_fail(world: World) -> None:
+def test_claims_expire_on_the_lease_alone_and_renewed_claims_stay(world: World) -> None:
+    """No run record is consulted: a run killed with -9 stays STARTED forever, so only the lease
+    (renewed by a live run's heartbeat) can tell a dead claim from a slow one."""
     album = uuid.uuid4()
     padding(world, album)
-    dead, alive, exhausted = world.row(album), world.row(album), world.row(album)
-    world.repository.claim_photos([dead], "dead-run")
-    world.repository.claim_photos([alive], "slow-run")
+    dead, renewed, exhausted = world.row(album), world.row(album), world.row(album)
+    world.repository.claim_photos([dead], "killed-run")
+    [live_claim] = world.repository.claim_photos([renewed], "slow-run")
     for _ in range(POLICY.max_attempts):
         [claim] = world.repository.claim_photos([exhausted], "crashing-run")
         if claim.attempts < POLICY.max_attempts:
             world.repository.release(claim, "crashed")
     world.clock.advance(600)
-    plan, _ = world.run(alive=("slow-run",))
+    plan, _ = world.run()
     assert plan.of_kind(ActionKind.RELEASE_CLAIM) == [], "inside the lease"
+    assert world.repository.renew_claims([live_claim]) == {renewed}  # the slow run's heartbeat
     world.clock.advance(400)
-    world.run(alive=("slow-run",))
+    world.run()
     released = world.repository.get(dead)
     assert released is not None and released.status is PhotoStatus.PENDING and released.attempts == 1
-    assert world.status(alive) is PhotoStatus.PROCESSING
+    assert world.status(renewed) is PhotoStatus.PROCESSING, "renewed 400 s ago: inside its lease"
     failed = world.repository.get(exhausted)
     assert failed is not None and failed.status is PhotoStatus.FAILED and "attempts" in (failed.error or "")
 

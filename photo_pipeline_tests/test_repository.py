@@ -280,6 +280,82 @@ def test_expired_claims(repository: PhotoRepository, clock: Clock) -> None:
     assert fresh.id not in {r.id for r in expired}
 
 
+def test_renew_claims_only_renews_claims_still_held_under_their_tokens(repository: PhotoRepository, clock: Clock) -> None:
+    album = uuid.uuid4()
+    held, finished, taken_over = register(repository, album, 3)
+    claims = {c.id: c for c in repository.claim_batch(album, "run-1", 3)}
+    complete(repository, claims[finished])
+    assert repository.release(claims[taken_over], "expired")
+    [other] = repository.claim_photos([taken_over], "run-2")
+    clock.advance(90)
+
+    assert repository.renew_claims(list(claims.values())) == {held}
+    assert row(repository, held).claimed_at == clock.now
+    assert row(repository, taken_over).claimed_by == other.claim, "another run's claim is not touched"
+    assert row(repository, taken_over).claimed_at == clock.now - timedelta(seconds=90)
+    assert row(repository, finished).status is PhotoStatus.COMPLETED and row(repository, finished).claimed_at is None
+
+
+def test_claim_batch_takes_back_expired_claims_but_never_live_ones(repository: PhotoRepository, clock: Clock) -> None:
+    album = uuid.uuid4()
+    crashed, renewed, fresh = register(repository, album, 3, clock)
+    claims = {c.id: c for c in repository.claim_photos([crashed, renewed], "killed-run")}
+    clock.advance(100)
+    repository.renew_claims([claims[renewed]])  # this one's run is alive and renewing
+    [newer] = repository.claim_photos([fresh], "slow-run")
+    clock.advance(30)  # crashed: claimed 130 s ago; renewed: 30 s ago; fresh: 30 s ago
+
+    assert repository.claim_batch(album, "next-run", 10) == [], "without a lease, processing rows are not claimable"
+    taken = repository.claim_batch(album, "next-run", 10, lease_seconds=120)
+    assert [c.id for c in taken] == [crashed]
+    assert taken[0].attempts == 2, "the take-over counts as an attempt"
+    assert row(repository, crashed).claimed_by == taken[0].claim
+    assert row(repository, renewed).claimed_by == claims[renewed].claim
+    assert row(repository, fresh).claimed_by == newer.claim
+    # The killed run's late write is fenced off.
+    assert not complete(repository, claims[crashed])
+
+
+def test_an_expired_claim_past_max_attempts_ends_failed_not_reclaimed(repository: PhotoRepository, clock: Clock) -> None:
+    album = uuid.uuid4()
+    [photo] = register(repository, album, 1)
+    for attempt in range(1, 4):
+        [claim] = repository.claim_batch(album, f"run-{attempt}", 1, lease_seconds=60, max_attempts=3)
+        assert claim.attempts == attempt
+        clock.advance(61)  # every run dies without giving the photo back
+    assert repository.claim_batch(album, "run-4", 1, lease_seconds=60, max_attempts=3) == []
+    assert repository.fail_exhausted_claims(album, lease_seconds=60, max_attempts=3) == [photo]
+    failed = row(repository, photo)
+    assert failed.status is PhotoStatus.FAILED and failed.claimed_by is None
+    assert failed.error and "gave up after 3 attempts" in failed.error
+    assert repository.fail_exhausted_claims(album, lease_seconds=60, max_attempts=3) == []
+
+
+def test_expired_claim_tokens_group_by_album_and_token(repository: PhotoRepository, clock: Clock) -> None:
+    album_a, album_b = uuid.uuid4(), uuid.uuid4()
+    register(repository, album_a, 4)
+    register(repository, album_b, 1)
+    first = repository.claim_batch(album_a, "run-1", 2)
+    second = repository.claim_batch(album_a, "run-1", 2)
+    [other] = repository.claim_batch(album_b, "run-2", 1)
+    clock.advance(200)
+    repository.renew_claims([other])
+    found = repository.expired_claim_tokens(clock.now - timedelta(seconds=120))
+    assert found == {album_a: sorted({first[0].claim, second[0].claim})}
+
+
+def test_release_held_gives_back_what_a_run_still_holds(repository: PhotoRepository) -> None:
+    album = uuid.uuid4()
+    register(repository, album, 3)
+    claims = repository.claim_batch(album, "run-1", 3)
+    complete(repository, claims[0])
+    given_back = repository.release_held({claims[0].claim}, "left unfinished")
+    assert sorted(given_back) == sorted(c.id for c in claims[1:])
+    assert all(row(repository, c.id).status is PhotoStatus.PENDING for c in claims[1:])
+    assert repository.release_held({claims[0].claim}, "again") == []
+    assert repository.release_held(set(), "nothing") == []
+
+
 # -- operator actions ---------------------------------------------------------------------------
 
 
