@@ -79,10 +79,15 @@ def check_presigned_put(store: ObjectStore, settings: Settings) -> Check:
     return Check(name, "ok", "uploaded, verified with HEAD and removed")
 
 
+# Headers a browser sends with a presigned PUT that CORS must allow (Content-Length is set by the
+# browser itself and needs no rule).
+BROWSER_PUT_HEADERS = frozenset({"content-type", "if-none-match"})
+
+
 def _allows_browser_put(rule: dict[str, Any]) -> bool:
     methods = {m.upper() for m in rule.get("AllowedMethods", [])}
     headers = {h.lower() for h in rule.get("AllowedHeaders", [])}
-    return "PUT" in methods and ("*" in headers or "content-type" in headers)
+    return "PUT" in methods and ("*" in headers or BROWSER_PUT_HEADERS <= headers)
 
 
 def check_cors(store: ObjectStore) -> Check:
@@ -97,8 +102,10 @@ def check_cors(store: ObjectStore) -> Check:
     except BotoCoreError as exc:
         return Check("CORS", "fail", f"cannot read CORS rules: {exc}")
     if any(_allows_browser_put(rule) for rule in rules):
-        return Check("CORS", "ok", "a rule allows browser PUTs with a Content-Type header")
-    return Check("CORS", "warn", "no CORS rule allows PUT with a Content-Type header: browser uploads will fail")
+        return Check("CORS", "ok", "a rule allows browser PUTs with the Content-Type and If-None-Match headers")
+    return Check(
+        "CORS", "warn", "no CORS rule allows PUT with the Content-Type and If-None-Match headers: browser uploads will fail"
+    )
 
 
 def check_settings() -> tuple[Check, Settings | None]:
