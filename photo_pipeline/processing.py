@@ -12,17 +12,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline import keys
 from photo_pipeline.memory_budget import BudgetExceeded, MemoryBudget, return_freed_memory_promptly
 from photo_pipeline.models import PhotoStatus
+from photo_pipeline.pipeline import PhotoPipeline, Stages
 from photo_pipeline.object_store import (
     ObjectInfo,
     ObjectNotFound,
@@ -143,6 +144,12 @@ class ProcessingLimits:
     claim_lease_seconds: int | None = None
     claim_heartbeat_seconds: float = 30.0
     max_attempts: int | None = None
+    # PHOTO_IO_THREADS: threads that fetch originals, and as many that upload renditions and
+    # write rows, beside the `workers` render threads.
+    io_threads: int = 4
+    # PHOTO_PREFETCH_MB: originals fetched ahead of the render threads, in bytes (on top of the
+    # memory budget, which counts decoded pixels).
+    prefetch_bytes: int = 128 * 1024 * 1024
 
 
 class ClaimHeartbeat:
@@ -220,7 +227,8 @@ class ClaimHeartbeat:
 
 
 class PhotoProcessor:
-    """Renders an album's claimed photos with a bounded pool of threads.
+    """Renders an album's claimed photos through a bounded pipeline (pipeline.py): I/O threads
+    fetch originals ahead of the render threads and upload renditions and write rows behind them.
 
     Pillow releases the GIL while decoding, resampling and encoding, so threads keep every core
     busy without the cost of shipping images between processes.
@@ -244,6 +252,9 @@ class PhotoProcessor:
         self._clock = clock
         # One budget for everything this processor renders: a processor serves one run.
         self._budget = MemoryBudget(limits.memory_budget_bytes)
+        # Originals held between their download and the end of their render: without a bound,
+        # the fetch threads would spool the whole album while the render threads fall behind.
+        self._originals = MemoryBudget(limits.prefetch_bytes)
         # Without it the budget bounds live pixels but not the process's RSS (see the function).
         return_freed_memory_promptly()
 
@@ -252,21 +263,31 @@ class PhotoProcessor:
         """The run's budget (its `peak` is reported by the benchmark and checked by tests)."""
         return self._budget
 
+    @property
+    def originals_budget(self) -> MemoryBudget:
+        """Bytes of originals fetched ahead of the render threads (spooled, in memory or on disk):
+        its `peak` shows how many were held at once."""
+        return self._originals
+
     def process_album(
         self, album_id: uuid.UUID, worker: str, *, rerender: bool = False
     ) -> AlbumReport:
-        """Claim and render the album's pending photos, a batch at a time, until none are left
-        (or the per-run limit is reached, so one huge album cannot hold a run for hours).
-        With `rerender`, completed photos are claimed and rendered again too (new settings)."""
+        """Claim and render the album's pending photos until none are left (or the per-run limit
+        is reached, so one huge album cannot hold a run for hours). Claims come a batch at a time,
+        the next batch once the pipeline runs low, so the render threads never wait for a batch's
+        stragglers. With `rerender`, completed photos are claimed and rendered again too."""
         statuses = (PhotoStatus.PENDING, PhotoStatus.COMPLETED) if rerender else (PhotoStatus.PENDING,)
         report = AlbumReport(album_id=album_id)
         started = time.perf_counter()
         attempted: set[uuid.UUID] = set()
         tokens: set[str] = set()
         with self._heartbeat(album_id) as heartbeat:
-            with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
-                while len(attempted) < self._limits.max_photos:
+            run = _PipelineRun(self, report, heartbeat)
+            with run:
+                while not run.stopped:
                     room = min(self._limits.batch_size, self._limits.max_photos - len(attempted))
+                    if room <= 0:
+                        break
                     self._fail_exhausted_claims(album_id, report)
                     claims = self._repository.claim_batch(
                         album_id,
@@ -281,12 +302,19 @@ class PhotoProcessor:
                         break
                     attempted.update(claim.id for claim in claims)
                     tokens.update(claim.claim for claim in claims)
-                    heartbeat.hold(claims)
-                    self._process_batch(pool, claims, report, heartbeat)
+                    run.submit(claims)
+                    run.wait_until_low(self._refill_at)
             report.lost_claims = list(heartbeat.lost)
         self._give_back_left_over(tokens, report)
         report.seconds = time.perf_counter() - started
+        run.raise_database_errors()
         return report
+
+    @property
+    def _refill_at(self) -> int:
+        """Claim the next batch while this many photos are still in the pipeline: enough to keep
+        every render thread and the prefetch busy during the claim's round trip."""
+        return 2 * max(1, self._limits.workers) + max(1, self._limits.io_threads)
 
     def _heartbeat(self, album_id: uuid.UUID) -> ClaimHeartbeat:
         return ClaimHeartbeat(self._repository, self._limits.claim_heartbeat_seconds, self._log, album_id)
@@ -325,37 +353,23 @@ class PhotoProcessor:
         started = time.perf_counter()
         claims = list(claims)
         with self._heartbeat(album_id) as heartbeat:
-            heartbeat.hold(claims)
-            with ThreadPoolExecutor(max_workers=max(1, self._limits.workers), thread_name_prefix="render") as pool:
-                self._process_batch(pool, claims, report, heartbeat)
+            run = _PipelineRun(self, report, heartbeat)
+            with run:
+                run.submit(claims)
             report.lost_claims = list(heartbeat.lost)
         self._give_back_left_over({claim.claim for claim in claims}, report)
         report.seconds = time.perf_counter() - started
+        run.raise_database_errors()
         return report
 
-    def _process_batch(
-        self, pool: ThreadPoolExecutor, claims: list[ClaimedPhoto], report: AlbumReport, heartbeat: ClaimHeartbeat
-    ) -> None:
-        futures = [pool.submit(self._process_held, claim, report, heartbeat) for claim in claims]
-        database_errors: list[tuple[ClaimedPhoto, SQLAlchemyError]] = []
-        for claim, future in zip(claims, futures, strict=True):
-            try:
-                report.outcomes.append(future.result())
-            except SQLAlchemyError as exc:
-                database_errors.append((claim, exc))
-        if database_errors:
-            self._give_back(claim for claim, _ in database_errors)
-            first_claim, first_error = database_errors[0]
-            raise DatabaseUnavailable(
-                f"could not record the outcome of {len(database_errors)} photo(s) of album "
-                f"{report.album_id} (first: photo {first_claim.id}): {first_error}"
-            ) from first_error
-
-    def _process_held(self, claim: ClaimedPhoto, report: AlbumReport, heartbeat: ClaimHeartbeat) -> PhotoOutcome:
-        try:
-            return self._process_one(claim, report)
-        finally:
-            heartbeat.drop(claim)
+    def _stages(self, report: AlbumReport) -> Stages[PhotoOutcome]:
+        return Stages(
+            fetch=self._fetch,
+            render=self._render,
+            store=lambda rendered: self._store_renditions(rendered, report),
+            outcome_type=PhotoOutcome,
+            discard=_discard,
+        )
 
     def _give_back(self, claims: Iterable[ClaimedPhoto]) -> None:
         """Best effort: return claims we could not finish, so they need not wait for the lease."""
@@ -365,8 +379,11 @@ class PhotoProcessor:
             except SQLAlchemyError:
                 self._log.exception("could not release photo %s; its claim will expire after the lease", claim.id)
 
-    def _process_one(self, claim: ClaimedPhoto, report: AlbumReport) -> PhotoOutcome:
-        started = time.perf_counter()
+    # -- the stages (see pipeline.py); each returns the next stage's payload or the final outcome
+
+    def _fetch(self, entered: _Entered) -> _Fetched | PhotoOutcome:
+        """HEAD, then the original into a spooled file, once the originals budget has room."""
+        claim, started = entered.claim, entered.started
         try:
             # HEAD before any GET: an oversized original is refused without reading a byte of it.
             head: ObjectInfo = self._store.head(claim.original_key)
@@ -380,11 +397,16 @@ class PhotoProcessor:
             self._log.warning("photo %s: %s", claim.id, reason)
             return self._fail(claim, reason, started)
 
+        # An original larger than the whole originals budget takes all of it: alone, never refused.
+        held = min(max(head.size, 1), self._originals.total_bytes)
+        self._originals.acquire(held)
         try:
-            renditions = self._download_and_render(claim)
+            original = spooled_download(self._store, claim.original_key, self._limits.max_original_bytes)
         except ObjectNotFound:
+            self._originals.release(held)
             return self._release_missing(claim, started)
         except ObjectTooLarge as exc:
+            self._originals.release(held)
             # HEAD said it fitted but the body did not (replaced meanwhile, or a lying server).
             reason = original_too_large_reason(
                 claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=True
@@ -392,17 +414,34 @@ class PhotoProcessor:
             self._log.warning("photo %s: %s", claim.id, reason)
             return self._fail(claim, reason, started)
         except StorageError as exc:
+            self._originals.release(held)
             self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
             return self._release(claim, f"storage error reading the original: {exc}", started)
+        except BaseException:
+            self._originals.release(held)
+            raise
+        return _Fetched(claim, started, head, original, held, self._originals)
+
+    def _render(self, fetched: _Fetched) -> _Rendered | PhotoOutcome:
+        """Render within the memory budget; the original is given back whatever happens."""
+        claim, started = fetched.claim, fetched.started
+        try:
+            renditions = self._render_within_budget(fetched.original)
         except RenderError as exc:
             self._log.warning("photo %s: cannot be rendered: %s", claim.id, exc)
             return self._fail(claim, f"cannot render {claim.original_key}: {exc}", started)
         except Exception as exc:  # noqa: BLE001 - one photo's bug must not stop the album
             self._log.exception("photo %s: unexpected error while rendering", claim.id)
             return self._fail(claim, f"unexpected error while rendering: {type(exc).__name__}: {exc}", started)
+        finally:
+            fetched.discard()
         if renditions.warning is not None:
             self._log.warning("photo %s (%s): %s", claim.id, claim.original_key, renditions.warning)
+        return _Rendered(claim, started, fetched.head, renditions)
 
+    def _store_renditions(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome:
+        """Upload both renditions, then record them in the row (fenced by the claim's token)."""
+        claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
         except StorageError as exc:
@@ -440,12 +479,6 @@ class PhotoProcessor:
             preview_bytes=len(renditions.preview.data),
             warning=renditions.warning,
         )
-
-    def _download_and_render(self, claim: ClaimedPhoto) -> Renditions:
-        """Stream the original to a spooled file (never held twice in memory), then render it
-        within the run's memory budget."""
-        with spooled_download(self._store, claim.original_key, self._limits.max_original_bytes) as original:
-            return self._render_within_budget(original)
 
     def _render_within_budget(self, original: BinaryIO) -> Renditions:
         """Reserve the photo's working set, from its header, before decoding a pixel; wait while
@@ -515,6 +548,116 @@ class PhotoProcessor:
             detail=detail,
             seconds=time.perf_counter() - started,
         )
+
+
+@dataclass(frozen=True)
+class _Entered:
+    """A claimed photo as it enters the pipeline (its outcome's seconds count from here)."""
+
+    claim: ClaimedPhoto
+    started: float
+
+
+@dataclass
+class _Fetched:
+    """An original spooled and holding `held` bytes of the originals budget until discarded."""
+
+    claim: ClaimedPhoto
+    started: float
+    head: ObjectInfo
+    original: IO[bytes]
+    held: int
+    budget: MemoryBudget
+    _discarded: bool = False
+
+    def discard(self) -> None:
+        if self._discarded:
+            return
+        self._discarded = True
+        try:
+            self.original.close()
+        finally:
+            self.budget.release(self.held)
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    claim: ClaimedPhoto
+    started: float
+    head: ObjectInfo
+    renditions: Renditions
+
+
+def _discard(payload: object) -> None:
+    if isinstance(payload, _Fetched):
+        payload.discard()
+
+
+class _PipelineRun:
+    """One run's photos in the pipeline: hands claims in (held by the heartbeat until their
+    outcome is known), collects outcomes into the report as they finish, and keeps database
+    errors (and bugs) to raise once every photo in flight has finished: an infrastructure error
+    fails the step after the photos already under way are recorded, never in the middle."""
+
+    def __init__(self, processor: PhotoProcessor, report: AlbumReport, heartbeat: ClaimHeartbeat) -> None:
+        self._processor = processor
+        self._report = report
+        self._heartbeat = heartbeat
+        limits = processor._limits
+        self._pipeline = PhotoPipeline(processor._stages(report), render_threads=limits.workers, io_threads=limits.io_threads)
+        self._in_flight: dict[Future[PhotoOutcome], ClaimedPhoto] = {}
+        self._database_errors: list[tuple[ClaimedPhoto, SQLAlchemyError]] = []
+        self._unexpected: BaseException | None = None
+
+    def __enter__(self) -> _PipelineRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.wait_until_low(0)
+        finally:
+            self._pipeline.shutdown()
+        if self._database_errors:
+            self._processor._give_back(claim for claim, _ in self._database_errors)
+
+    @property
+    def stopped(self) -> bool:
+        """No more claims once the database or a bug has failed a photo: the step will fail."""
+        return bool(self._database_errors) or self._unexpected is not None
+
+    def submit(self, claims: list[ClaimedPhoto]) -> None:
+        self._heartbeat.hold(claims)
+        for claim in claims:
+            future = self._pipeline.submit(_Entered(claim, time.perf_counter()))
+            future.add_done_callback(lambda _, claim=claim: self._heartbeat.drop(claim))
+            self._in_flight[future] = claim
+
+    def wait_until_low(self, photos: int) -> None:
+        """Collect outcomes until at most `photos` are still in the pipeline."""
+        while len(self._in_flight) > photos:
+            finished, _ = wait(self._in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                self._collect(future)
+
+    def _collect(self, future: Future[PhotoOutcome]) -> None:
+        claim = self._in_flight.pop(future)
+        try:
+            self._report.outcomes.append(future.result())
+        except SQLAlchemyError as exc:
+            self._database_errors.append((claim, exc))
+        except Exception as exc:  # noqa: BLE001 - re-raised once the photos in flight are recorded
+            self._processor._log.error("photo %s: unexpected error in the pipeline", claim.id, exc_info=exc)
+            self._unexpected = self._unexpected or exc
+
+    def raise_database_errors(self) -> None:
+        if self._database_errors:
+            first_claim, first_error = self._database_errors[0]
+            raise DatabaseUnavailable(
+                f"could not record the outcome of {len(self._database_errors)} photo(s) of album "
+                f"{self._report.album_id} (first: photo {first_claim.id}): {first_error}"
+            ) from first_error
+        if self._unexpected is not None:
+            raise self._unexpected
 
 
 def original_too_large_reason(key: str, size: int | None, max_bytes: int, *, while_reading: bool = False) -> str:

@@ -121,6 +121,8 @@ class PhotoPipelineResource(ConfigurableResource):
             claim_lease_seconds=settings.claim_lease_seconds,
             claim_heartbeat_seconds=settings.claim_heartbeat_seconds,
             max_attempts=settings.max_attempts,
+            io_threads=settings.io_threads,
+            prefetch_bytes=settings.prefetch_bytes,
         )
 
     def processor(self, logger: logging.Logger, *, store: ObjectStore | None = None) -> PhotoProcessor:

@@ -70,6 +70,12 @@ class Settings:
     batch_size: int = 32
     max_photos_per_run: int = 5000
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    # Threads that fetch originals (and as many that upload renditions and write rows): network
+    # waits, so more than the cores; each may hold a database connection while it writes.
+    io_threads: int = 4
+    # Originals fetched ahead of the render threads, held at once (spooled; on top of the
+    # memory budget, which counts decoded pixels).
+    prefetch_mb: int = 128
     # What one run may hold in decoded pixels at once (width x height x bytes per sample x bands,
     # reserved from the header before decoding): sized for a 2-core, 4 GB worker.
     memory_budget_mb: int = 1536
@@ -110,6 +116,10 @@ class Settings:
     @property
     def memory_budget_bytes(self) -> int:
         return self.memory_budget_mb * MIB
+
+    @property
+    def prefetch_bytes(self) -> int:
+        return self.prefetch_mb * MIB
 
     @property
     def max_original_bytes(self) -> int:
@@ -166,6 +176,10 @@ class Settings:
             batch_size=_int(env, "PHOTO_BATCH_SIZE", d.batch_size, 1, 10_000),
             max_photos_per_run=_int(env, "PHOTO_MAX_PHOTOS_PER_RUN", d.max_photos_per_run, 1, 10_000_000),
             workers=_int(env, "PHOTO_WORKERS", d.workers, 1, 256),
+            # The photo table's pool holds 20 connections (database.py): I/O threads of both
+            # stages, the heartbeat and the claim loop must fit in it.
+            io_threads=_int(env, "PHOTO_IO_THREADS", d.io_threads, 1, 8),
+            prefetch_mb=_int(env, "PHOTO_PREFETCH_MB", d.prefetch_mb, 8, 1_048_576),
             memory_budget_mb=_int(env, "PHOTO_MEMORY_BUDGET_MB", d.memory_budget_mb, 64, 1_048_576),
             max_original_mb=_int(env, "PHOTO_MAX_ORIGINAL_MB", d.max_original_mb, 1, 5 * 1024 * 1024),
             sensor_interval_seconds=_int(env, "PHOTO_SENSOR_INTERVAL_SECONDS", d.sensor_interval_seconds, 1, DAY),
