@@ -1,64 +1,233 @@
-"""Photos per second of the processing service on one album, 1 worker vs N workers, side by side.
+"""Album throughput: `process_album` in a real Dagster run against the project's renderer alone,
+on the same photos and the same number of render threads, side by side in one run.
 
-Embedded defaults (SQLite + local folder) in a temporary folder; 12-megapixel JPEGs rendered to the
-default preview (1600) and thumbnail (400) with the default watermark. Prints figures; asserts nothing.
+(a) renderer alone: the originals as bytes in memory, `render_renditions` with the settings the
+    run uses (default preview 1600, thumbnail 400, default watermark) on a pool of PHOTO_WORKERS
+    threads; photos/s.
+(b) `process_album`: a real run (`execute_job` of the product's job, with the job's own
+    executor) on a Dagster instance built from the repository's production dagster.yaml on
+    PostgreSQL; the photo table on PostgreSQL; S3 over HTTP on a moto server this script starts.
+    One album per size (--albums, default 40 and 200 photos, the originals of (a) repeated).
+    Photos/s over the run (RUN_START to RUN_SUCCESS event, so including the run's fixed cost) and
+    over the processing alone (first claim to last outcome, from the asset's metadata), each
+    against (a); the fixed cost split into run start -> first claim and last outcome -> run end;
+    and the wall time of the whole `execute_job` call.
 
-    .venv/bin/python benchmarks/process_album_benchmark.py [--photos 24] [--workers 2]
+12-megapixel JPEGs made in code (`samples.photo_jpeg(4000, 3000, seed=i)`). Prints; asserts
+nothing. A few minutes at most with the defaults.
+
+    flock /tmp/bench.lock env PYTHONPATH=. /work/main/.venv/bin/python benchmarks/process_album_benchmark.py \\
+        [--photos 40] [--albums 40,200] [--workers N] [--io-threads 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from photo_pipeline import keys, samples
-from photo_pipeline.database import migrate
-from photo_pipeline.object_store import LocalObjectStore
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import NewPhoto, PhotoRepository
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def seed_album(repository: PhotoRepository, store: LocalObjectStore, originals: list[bytes]) -> uuid.UUID:
+def process_album_job():  # type: ignore[no-untyped-def]
+    """The product's job, rebuilt by Dagster in the run (and step) processes from this file."""
+    from photo_pipeline.definitions import defs
+
+    return defs.resolve_job_def("process_album")
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    photos: int
+    rendered: int
+    run_seconds: float  # RUN_START -> RUN_SUCCESS
+    processing_seconds: float  # first claim -> last outcome
+    start_cost: float  # RUN_START -> first claim
+    end_cost: float  # last outcome -> RUN_SUCCESS
+    wall_seconds: float  # the execute_job call
+    success: bool
+
+
+def measure_renderer(originals: list[bytes], workers: int) -> float:
+    """Photos/s of `render_renditions` alone over the originals, `workers` threads."""
+    from photo_pipeline.rendering import render_options_from_settings, render_renditions
+    from photo_pipeline.settings import Settings
+
+    options = render_options_from_settings(Settings.from_env().render)
+    render_renditions(originals[0], options)  # fonts and codecs loaded before the clock starts
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render") as pool:
+        started = time.perf_counter()
+        renditions = list(pool.map(lambda data: render_renditions(data, options), originals))
+        seconds = time.perf_counter() - started
+    assert len(renditions) == len(originals)
+    return len(originals) / seconds
+
+
+def create_database(prefix: str) -> tuple[str, str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def services(folder: Path) -> Iterator[None]:
+    """moto's S3 server over HTTP, a photo database and a Dagster database on PostgreSQL, and
+    the environment a production run worker would have (set before definitions are imported)."""
+    from moto.server import ThreadedMotoServer
+
+    from photo_pipeline.database import migrate
+    from photo_pipeline.object_store import make_s3_client
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    photos_db, photos_url = create_database("bench_photos")
+    dagster_db, _ = create_database("bench_dagster")
+    home = folder / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    bucket = f"bench-{uuid.uuid4().hex[:12]}"
+    os.environ.update(
+        {
+            **S3_CREDENTIALS,
+            "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+            "PHOTO_BUCKET": bucket,
+            "PHOTO_DATABASE_URL": photos_url,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_USER": "postgres",
+            "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
+            "DAGSTER_PG_DB": dagster_db,
+        }
+    )
+    try:
+        migrate(photos_url)
+        make_s3_client(endpoint_url=f"http://{host}:{port}").create_bucket(Bucket=bucket)
+        yield
+    finally:
+        server.stop()
+        drop_database(photos_db)
+        drop_database(dagster_db)
+
+
+def seed_album(originals: list[bytes], photos: int) -> uuid.UUID:
+    from photo_pipeline import keys
+    from photo_pipeline.repository import NewPhoto
+    from photo_pipeline.resources import PhotoPipelineResource
+
+    resource = PhotoPipelineResource()
+    repository, store = resource.repository(), resource.store()
     album = uuid.uuid4()
-    for data in originals:
+    for index in range(photos):
         photo_id = uuid.uuid4()
         key = keys.raw_key(album, photo_id, "jpg")
         repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
-        store.put(key, data, "image/jpeg")
+        store.put(key, originals[index % len(originals)], "image/jpeg")
     return album
 
 
-def measure(folder: Path, originals: list[bytes], workers: int) -> tuple[float, int]:
-    url = f"sqlite:///{folder / 'photos.db'}"
-    migrate(url)
-    repository = PhotoRepository.from_url(url)
-    store = LocalObjectStore(folder / "objects")
-    album = seed_album(repository, store, originals)
-    processor = PhotoProcessor(repository, store, RenderOptions(), ProcessingLimits(workers=workers, batch_size=32))
-    started = time.perf_counter()
-    report = processor.process_album(album, worker=f"bench-{workers}")
-    return time.perf_counter() - started, report.rendered
+def run_album(album: uuid.UUID, photos: int) -> RunFigures:
+    from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
+
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("albums", [str(album)])
+        started = time.perf_counter()
+        result = execute_job(reconstructable(process_album_job), instance=instance, tags={"dagster/partition": str(album)})
+        wall = time.perf_counter() - started
+        stamps: dict[DagsterEventType, float] = {}
+        metadata: dict[str, object] = {}
+        for record in instance.all_logs(result.run_id):
+            event = record.dagster_event
+            if event is None:
+                continue
+            stamps.setdefault(event.event_type, record.timestamp)
+            if event.event_type is DagsterEventType.ASSET_MATERIALIZATION and not metadata:
+                materialization = event.step_materialization_data.materialization  # type: ignore[union-attr]
+                metadata = {key: value.value for key, value in materialization.metadata.items()}
+    run_start = stamps[DagsterEventType.RUN_START]
+    run_end = stamps.get(DagsterEventType.RUN_SUCCESS) or stamps[DagsterEventType.RUN_FAILURE]
+    first_claim = float(metadata["processing_started_at"])  # type: ignore[arg-type]
+    last_outcome = float(metadata["processing_finished_at"])  # type: ignore[arg-type]
+    return RunFigures(
+        photos=photos,
+        rendered=int(metadata["photos_rendered"]),  # type: ignore[call-overload]
+        run_seconds=run_end - run_start,
+        processing_seconds=last_outcome - first_claim,
+        start_cost=first_claim - run_start,
+        end_cost=run_end - last_outcome,
+        wall_seconds=wall,
+        success=result.success,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--photos", type=int, default=24)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=40, help="distinct originals made (the renderer's set)")
+    parser.add_argument("--albums", default="40,200", help="album sizes, comma-separated")
+    parser.add_argument("--workers", type=int, default=None, help="render threads (PHOTO_WORKERS); default: the settings' default")
+    parser.add_argument("--io-threads", type=int, default=None, help="PHOTO_IO_THREADS; default: the settings' default")
     args = parser.parse_args()
+    if args.workers is not None:
+        os.environ["PHOTO_WORKERS"] = str(args.workers)
+    if args.io_threads is not None:
+        os.environ["PHOTO_IO_THREADS"] = str(args.io_threads)
+    sys.path.insert(0, str(ROOT))
+    from photo_pipeline import samples
+    from photo_pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    sizes = [int(size) for size in args.albums.split(",")]
     originals = [samples.photo_jpeg(4000, 3000, seed=i) for i in range(args.photos)]
-    print(f"{args.photos} photos of 4000x3000 ({sum(map(len, originals)) / 1e6:.1f} MB of JPEG)")
-    results = {}
-    for workers in (1, args.workers):
-        with tempfile.TemporaryDirectory() as folder:
-            seconds, rendered = measure(Path(folder), originals, workers)
-        results[workers] = rendered / seconds
-        print(f"workers={workers}: {rendered} rendered in {seconds:.2f}s = {rendered / seconds:.2f} photos/s")
-    print(f"speed-up {args.workers} workers vs 1: {results[args.workers] / results[1]:.2f}x")
+    print(
+        f"{len(originals)} JPEGs of 4000x3000 ({sum(map(len, originals)) / 1e6:.0f} MB); preview "
+        f"{settings.render.preview_long_side}, thumbnail {settings.render.thumb_long_side}; "
+        f"render threads {settings.workers}, I/O threads {settings.io_threads}, {os.cpu_count()} cores"
+    )
+    reference = measure_renderer(originals, settings.workers)
+    print(f"(a) renderer alone, in memory: {reference:.2f} photos/s")
+
+    with tempfile.TemporaryDirectory() as folder, services(Path(folder)):
+        figures = [run_album(seed_album(originals, size), size) for size in sizes]
+
+    print()
+    header = (
+        f"{'album':>6} {'ok':>3} {'run s':>7} {'photos/s':>9} {'(b)/(a)':>8} "
+        f"{'process s':>9} {'photos/s':>9} {'/(a)':>6} {'start->claim':>12} {'last->end':>9} {'wall s':>7}"
+    )
+    print("(b) process_album, real Dagster run, PostgreSQL + S3 over HTTP (moto)")
+    print(header)
+    for f in figures:
+        over_run = f.rendered / f.run_seconds
+        over_processing = f.rendered / f.processing_seconds
+        print(
+            f"{f.photos:>6} {'yes' if f.success and f.rendered == f.photos else 'NO':>3} {f.run_seconds:>7.2f} "
+            f"{over_run:>9.2f} {over_run / reference:>8.2f} {f.processing_seconds:>9.2f} {over_processing:>9.2f} "
+            f"{over_processing / reference:>6.2f} {f.start_cost:>12.2f} {f.end_cost:>9.2f} {f.wall_seconds:>7.2f}"
+        )
+    print(
+        "run s: RUN_START -> RUN_SUCCESS events; process s: first claim -> last outcome (asset metadata); "
+        "start->claim and last->end: the run's fixed cost; wall s: the whole execute_job call"
+    )
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ def shared_metadata(report: AlbumReport) -> dict[str, MetadataValue]:
         "seconds": MetadataValue.float(round(report.seconds, 3)),
         "photos_per_second": MetadataValue.float(round(report.photos_per_second, 3)),
         "outcomes": MetadataValue.md(outcomes_table(report)),
+        # First claim and last outcome: the run's time outside them is its fixed cost.
+        "processing_started_at": MetadataValue.timestamp(report.started_at),
+        "processing_finished_at": MetadataValue.timestamp(report.finished_at),
     }
 
 

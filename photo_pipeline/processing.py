@@ -86,6 +86,10 @@ class AlbumReport:
     lost_claims: list[uuid.UUID] = field(default_factory=list)
     # Expired claims of other runs that had used up their attempts and were failed by this run.
     exhausted: list[uuid.UUID] = field(default_factory=list)
+    # Wall clock (UNIX time) of the first claim and of the last outcome recorded: what a run
+    # spends outside this span is its fixed cost.
+    started_at: float = 0.0
+    finished_at: float = 0.0
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for o in self.outcomes if o.outcome is outcome)
@@ -277,7 +281,7 @@ class PhotoProcessor:
         the next batch once the pipeline runs low, so the render threads never wait for a batch's
         stragglers. With `rerender`, completed photos are claimed and rendered again too."""
         statuses = (PhotoStatus.PENDING, PhotoStatus.COMPLETED) if rerender else (PhotoStatus.PENDING,)
-        report = AlbumReport(album_id=album_id)
+        report = AlbumReport(album_id=album_id, started_at=time.time())
         started = time.perf_counter()
         attempted: set[uuid.UUID] = set()
         tokens: set[str] = set()
@@ -307,6 +311,7 @@ class PhotoProcessor:
             report.lost_claims = list(heartbeat.lost)
         self._give_back_left_over(tokens, report)
         report.seconds = time.perf_counter() - started
+        report.finished_at = time.time()
         run.raise_database_errors()
         return report
 
@@ -349,7 +354,7 @@ class PhotoProcessor:
 
     def process_claims(self, claims: Iterable[ClaimedPhoto], album_id: uuid.UUID) -> AlbumReport:
         """Render photos that were claimed elsewhere (re-runs of chosen photos)."""
-        report = AlbumReport(album_id=album_id)
+        report = AlbumReport(album_id=album_id, started_at=time.time())
         started = time.perf_counter()
         claims = list(claims)
         with self._heartbeat(album_id) as heartbeat:
@@ -359,6 +364,7 @@ class PhotoProcessor:
             report.lost_claims = list(heartbeat.lost)
         self._give_back_left_over({claim.claim for claim in claims}, report)
         report.seconds = time.perf_counter() - started
+        report.finished_at = time.time()
         run.raise_database_errors()
         return report
 
