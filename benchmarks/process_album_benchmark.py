@@ -7,22 +7,27 @@ on the same photos and the same number of render threads, side by side in one ru
 (b) `process_album`: a real run (`execute_job` of the product's job, with the job's own
     executor) on a Dagster instance built from the repository's production dagster.yaml on
     PostgreSQL; the photo table on PostgreSQL; S3 over HTTP on a moto server this script starts.
-    One album per size (--albums, default 40 and 200 photos, the originals of (a) repeated).
-    Photos/s over the run (RUN_START to RUN_SUCCESS event, so including the run's fixed cost) and
-    over the processing alone (first claim to last outcome, from the asset's metadata), each
-    against (a); the fixed cost split into run start -> first claim and last outcome -> run end;
-    and the wall time of the whole `execute_job` call.
+    One album per size (--albums, default 40 and 200 photos, the originals of (a) repeated), run
+    with the job's own executor and, for comparison, with the in-process executor (run config of
+    the default `multi_or_in_process_executor`; --executors picks). Photos/s over the run
+    (RUN_START to RUN_SUCCESS event, so including the run's fixed cost) and over the processing
+    alone (first claim to last outcome, from the asset's metadata), each against (a); the fixed
+    cost split into run start -> step start (executor), step start -> first claim (resources,
+    checks), last outcome -> step end (metadata, asset check), step end -> run end (executor).
+(c) the processing service alone (`PhotoProcessor.process_album`, no Dagster) on the same
+    database and bucket, for the smallest album size: what the pipeline itself reaches.
 
 12-megapixel JPEGs made in code (`samples.photo_jpeg(4000, 3000, seed=i)`). Prints; asserts
 nothing. A few minutes at most with the defaults.
 
     flock /tmp/bench.lock env PYTHONPATH=. /work/main/.venv/bin/python benchmarks/process_album_benchmark.py \\
-        [--photos 40] [--albums 40,200] [--workers N] [--io-threads 4]
+        [--photos 40] [--albums 40,200] [--executors job,in_process] [--workers N] [--io-threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -40,6 +45,9 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+# The run's log lines stay in its event log; the console gets warnings only.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -52,12 +60,17 @@ def process_album_job():  # type: ignore[no-untyped-def]
 
 @dataclass(frozen=True)
 class RunFigures:
+    executor: str
     photos: int
     rendered: int
     run_seconds: float  # RUN_START -> RUN_SUCCESS
     processing_seconds: float  # first claim -> last outcome
     start_cost: float  # RUN_START -> first claim
     end_cost: float  # last outcome -> RUN_SUCCESS
+    to_step: float  # RUN_START -> STEP_START
+    to_claim: float  # STEP_START -> first claim
+    from_last: float  # last outcome -> STEP_SUCCESS
+    from_step: float  # STEP_SUCCESS -> RUN_SUCCESS
     wall_seconds: float  # the execute_job call
     success: bool
 
@@ -146,13 +159,16 @@ def seed_album(originals: list[bytes], photos: int) -> uuid.UUID:
     return album
 
 
-def run_album(album: uuid.UUID, photos: int) -> RunFigures:
+def run_album(album: uuid.UUID, photos: int, executor: str) -> RunFigures:
     from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("albums", [str(album)])
         started = time.perf_counter()
-        result = execute_job(reconstructable(process_album_job), instance=instance, tags={"dagster/partition": str(album)})
+        run_config = {**QUIET, **(IN_PROCESS if executor == "in_process" else {})}
+        result = execute_job(
+            reconstructable(process_album_job), instance=instance, run_config=run_config, tags={"dagster/partition": str(album)}
+        )
         wall = time.perf_counter() - started
         stamps: dict[DagsterEventType, float] = {}
         metadata: dict[str, object] = {}
@@ -168,22 +184,39 @@ def run_album(album: uuid.UUID, photos: int) -> RunFigures:
     run_end = stamps.get(DagsterEventType.RUN_SUCCESS) or stamps[DagsterEventType.RUN_FAILURE]
     first_claim = float(metadata["processing_started_at"])  # type: ignore[arg-type]
     last_outcome = float(metadata["processing_finished_at"])  # type: ignore[arg-type]
+    step_start, step_end = stamps[DagsterEventType.STEP_START], stamps[DagsterEventType.STEP_SUCCESS]
     return RunFigures(
+        executor=executor,
         photos=photos,
         rendered=int(metadata["photos_rendered"]),  # type: ignore[call-overload]
         run_seconds=run_end - run_start,
         processing_seconds=last_outcome - first_claim,
         start_cost=first_claim - run_start,
         end_cost=run_end - last_outcome,
+        to_step=step_start - run_start,
+        to_claim=first_claim - step_start,
+        from_last=step_end - last_outcome,
+        from_step=run_end - step_end,
         wall_seconds=wall,
         success=result.success,
     )
+
+
+def measure_processor(originals: list[bytes], photos: int) -> float:
+    """Photos/s of the processing service alone on one album (no Dagster)."""
+    from photo_pipeline.resources import PhotoPipelineResource
+
+    album = seed_album(originals, photos)
+    processor = PhotoPipelineResource().processor(logging.getLogger("bench"))
+    report = processor.process_album(album, worker="bench-direct")
+    return report.rendered / report.seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40, help="distinct originals made (the renderer's set)")
     parser.add_argument("--albums", default="40,200", help="album sizes, comma-separated")
+    parser.add_argument("--executors", default="job,in_process", help="'job' (the job's own executor), 'in_process'")
     parser.add_argument("--workers", type=int, default=None, help="render threads (PHOTO_WORKERS); default: the settings' default")
     parser.add_argument("--io-threads", type=int, default=None, help="PHOTO_IO_THREADS; default: the settings' default")
     args = parser.parse_args()
@@ -192,11 +225,13 @@ def main() -> None:
     if args.io_threads is not None:
         os.environ["PHOTO_IO_THREADS"] = str(args.io_threads)
     sys.path.insert(0, str(ROOT))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     from photo_pipeline import samples
     from photo_pipeline.settings import Settings
 
     settings = Settings.from_env()
     sizes = [int(size) for size in args.albums.split(",")]
+    executors = args.executors.split(",")
     originals = [samples.photo_jpeg(4000, 3000, seed=i) for i in range(args.photos)]
     print(
         f"{len(originals)} JPEGs of 4000x3000 ({sum(map(len, originals)) / 1e6:.0f} MB); preview "
@@ -207,26 +242,34 @@ def main() -> None:
     print(f"(a) renderer alone, in memory: {reference:.2f} photos/s")
 
     with tempfile.TemporaryDirectory() as folder, services(Path(folder)):
-        figures = [run_album(seed_album(originals, size), size) for size in sizes]
+        direct = measure_processor(originals, min(sizes))
+        figures = [run_album(seed_album(originals, size), size, executor) for executor in executors for size in sizes]
+    # Measured again after the runs: the machine's load may have changed meanwhile.
+    reference_after = measure_renderer(originals, settings.workers)
+    print(f"(a) renderer alone, measured again after the runs: {reference_after:.2f} photos/s")
+    reference = (reference + reference_after) / 2
+    print(f"(a) used for the ratios (mean of both): {reference:.2f} photos/s")
+    print(f"(c) processing service alone, {min(sizes)} photos: {direct:.2f} photos/s = {direct / reference:.2f} x (a)")
 
     print()
-    header = (
-        f"{'album':>6} {'ok':>3} {'run s':>7} {'photos/s':>9} {'(b)/(a)':>8} "
-        f"{'process s':>9} {'photos/s':>9} {'/(a)':>6} {'start->claim':>12} {'last->end':>9} {'wall s':>7}"
-    )
     print("(b) process_album, real Dagster run, PostgreSQL + S3 over HTTP (moto)")
-    print(header)
+    print(
+        f"{'executor':>10} {'album':>5} {'ok':>3} {'run s':>6} {'ph/s':>5} {'(b)/(a)':>7} {'proc s':>6} {'ph/s':>5} "
+        f"{'/(a)':>5} | {'fixed s':>7} = {'->step':>6} {'->claim':>7} {'last->':>6} {'step->':>6} {'wall s':>6}"
+    )
     for f in figures:
         over_run = f.rendered / f.run_seconds
         over_processing = f.rendered / f.processing_seconds
         print(
-            f"{f.photos:>6} {'yes' if f.success and f.rendered == f.photos else 'NO':>3} {f.run_seconds:>7.2f} "
-            f"{over_run:>9.2f} {over_run / reference:>8.2f} {f.processing_seconds:>9.2f} {over_processing:>9.2f} "
-            f"{over_processing / reference:>6.2f} {f.start_cost:>12.2f} {f.end_cost:>9.2f} {f.wall_seconds:>7.2f}"
+            f"{f.executor:>10} {f.photos:>5} {'yes' if f.success and f.rendered == f.photos else 'NO':>3} "
+            f"{f.run_seconds:>6.2f} {over_run:>5.2f} {over_run / reference:>7.2f} {f.processing_seconds:>6.2f} "
+            f"{over_processing:>5.2f} {over_processing / reference:>5.2f} | {f.start_cost + f.end_cost:>7.2f} = "
+            f"{f.to_step:>6.2f} {f.to_claim:>7.2f} {f.from_last:>6.2f} {f.from_step:>6.2f} {f.wall_seconds:>6.2f}"
         )
     print(
-        "run s: RUN_START -> RUN_SUCCESS events; process s: first claim -> last outcome (asset metadata); "
-        "start->claim and last->end: the run's fixed cost; wall s: the whole execute_job call"
+        "run s: RUN_START -> RUN_SUCCESS; proc s: first claim -> last outcome (asset metadata); fixed s = run s - proc s "
+        "= run start -> step start + step start -> first claim + last outcome -> step end + step end -> run end; "
+        "wall s: the whole execute_job call"
     )
 
 
