@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pillow_heif
 import pytest
-from PIL import ExifTags, Image, ImageChops, ImageCms, ImageStat
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageStat, JpegImagePlugin
 
 from photo_pipeline import samples
 from photo_pipeline.rendering import (
@@ -19,6 +19,7 @@ from photo_pipeline.rendering import (
     Renditions,
     WatermarkOptions,
     _decode,
+    draft_scale,
     render_options_from_settings,
     render_renditions,
 )
@@ -332,6 +333,52 @@ def test_draft_reduces_more_for_a_small_preview(big_portrait_jpeg: bytes) -> Non
     assert decoded.image.size == (500, 750)  # 1/8 scale, still >= 467x700
 
 
+@pytest.mark.parametrize(
+    ("stored", "target", "scale"),
+    [
+        ((4000, 3000), (1600, 1200), 2),
+        ((3200, 2400), (1600, 1200), 2),
+        # 1/2 gives ceil(3199 / 2) = 1600: still covers the preview, although 3199 // 1600 is 1
+        ((3199, 2400), (1600, 1200), 2),
+        ((3198, 2400), (1600, 1200), 1),
+        ((6000, 4000), (1600, 1067), 2),
+        ((12800, 9600), (1600, 1200), 8),
+        ((12799, 9599), (1600, 1200), 8),
+        ((1600, 1200), (1600, 1200), 1),
+    ],
+)
+def test_draft_scale_is_the_largest_whose_decode_covers_the_target(
+    stored: tuple[int, int], target: tuple[int, int], scale: int
+) -> None:
+    assert draft_scale(stored, target) == scale
+
+
+def test_draft_decodes_at_the_largest_covering_scale_where_pillow_alone_would_not() -> None:
+    original = samples.photo_jpeg(3199, 2399)
+
+    decoded = _decode(original, DEFAULTS)
+
+    assert decoded.image.size == (1600, 1200)  # libjpeg's 1/2 scale rounds up
+    with Image.open(io.BytesIO(original)) as plain:
+        plain.draft(None, (1600, 1200))
+        assert plain.size == (3199, 2399)  # Pillow's own choice: a full decode
+    result = render_renditions(original, DEFAULTS)
+    assert _open(result.preview).size == (1600, 1200)
+
+
+def test_renditions_are_baseline_jpegs_with_optimized_tables_and_4_2_0() -> None:
+    # The settings chosen by measurement (rendering.JPEG_*): smaller than progressive at half the time.
+    result = render_renditions(samples.photo_jpeg(1600, 1200), DEFAULTS)
+
+    for rendition in (result.preview, result.thumbnail):
+        image = _open(rendition)
+        assert isinstance(image, JpegImagePlugin.JpegImageFile)
+        assert "progressive" not in image.info and "progression" not in image.info
+        assert JpegImagePlugin.get_sampling(image) == 2  # 4:2:0
+        standard = _encoded(image, "JPEG", quality=DEFAULTS.quality, optimize=False)
+        assert len(rendition.data) < len(standard)
+
+
 # --- refusals -------------------------------------------------------------------------------------
 
 
@@ -474,6 +521,20 @@ def test_watermark_opacity_and_input_untouched() -> None:
     strong_darkest = min(band[0] for band in strong.getextrema())  # type: ignore[index]
     assert strong_darkest < 30 < faint_darkest < 255
     assert apply_watermark(image, WatermarkOptions(opacity=0.0)) is image
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_watermark_in_place_marks_the_image_itself_exactly_as_the_copy(mode: str) -> None:
+    colour = {"RGB": (90, 120, 150), "RGBA": (90, 120, 150, 255), "L": 90}[mode]
+    image = Image.new(mode, (640, 480), colour)
+    options = WatermarkOptions(logo_png=samples.logo_png())
+
+    copied = apply_watermark(image, options)
+    marked = apply_watermark(image, options, in_place=True)
+
+    assert marked is image
+    assert ImageChops.difference(copied, marked).getbbox() is None
+    assert _changed_box(marked, Image.new(mode, (640, 480), colour)) is not None
 
 
 def test_watermark_skipped_on_a_tiny_image() -> None:
