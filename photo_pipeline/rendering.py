@@ -52,15 +52,22 @@ OUTPUT_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
 # Downscale by whole-number `reduce` first while the remaining factor stays above this; the
 # result is indistinguishable from a plain resize and much faster on big images. A smaller gap on
 # the preview (1.0: box-reduce a 12-MP PNG by 2, then resize) costs SSIM 0.998 -> 0.992 against a
-# float Lanczos reference, measured by benchmarks/render_benchmark.py --choices.
+# float Lanczos reference. Figures from `benchmarks/render_benchmark.py --choices`.
 REDUCING_GAP = 3.0
 # The thumbnail is a 4x reduction of the preview: box-reducing by 2 first, then resampling by 2,
-# keeps SSIM within 0.0005 of a straight resize at less than half the time.
+# keeps SSIM within 0.0005 of a straight resize at less than half the time. Gap 1.0 (a box
+# reduce by 4) is as good on the sample photos but aliases fine detail: SSIM 0.64 on a zone plate.
 THUMB_REDUCING_GAP = 2.0
-# BICUBIC, not LANCZOS: the same SSIM against a float Lanczos reference (0.9915 vs 0.9914 on a
-# drafted 12-MP JPEG, 0.9965 both on a 24-MP one) with a support of 2 pixels instead of 3, so a
-# third fewer taps in both passes. HAMMING and BILINEAR are faster still but lose 0.005 SSIM.
-RESAMPLING_FILTER = Image.Resampling.BICUBIC
+# The preview's filter: BICUBIC, not LANCZOS. On photos (12 and 24 MP, JPEG draft or PNG) both give
+# the same SSIM against a float Lanczos reference to +-0.0005, before and after JPEG encoding, and
+# BICUBIC's support of 2 pixels instead of 3 saves about 15 ms a 12-MP photo (a third of the
+# resize). What it gives up shows only on detail at the preview's own resolution limit: on a zone
+# plate, 0.937 against LANCZOS's 0.967 (libvips 0.993, see docs/operations.md). HAMMING and
+# BILINEAR are faster still but lose 0.005 SSIM on photos too.
+PREVIEW_FILTER = Image.Resampling.BICUBIC
+# The thumbnail's resize is small (8 ms), so the better filter costs 1.5 ms: on the zone plate
+# LANCZOS keeps SSIM 0.996 where BICUBIC drops to 0.931.
+THUMB_FILTER = Image.Resampling.LANCZOS
 # Encoder settings, measured on 1600-px previews of 12-MP photos at quality 82 (libjpeg-turbo):
 #   baseline, standard Huffman tables        84 KB   12 ms
 #   baseline, optimized Huffman tables       67 KB   15 ms   <- chosen: smallest and nearly fastest
@@ -293,9 +300,9 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
     """The rendering itself; `use_draft=False` exists only so the benchmark can show what draft saves."""
     decoded = _decode(data, options, use_draft=use_draft)
     upright = _to_srgb(decoded.image, options.background)
-    preview = _fit(upright, _fit_size(decoded.source_size, options.preview_long_side), REDUCING_GAP)
+    preview = _fit(upright, _fit_size(decoded.source_size, options.preview_long_side), PREVIEW_FILTER, REDUCING_GAP)
     # From the preview, not the original: a small resize of an already small image.
-    thumbnail = _fit(preview, _fit_size(preview.size, options.thumb_long_side), THUMB_REDUCING_GAP)
+    thumbnail = _fit(preview, _fit_size(preview.size, options.thumb_long_side), THUMB_FILTER, THUMB_REDUCING_GAP)
     # Both images belong to this call alone (fresh from the decode or a resize; the thumbnail is
     # made before the preview is marked), so the mark is blended and the metadata dropped in place.
     return Renditions(
@@ -533,10 +540,12 @@ def _fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return (long_side, fitted[1]) if width >= height else (fitted[0], long_side)
 
 
-def _fit(image: Image.Image, size: tuple[int, int], reducing_gap: float) -> Image.Image:
+def _fit(
+    image: Image.Image, size: tuple[int, int], resample: Image.Resampling, reducing_gap: float
+) -> Image.Image:
     if image.size == size:
         return image
-    return image.resize(size, RESAMPLING_FILTER, reducing_gap=reducing_gap)
+    return image.resize(size, resample, reducing_gap=reducing_gap)
 
 
 def _watermarked(image: Image.Image, options: RenderOptions) -> Image.Image:
