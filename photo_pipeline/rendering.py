@@ -49,30 +49,31 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF")
 OUTPUT_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
 
-# Downscale by whole-number `reduce` first while the remaining factor stays above this; the
-# result is indistinguishable from a plain resize and much faster on big images. A smaller gap on
-# the preview (1.0: box-reduce a 12-MP PNG by 2, then resize) costs SSIM 0.998 -> 0.992 against a
-# float Lanczos reference. Figures from `benchmarks/render_benchmark.py --choices`.
+# Figures below: `benchmarks/render_benchmark.py --choices` (SSIM against a float Lanczos resize
+# of the full decode; times best of 5 on the 2-core machine; see docs/operations.md).
+# Downscale by whole-number `reduce` first while the remaining factor stays above this. For the
+# preview's factors (1.25 after a 1/2 draft, 1.875, 2.5 for an undrafted PNG) this means no
+# reduce: a gap of 1.0 (box-reduce a 12-MP PNG by 2, then resize) halves the resize time but
+# costs SSIM 0.998 -> 0.992 on the PNG.
 REDUCING_GAP = 3.0
 # The thumbnail is a 4x reduction of the preview: box-reducing by 2 first, then resampling by 2,
-# keeps SSIM within 0.0005 of a straight resize at less than half the time. Gap 1.0 (a box
-# reduce by 4) is as good on the sample photos but aliases fine detail: SSIM 0.64 on a zone plate.
+# costs SSIM 0.0006 on photos at less than half the time (8 ms instead of 20), and is what
+# libvips's own resize does. On a zone plate it gives 0.92 (a straight resize 0.999); a box
+# reduce by 4 (gap 1.0) aliases badly there: 0.73.
 THUMB_REDUCING_GAP = 2.0
-# The preview's filter: BICUBIC, not LANCZOS. On photos (12 and 24 MP, JPEG draft or PNG) both give
-# the same SSIM against a float Lanczos reference to +-0.0005, before and after JPEG encoding, and
-# BICUBIC's support of 2 pixels instead of 3 saves about 15 ms a 12-MP photo (a third of the
-# resize). What it gives up shows only on detail at the preview's own resolution limit: on a zone
-# plate, 0.937 against LANCZOS's 0.967 (libvips 0.993, see docs/operations.md). HAMMING and
-# BILINEAR are faster still but lose 0.005 SSIM on photos too.
+# The preview's filter: BICUBIC, not LANCZOS. On the photos (12 and 24 MP JPEGs after draft, PNG)
+# both give the same SSIM to +-0.0005, before and after JPEG encoding, and BICUBIC's support of 2
+# pixels instead of 3 saves about 14 ms a 12-MP photo (a quarter of the resize, the largest step).
+# What it gives up shows on detail at the preview's resolution limit: on a zone plate 0.945
+# against LANCZOS's 0.977 before encoding. HAMMING and BILINEAR lose 0.005 SSIM on photos too.
 PREVIEW_FILTER = Image.Resampling.BICUBIC
-# The thumbnail's resize is small (8 ms), so the better filter costs 1.5 ms: on the zone plate
-# LANCZOS keeps SSIM 0.996 where BICUBIC drops to 0.931.
+# The thumbnail's resize is small, so the better filter costs under 2 ms (8.4 against 6.6 ms).
 THUMB_FILTER = Image.Resampling.LANCZOS
 # Encoder settings, measured on 1600-px previews of 12-MP photos at quality 82 (libjpeg-turbo):
-#   baseline, standard Huffman tables        84 KB   12 ms
-#   baseline, optimized Huffman tables       67 KB   15 ms   <- chosen: smallest and nearly fastest
-#   progressive (always optimized)           69 KB   31 ms
-#   4:4:4, optimized                         83 KB   15 ms   (SSIM +0.001 for 24% more bytes)
+#   baseline, standard Huffman tables        82 KB    4 ms
+#   baseline, optimized Huffman tables       65 KB    7 ms   <- chosen: smallest, 3 ms dearer
+#   progressive (always optimized)           67 KB   13 ms
+#   4:4:4, optimized                         81 KB   14 ms   (SSIM +0.001 for 25% more bytes)
 JPEG_OPTIMIZE = True
 JPEG_PROGRESSIVE = False
 JPEG_SUBSAMPLING = "4:2:0"
