@@ -3,16 +3,17 @@
 Run from the project root (libvips comes with the `bench` extra: pip install -e '.[bench]'):
 
     PYTHONPATH=. .venv/bin/python benchmarks/render_benchmark.py [--photos 8] [--repeat 5]
-        [--kinds jpeg12 jpeg24 portrait png12 chart]
+        [--kinds jpeg12 jpeg24 portrait icc png12 chart]
         [--choices] [--draft]
 
 Default section, side by side for each kind of photo (12-MP JPEGs, 24-MP JPEGs, 12-MP portrait
-JPEGs stored landscape with EXIF orientation 6, 12-MP PNGs; all made in code; and a 12-MP zone
-plate, a test chart with detail up to and beyond the preview's resolution limit) and each thread
-count (1, 2 and PHOTO_WORKERS):
+JPEGs stored landscape with EXIF orientation 6, 12-MP JPEGs with an Adobe RGB profile, 12-MP
+PNGs; all made in code; and a 12-MP zone plate, a test chart with detail up to and beyond the
+preview's resolution limit) and each thread count (1, 2 and PHOTO_WORKERS):
 
-- libvips: `pyvips.Image.thumbnail_buffer` to the preview size (shrink-on-load, upright), the
-  thumbnail made from that preview by `thumbnail_image`, both JPEG-encoded with the renderer's own
+- libvips: `pyvips.Image.thumbnail_buffer` to the preview size (shrink-on-load, upright, an
+  embedded profile applied to sRGB after the shrink as the renderer does), the thumbnail made from
+  that preview by `thumbnail_image`, both JPEG-encoded with the renderer's own
   encoder settings (quality, optimized tables, progressive or not, 4:2:0) and no metadata.
   VIPS_CONCURRENCY=1, so each photo takes one thread, as one of ours does; libvips's operation cache
   is off, so a repeated photo is rendered again.
@@ -20,8 +21,8 @@ count (1, 2 and PHOTO_WORKERS):
   ratio compares equal work) and, for reference, with the default watermark.
 - photos/s (best of --repeat runs of --photos photos through a thread pool), the ratio
   renderer / libvips, the mean bytes per preview, and quality: mean SSIM of each preview against a
-  reference made from the full decode (no draft) resized with Lanczos in float ("F" images, one a
-  channel), for both; the renderer's must be within 0.005 of libvips's.
+  reference made from the full decode (no draft; converted to sRGB by its profile, if any) resized
+  with Lanczos in float ("F" images, one a channel), for both; the renderer's must be within 0.005 of libvips's.
 
 --choices   the measurements behind the renderer's settings: resampling filters x reducing_gap
             for the preview (time and SSIM before encoding), the thumbnail's reducing_gap, and
@@ -69,6 +70,9 @@ DISTINCT_PHOTOS = 4
 class PhotoKind:
     label: str
     make: Callable[[int], bytes]
+    # libvips is asked to colour-manage only photos with a profile: asked on the others, it runs an
+    # sRGB-to-sRGB transform the renderer skips, and falls to a third of its speed.
+    has_profile: bool = False
 
 
 def zone_plate_jpeg(width: int = 4000, height: int = 3000, *, seed: int = 0) -> bytes:
@@ -83,11 +87,24 @@ def zone_plate_jpeg(width: int = 4000, height: int = 3000, *, seed: int = 0) -> 
     return buffer.getvalue()
 
 
+def _with_profile(jpeg: bytes) -> bytes:
+    """The same photo re-encoded with a wide-gamut profile, as cameras set to Adobe RGB write."""
+    with Image.open(io.BytesIO(jpeg)) as opened:
+        buffer = io.BytesIO()
+        opened.save(buffer, "JPEG", quality=90, icc_profile=samples.wide_gamut_icc_profile())
+    return buffer.getvalue()
+
+
 KINDS: dict[str, PhotoKind] = {
     "jpeg12": PhotoKind("12 MP JPEG 4000x3000", lambda seed: samples.photo_jpeg(4000, 3000, seed=seed)),
     "jpeg24": PhotoKind("24 MP JPEG 6000x4000", lambda seed: samples.photo_jpeg(6000, 4000, seed=seed)),
     "portrait": PhotoKind(
         "12 MP JPEG portrait, EXIF 6", lambda seed: samples.photo_jpeg(4000, 3000, seed=seed, orientation=6)
+    ),
+    "icc": PhotoKind(
+        "12 MP JPEG, Adobe RGB profile",
+        lambda seed: _with_profile(samples.photo_jpeg(4000, 3000, seed=seed)),
+        has_profile=True,
     ),
     "png12": PhotoKind("12 MP PNG 4000x3000", lambda seed: samples.photo_png(4000, 3000, seed=seed)),
     "chart": PhotoKind("12 MP test chart (zone plate) JPEG, not a photo", lambda seed: zone_plate_jpeg(seed=seed)),
@@ -124,10 +141,13 @@ def main() -> None:
 # --- renderer vs libvips -------------------------------------------------------------------------
 
 
-def vips_render(data: bytes, options: RenderOptions) -> tuple[bytes, bytes]:
+def vips_render(data: bytes, options: RenderOptions, *, has_profile: bool = False) -> tuple[bytes, bytes]:
     """libvips's best equivalent of render_renditions without a watermark: (preview, thumbnail)."""
+    # export_profile: the embedded profile is applied (after the shrink) and the result is sRGB, as
+    # the renderer's; without it libvips would pass the camera's colours through untouched.
+    colour: dict[str, object] = {"export_profile": "srgb", "intent": "perceptual"} if has_profile else {}
     preview = pyvips.Image.thumbnail_buffer(
-        data, options.preview_long_side, height=options.preview_long_side, size="down"
+        data, options.preview_long_side, height=options.preview_long_side, size="down", **colour
     ).copy_memory()  # the thumbnail is made from it too, as the renderer's is
     thumbnail = preview.thumbnail_image(options.thumb_long_side, height=options.thumb_long_side, size="down")
     return _vips_jpeg(preview, options), _vips_jpeg(thumbnail, options)
@@ -150,7 +170,7 @@ def _compare(kind: PhotoKind, options: RenderOptions, workers: Sequence[int], co
     print(f"\n{kind.label}: {len(distinct)} distinct photos, made in {time.perf_counter() - started:.1f} s")
 
     ours_previews = [render_renditions(data, options).preview.data for data in distinct]
-    vips_previews = [vips_render(data, options)[0] for data in distinct]
+    vips_previews = [vips_render(data, options, has_profile=kind.has_profile)[0] for data in distinct]
     ours_ssim = statistics.mean(_ssim(data, preview) for data, preview in zip(distinct, ours_previews, strict=True))
     vips_ssim = statistics.mean(_ssim(data, preview) for data, preview in zip(distinct, vips_previews, strict=True))
     ours_bytes = statistics.mean(len(preview) for preview in ours_previews)
@@ -166,7 +186,7 @@ def _compare(kind: PhotoKind, options: RenderOptions, workers: Sequence[int], co
     watermarked = RenderOptions()
     print(f"  {'threads':>7} {'libvips':>10} {'renderer':>10} {'ratio':>6}   {'+watermark':>10} {'ratio':>6}")
     engines: dict[str, Callable[[bytes], object]] = {
-        "libvips": lambda data: vips_render(data, options),
+        "libvips": lambda data: vips_render(data, options, has_profile=kind.has_profile),
         "renderer": lambda data: render_renditions(data, options),
         "watermarked": lambda data: render_renditions(data, watermarked),
     }
@@ -210,7 +230,10 @@ def _ssim(original: bytes, jpeg: bytes) -> float:
 def _reference(original: bytes, size: tuple[int, int]) -> np.ndarray:
     """The full decode, upright, resized in float with Lanczos, one channel at a time: no rounding."""
     with Image.open(io.BytesIO(original)) as opened:
+        icc_profile = opened.info.get("icc_profile")
         full = ImageOps.exif_transpose(opened.convert("RGB"))
+    if icc_profile:
+        full = rendering._profile_to_srgb(full, icc_profile) or full
     channels = [channel.convert("F").resize(size, Image.Resampling.LANCZOS) for channel in full.split()]
     return np.stack([np.asarray(channel, dtype=np.float64) for channel in channels], axis=2)
 
