@@ -305,6 +305,9 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
     preview = _preview(decoded.image, _fit_size(decoded.source_size, options.preview_long_side), options.background)
     # From the preview, not the original: a small resize of an already small image.
     thumbnail = _fit(preview, _fit_size(preview.size, options.thumb_long_side), THUMB_FILTER, THUMB_REDUCING_GAP)
+    if thumbnail is preview:
+        # A photo no larger than the thumbnail: the preview is not resized, and would be marked twice.
+        thumbnail = preview.copy()
     # Both images belong to this call alone (fresh from the decode or a resize; the thumbnail is
     # made before the preview is marked), so the mark is blended and the metadata dropped in place.
     return Renditions(

@@ -562,6 +562,14 @@ def test_watermark_in_place_marks_the_image_itself_exactly_as_the_copy(mode: str
     assert _changed_box(marked, Image.new(mode, (640, 480), colour)) is not None
 
 
+def test_a_photo_smaller_than_the_thumbnail_is_marked_once_in_each_rendition() -> None:
+    # Neither rendition is resized, so both start from the same decoded image, marked in place.
+    result = render_renditions(samples.photo_jpeg(360, 240), DEFAULTS)
+
+    assert _open(result.preview).size == _open(result.thumbnail).size == (360, 240)
+    assert result.thumbnail.data == result.preview.data
+
+
 def test_watermark_skipped_on_a_tiny_image() -> None:
     tiny = Image.new("RGB", (3, 3), (10, 20, 30))
 
