@@ -302,9 +302,8 @@ def _choices() -> None:
     for label, params in ENCODER_SETTINGS.items():
         encoded = _jpeg(preview, options.quality, params)
         seconds = _best_seconds(lambda: _jpeg(preview, options.quality, params))
-        print(
-            f"    {label:28} {len(encoded) / 1000:5.0f} KB {seconds * 1000:5.1f} ms  SSIM {_ssim(original, encoded):.4f}"
-        )
+        ssim = _ssim(original, encoded)
+        print(f"    {label:28} {len(encoded) / 1000:5.0f} KB {seconds * 1000:5.1f} ms  SSIM {ssim:.4f}")
 
 
 def _render_preview_image(original: bytes, options: RenderOptions) -> Image.Image:
