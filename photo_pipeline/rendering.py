@@ -49,9 +49,34 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF")
 OUTPUT_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
 
-# Downscale by whole-number `reduce` first while the remaining factor stays above this; the
-# result is indistinguishable from a plain LANCZOS resize and much faster on big images.
+# Figures below: `benchmarks/render_benchmark.py --choices` (SSIM against a float Lanczos resize
+# of the full decode; times best of 5 on the 2-core machine; see docs/operations.md).
+# Downscale by whole-number `reduce` first while the remaining factor stays above this. For the
+# preview's factors (1.25 after a 1/2 draft, 1.875, 2.5 for an undrafted PNG) this means no
+# reduce: a gap of 1.0 (box-reduce a 12-MP PNG by 2, then resize) halves the resize time but
+# costs SSIM 0.998 -> 0.992 on the PNG.
 REDUCING_GAP = 3.0
+# The thumbnail is a 4x reduction of the preview: box-reducing by 2 first, then resampling by 2,
+# costs SSIM 0.0006 on photos at less than half the time (8 ms instead of 20), and is what
+# libvips's own resize does. On a zone plate it gives 0.92 (a straight resize 0.999); a box
+# reduce by 4 (gap 1.0) aliases badly there: 0.73.
+THUMB_REDUCING_GAP = 2.0
+# The preview's filter: BICUBIC, not LANCZOS. On the photos (12 and 24 MP JPEGs after draft, PNG)
+# both give the same SSIM to +-0.0005, before and after JPEG encoding, and BICUBIC's support of 2
+# pixels instead of 3 saves about 14 ms a 12-MP photo (a quarter of the resize, the largest step).
+# What it gives up shows on detail at the preview's resolution limit: on a zone plate 0.945
+# against LANCZOS's 0.977 before encoding. HAMMING and BILINEAR lose 0.005 SSIM on photos too.
+PREVIEW_FILTER = Image.Resampling.BICUBIC
+# The thumbnail's resize is small, so the better filter costs under 2 ms (8.4 against 6.6 ms).
+THUMB_FILTER = Image.Resampling.LANCZOS
+# Encoder settings, measured on 1600-px previews of 12-MP photos at quality 82 (libjpeg-turbo):
+#   baseline, standard Huffman tables        82 KB    4 ms
+#   baseline, optimized Huffman tables       65 KB    7 ms   <- chosen: smallest, 3 ms dearer
+#   progressive (always optimized)           67 KB   13 ms
+#   4:4:4, optimized                         81 KB   14 ms   (SSIM +0.001 for 25% more bytes)
+JPEG_OPTIMIZE = True
+JPEG_PROGRESSIVE = False
+JPEG_SUBSAMPLING = "4:2:0"
 EXIF_ORIENTATION_TAG = 0x0112
 # EXIF orientations that swap width and height (the 90 and 270 degree ones).
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -136,8 +161,10 @@ def render_renditions(data: Source, options: RenderOptions = RenderOptions()) ->
 #   16-bit grey PNG 10900x10900 (I;16, decoded 227 MiB):    peak +1,133 MiB  -> 5.0x
 #   16-bit RGB PNG 6000x4000 (read as RGB, 69 MiB):         peak +123 MiB    -> 1.8x
 #   RGBA PNG 6000x4000 (92 MiB):                            peak +298 MiB    -> 3.2x
-#   JPEG 6000x4000, drafted to 3000x2000 (17 MiB):          peak +51 MiB     -> 3.0x
-#   JPEG 4000x3000, drafted to 2000x1500 (9 MiB):           peak +42 MiB     -> 4.9x (fixed costs weigh)
+#   JPEG 6000x4000, drafted to 3000x2000 (17 MiB):          peak +42 MiB     -> 2.5x
+#   JPEG 4000x3000, drafted to 2000x1500 (9 MiB):           peak +29 MiB     -> 3.4x (fixed costs weigh)
+# (re-measured after issue 7's renderer changes: no copy before encoding or watermarking, baseline
+# JPEG encoding; the JPEG peaks fell from +51 and +42 MiB, the PNG ones did not move.)
 # 16-bit samples widen to 32-bit "I" while they are scaled down to 8 bits (the 16-bit original, an
 # "I" copy and the point() result are alive at once), and Pillow stores 3-band pixels in 4 bytes.
 # The largest factor plus a margin, and a fixed overhead for what does not scale with the image
@@ -275,17 +302,46 @@ def _read_logo(logo_path: Path) -> bytes:
 def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditions:
     """The rendering itself; `use_draft=False` exists only so the benchmark can show what draft saves."""
     decoded = _decode(data, options, use_draft=use_draft)
-    upright = _to_srgb(decoded.image, options.background)
-    preview = _fit(upright, _fit_size(decoded.source_size, options.preview_long_side))
+    preview = _preview(decoded.image, _fit_size(decoded.source_size, options.preview_long_side), options.background)
     # From the preview, not the original: a small resize of an already small image.
-    thumbnail = _fit(preview, _fit_size(preview.size, options.thumb_long_side))
+    thumbnail = _fit(preview, _fit_size(preview.size, options.thumb_long_side), THUMB_FILTER, THUMB_REDUCING_GAP)
+    if thumbnail is preview:
+        # A photo no larger than the thumbnail: the preview is not resized, and would be marked twice.
+        thumbnail = preview.copy()
+    # Both images belong to this call alone (fresh from the decode or a resize; the thumbnail is
+    # made before the preview is marked), so the mark is blended and the metadata dropped in place.
     return Renditions(
-        preview=_encode(_watermarked(preview, options), options, progressive=True),
-        thumbnail=_encode(_watermarked(thumbnail, options), options, progressive=False),
+        preview=_encode(_watermarked(preview, options), options),
+        thumbnail=_encode(_watermarked(thumbnail, options), options),
         source_width=decoded.source_size[0],
         source_height=decoded.source_size[1],
         source_format=decoded.source_format,
         warning=decoded.warning,
+    )
+
+
+# Modes whose embedded profile is applied after the resize rather than before (see _preview).
+_PROFILE_AFTER_RESIZE_MODES = frozenset({"RGB", "L", "CMYK"})
+
+
+def _preview(decoded: Image.Image, size: tuple[int, int], background: str) -> Image.Image:
+    """The decoded image as an 8-bit sRGB RGB preview of `size`.
+
+    A camera profile's transform (Display P3 from phones, Adobe RGB) costs as much as the resize
+    itself (44 ms on a 2000x1500 decode), so for a plain 8-bit image with a profile it runs on the
+    preview, after the resize, as libvips's thumbnail does. Everything else (16-bit, alpha,
+    palettes) is made sRGB first: resizing those needs the conversion first.
+    """
+    if _profile_after_resize(decoded):
+        return _to_srgb(_fit(decoded, size, PREVIEW_FILTER, REDUCING_GAP), background)
+    return _fit(_to_srgb(decoded, background), size, PREVIEW_FILTER, REDUCING_GAP)
+
+
+def _profile_after_resize(image: Image.Image) -> bool:
+    return (
+        image.mode in _PROFILE_AFTER_RESIZE_MODES
+        and "transparency" not in image.info
+        and bool(image.info.get("icc_profile"))
     )
 
 
@@ -329,6 +385,9 @@ _MIN_GREY_ROWS = 8  # one MCU row at 1/8 draft scale is 1 pixel; at full scale 8
 def _grey_padding(image: Image.Image) -> str | None:
     """A warning when the decoded JPEG ends in the mid-grey band libjpeg pads missing data with."""
     if image.mode not in ("RGB", "L") or image.height < 2 * _MIN_GREY_ROWS:
+        return None
+    # Nearly every photo ends in a row that is not grey: one small crop settles it, no bisection.
+    if not _all_grey(image.crop((0, image.height - _MIN_GREY_ROWS, image.width, image.height))):
         return None
     grey_rows = _trailing_grey_rows(image)
     if grey_rows < _MIN_GREY_ROWS or grey_rows >= image.height:
@@ -400,7 +459,28 @@ def _request_draft(image: Image.Image, target: tuple[int, int]) -> None:
     side long, so fitting the stored size to the long side asks for the right scale either way.
     A no-op for every format but JPEG.
     """
-    image.draft(None, target)
+    if image.format not in ("JPEG", "MPO"):
+        return
+    scale = draft_scale(image.size, target)
+    # Pillow picks the largest power of two <= min(stored // requested) per side, and that floor
+    # misses a scale whose rounded-up output still covers the target (3199 px -> 1600 at 1/2). Asking
+    # for stored // scale makes its quotient land in [scale, 2 * scale), so it picks exactly `scale`.
+    image.draft(None, (max(1, image.width // scale), max(1, image.height // scale)))
+
+
+# The scales libjpeg decodes at directly (it can do any n/8, but Pillow asks only for these).
+DRAFT_SCALES: tuple[int, ...] = (8, 4, 2, 1)
+
+
+def draft_scale(stored_size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The largest JPEG DCT scale (1/8, 1/4, 1/2 or 1) whose decode still covers `target`.
+
+    libjpeg rounds a scaled side up (ceil(side / scale)), so that is the size that must cover it.
+    """
+    for scale in DRAFT_SCALES:
+        if all(-(-side // scale) >= wanted for side, wanted in zip(stored_size, target, strict=True)):
+            return scale
+    return 1
 
 
 def _source_format(image: Image.Image) -> str:
@@ -490,29 +570,41 @@ def _fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return (long_side, fitted[1]) if width >= height else (fitted[0], long_side)
 
 
-def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+def _fit(
+    image: Image.Image, size: tuple[int, int], resample: Image.Resampling, reducing_gap: float
+) -> Image.Image:
     if image.size == size:
         return image
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    return image.resize(size, resample, reducing_gap=reducing_gap)
 
 
 def _watermarked(image: Image.Image, options: RenderOptions) -> Image.Image:
-    return apply_watermark(image, options.watermark) if options.watermark is not None else image
+    """The image with the mark blended in place: callers pass only images they own."""
+    if options.watermark is None:
+        return image
+    return apply_watermark(image, options.watermark, in_place=True)
 
 
-def _encode(image: Image.Image, options: RenderOptions, *, progressive: bool) -> Rendition:
-    clean = image.copy()
+def _encode(image: Image.Image, options: RenderOptions) -> Rendition:
+    """Encode an image this render owns; its `info` is emptied rather than the pixels copied."""
     # Decoded EXIF (GPS, camera serials) and ICC data ride along in `info`; none may leave.
-    clean.info = {}
+    image.info = {}
     buffer = io.BytesIO()
     if options.format == "JPEG":
-        clean.save(buffer, "JPEG", quality=options.quality, optimize=False, progressive=progressive)
+        image.save(
+            buffer,
+            "JPEG",
+            quality=options.quality,
+            optimize=JPEG_OPTIMIZE,
+            progressive=JPEG_PROGRESSIVE,
+            subsampling=JPEG_SUBSAMPLING,
+        )
     else:
-        clean.save(buffer, "WEBP", quality=options.quality)
+        image.save(buffer, "WEBP", quality=options.quality)
     return Rendition(
         data=buffer.getvalue(),
-        width=clean.width,
-        height=clean.height,
+        width=image.width,
+        height=image.height,
         format=options.format,
         content_type=OUTPUT_FORMATS[options.format],
     )

@@ -46,8 +46,10 @@ class WatermarkOptions:
         return self.opacity > 0 and (bool(self.text) or self.logo_png is not None)
 
 
-def apply_watermark(image: Image.Image, options: WatermarkOptions) -> Image.Image:
-    """Return a copy of `image` with the mark blended in; `image` itself is never modified.
+def apply_watermark(image: Image.Image, options: WatermarkOptions, *, in_place: bool = False) -> Image.Image:
+    """Return a copy of `image` with the mark blended in; `image` itself is never modified, unless
+    `in_place` is set, when the mark is blended into `image` and it is returned (a caller that owns
+    the image saves a full-size copy).
 
     An image too small to hold a mark (a few pixels across) is returned as is.
     """
@@ -59,19 +61,32 @@ def apply_watermark(image: Image.Image, options: WatermarkOptions) -> Image.Imag
     height = min(mark_height(image.size, options.scale), room[1])
     if height < 1 or room[0] < 1:
         return image
-    mark = _build_mark(options, height)
-    if mark.width > room[0]:
-        # Re-render smaller rather than resample the raster, so the text stays crisp.
-        mark = _build_mark(options, max(1, height * room[0] // mark.width))
-        if mark.width > room[0]:
-            mark = mark.resize((room[0], max(1, mark.height * room[0] // mark.width)), Image.Resampling.LANCZOS)
-    mark = _with_opacity(mark, options.opacity)
-    return _blend(image, mark, _place(image.size, mark.size, options.position, margin))
+    mark = _faded_mark(options, height, room[0])
+    target = image if in_place else image.copy()
+    _blend_into(target, mark, _place(image.size, mark.size, options.position, margin))
+    return target
 
 
 def mark_height(image_size: tuple[int, int], scale: float) -> int:
     """Target height of the mark in pixels for an image of this size."""
     return max(MIN_MARK_HEIGHT_PX, round(min(image_size) * scale))
+
+
+# Every photo of a run has the same options and nearly always one of a few sizes (previews and
+# thumbnails of the same aspect ratio), so the mark is drawn once per size, not once per rendition.
+@lru_cache(maxsize=64)
+def _faded_mark(options: WatermarkOptions, height: int, max_width: int) -> Image.Image:
+    """The mark at `height`, no wider than `max_width`, with the opacity applied; shared, read only."""
+    mark = _build_mark(options, height)
+    if mark.width > max_width:
+        # Re-render smaller rather than resample the raster, so the text stays crisp.
+        mark = _build_mark(options, max(1, height * max_width // mark.width))
+        if mark.width > max_width:
+            mark = mark.resize((max_width, max(1, mark.height * max_width // mark.width)), Image.Resampling.LANCZOS)
+    faded = _with_opacity(mark, options.opacity)
+    # Loaded fully here, so threads sharing the cached image only ever read it.
+    faded.load()
+    return faded
 
 
 def _build_mark(options: WatermarkOptions, height: int) -> Image.Image:
@@ -147,11 +162,9 @@ def _place(image_size: tuple[int, int], mark_size: tuple[int, int], position: st
     return x, y
 
 
-def _blend(image: Image.Image, mark: Image.Image, origin: tuple[int, int]) -> Image.Image:
-    result = image.copy()
-    if result.mode == "RGBA":
-        result.alpha_composite(mark, origin)
+def _blend_into(image: Image.Image, mark: Image.Image, origin: tuple[int, int]) -> None:
+    if image.mode == "RGBA":
+        image.alpha_composite(mark, origin)
     else:
         # Pasting through the mark's own alpha blends it: out = mark * a + photo * (1 - a).
-        result.paste(mark.convert(result.mode), origin, mark)
-    return result
+        image.paste(mark if image.mode == "RGB" else mark.convert(image.mode), origin, mark)

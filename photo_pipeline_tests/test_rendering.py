@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pillow_heif
 import pytest
-from PIL import ExifTags, Image, ImageChops, ImageCms, ImageStat
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageStat, JpegImagePlugin
 
 from photo_pipeline import samples
 from photo_pipeline.rendering import (
@@ -18,7 +18,13 @@ from photo_pipeline.rendering import (
     Rendition,
     Renditions,
     WatermarkOptions,
+    PREVIEW_FILTER,
+    REDUCING_GAP,
     _decode,
+    _fit,
+    _preview,
+    _to_srgb,
+    draft_scale,
     render_options_from_settings,
     render_renditions,
 )
@@ -232,6 +238,26 @@ def test_wide_gamut_photo_renders_differently_from_the_untagged_one() -> None:
     assert _mean_difference(_open(tagged.preview), _open(untagged.preview)) > 3
 
 
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG"])
+def test_profile_applied_after_the_resize_matches_it_applied_before(image_format: str) -> None:
+    # Big enough to be resized, so the profile is applied to the preview rather than the decode.
+    scene = Image.open(io.BytesIO(samples.photo_jpeg(2400, 1800, seed=5))).convert("RGB")
+    params: dict[str, object] = {"quality": 95} if image_format == "JPEG" else {}
+    tagged = _encoded(scene, image_format, icc_profile=samples.wide_gamut_icc_profile(), **params)
+    untagged = _encoded(scene, image_format, **params)
+    size = (1600, 1200)
+
+    after = _preview(_decode(tagged, DEFAULTS).image, size, DEFAULTS.background)
+    before = _fit(_to_srgb(_decode(tagged, DEFAULTS).image, DEFAULTS.background), size, PREVIEW_FILTER, REDUCING_GAP)
+    preview = _open(render_renditions(tagged, NO_WATERMARK).preview)
+    as_is = _open(render_renditions(untagged, NO_WATERMARK).preview)
+
+    assert after.mode == "RGB" and after.size == size
+    assert _mean_difference(after, before) < 0.5  # measured 0.12: resizing in either space is alike
+    assert preview.size == size and "icc_profile" not in preview.info
+    assert _mean_difference(preview, as_is) > 3  # the profile was applied (7.6)
+
+
 @pytest.mark.parametrize(
     "icc_profile",
     [ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(), b"not a profile at all"],
@@ -330,6 +356,52 @@ def test_draft_reduces_more_for_a_small_preview(big_portrait_jpeg: bytes) -> Non
     decoded = _decode(big_portrait_jpeg, RenderOptions(preview_long_side=700))
 
     assert decoded.image.size == (500, 750)  # 1/8 scale, still >= 467x700
+
+
+@pytest.mark.parametrize(
+    ("stored", "target", "scale"),
+    [
+        ((4000, 3000), (1600, 1200), 2),
+        ((3200, 2400), (1600, 1200), 2),
+        # 1/2 gives ceil(3199 / 2) = 1600: still covers the preview, although 3199 // 1600 is 1
+        ((3199, 2400), (1600, 1200), 2),
+        ((3198, 2400), (1600, 1200), 1),
+        ((6000, 4000), (1600, 1067), 2),
+        ((12800, 9600), (1600, 1200), 8),
+        ((12799, 9599), (1600, 1200), 8),
+        ((1600, 1200), (1600, 1200), 1),
+    ],
+)
+def test_draft_scale_is_the_largest_whose_decode_covers_the_target(
+    stored: tuple[int, int], target: tuple[int, int], scale: int
+) -> None:
+    assert draft_scale(stored, target) == scale
+
+
+def test_draft_decodes_at_the_largest_covering_scale_where_pillow_alone_would_not() -> None:
+    original = samples.photo_jpeg(3199, 2399)
+
+    decoded = _decode(original, DEFAULTS)
+
+    assert decoded.image.size == (1600, 1200)  # libjpeg's 1/2 scale rounds up
+    with Image.open(io.BytesIO(original)) as plain:
+        plain.draft(None, (1600, 1200))
+        assert plain.size == (3199, 2399)  # Pillow's own choice: a full decode
+    result = render_renditions(original, DEFAULTS)
+    assert _open(result.preview).size == (1600, 1200)
+
+
+def test_renditions_are_baseline_jpegs_with_optimized_tables_and_4_2_0() -> None:
+    # The settings chosen by measurement (rendering.JPEG_*): smaller than progressive at half the time.
+    result = render_renditions(samples.photo_jpeg(1600, 1200), DEFAULTS)
+
+    for rendition in (result.preview, result.thumbnail):
+        image = _open(rendition)
+        assert isinstance(image, JpegImagePlugin.JpegImageFile)
+        assert "progressive" not in image.info and "progression" not in image.info
+        assert JpegImagePlugin.get_sampling(image) == 2  # 4:2:0
+        standard = _encoded(image, "JPEG", quality=DEFAULTS.quality, optimize=False)
+        assert len(rendition.data) < len(standard)
 
 
 # --- refusals -------------------------------------------------------------------------------------
@@ -474,6 +546,28 @@ def test_watermark_opacity_and_input_untouched() -> None:
     strong_darkest = min(band[0] for band in strong.getextrema())  # type: ignore[index]
     assert strong_darkest < 30 < faint_darkest < 255
     assert apply_watermark(image, WatermarkOptions(opacity=0.0)) is image
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_watermark_in_place_marks_the_image_itself_exactly_as_the_copy(mode: str) -> None:
+    colour = {"RGB": (90, 120, 150), "RGBA": (90, 120, 150, 255), "L": 90}[mode]
+    image = Image.new(mode, (640, 480), colour)
+    options = WatermarkOptions(logo_png=samples.logo_png())
+
+    copied = apply_watermark(image, options)
+    marked = apply_watermark(image, options, in_place=True)
+
+    assert marked is image
+    assert ImageChops.difference(copied, marked).getbbox() is None
+    assert _changed_box(marked, Image.new(mode, (640, 480), colour)) is not None
+
+
+def test_a_photo_smaller_than_the_thumbnail_is_marked_once_in_each_rendition() -> None:
+    # Neither rendition is resized, so both start from the same decoded image, marked in place.
+    result = render_renditions(samples.photo_jpeg(360, 240), DEFAULTS)
+
+    assert _open(result.preview).size == _open(result.thumbnail).size == (360, 240)
+    assert result.thumbnail.data == result.preview.data
 
 
 def test_watermark_skipped_on_a_tiny_image() -> None:
