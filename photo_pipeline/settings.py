@@ -76,7 +76,9 @@ class Settings:
     # Largest original accepted: checked by HEAD before any GET, signed into presigned PUTs, and
     # refused by the CLI before a row is created.
     max_original_mb: int = 200
-    sensor_interval_seconds: int = 30
+    # Safety net behind the fast path (`photo-pipeline arrived`): raw_object_sensor every 10 s,
+    # pending_photo_sensor every 5 s (the daemon's sensor loop never runs more often than 5 s).
+    sensor_interval_seconds: int = 10
     sensor_max_keys_per_tick: int = 5000
     # Reconciliation refuses a plan that would flag or delete more than this share of an
     # album's (or the whole table's) rows or objects, once more than `reconcile_min_changes`.
