@@ -78,7 +78,8 @@ def seed_rows(database_url: str, photos: list[tuple[uuid.UUID, uuid.UUID, str]])
     repository = PhotoRepository.from_url(database_url)
     for start in range(0, len(photos), 1000):
         repository.adopt([NewPhoto(id=p, album_id=a, original_key=k) for a, p, k in photos[start : start + 1000]])
-    pending = [p for i, (_, p, _) in enumerate(photos) if (i // albums_of(photos)) % 100 == 0]
+    albums = albums_of(photos)
+    pending = [p for i, (_, p, _) in enumerate(photos) if (i // albums) % 100 == 0]
     with repository.engine.begin() as conn:
         conn.execute(update(Photo).where(Photo.id.not_in(pending)).values(status=PhotoStatus.COMPLETED.value))
     repository.engine.dispose()
