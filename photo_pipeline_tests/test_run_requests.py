@@ -120,3 +120,28 @@ def test_a_finished_run_does_not_hold_the_album_back(dagster_instance: DagsterIn
     again = request_album_run(album_id, dagster_instance)
     assert again.decision is Decision.SUBMIT and again.run_id != first.run_id
     assert len(album_runs(dagster_instance, album_id)) == 2
+
+
+def test_the_arrived_command_requests_the_albums_run_and_refuses_unknown_photos(
+    dagster_instance: DagsterInstance, photo_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from photo_pipeline import keys
+    from photo_pipeline.cli import main
+    from photo_pipeline.repository import NewPhoto, PhotoRepository
+
+    album, photo = uuid.uuid4(), uuid.uuid4()
+    PhotoRepository.from_url(photo_db).register_pending(NewPhoto(id=photo, album_id=album, original_key=keys.raw_key(album, photo, "jpg")))
+    unknown = uuid.uuid4()
+    monkeypatch.setenv("PHOTO_DATABASE_URL", photo_db)
+    monkeypatch.setenv("PHOTO_PIPELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))  # the fixture's instance
+
+    result = CliRunner().invoke(main, ["arrived", str(photo), str(unknown)])
+
+    assert result.exit_code == 1, result.output  # one photo could not be handled
+    assert f"photo {unknown}: no such photo" in result.output
+    [run] = album_runs(dagster_instance, album)
+    assert run.dagster_run.status is DagsterRunStatus.QUEUED
+    assert run.dagster_run.run_id in "".join(result.output.split())  # rich wraps long lines
