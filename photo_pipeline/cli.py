@@ -130,6 +130,7 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
     repository, store = ctx.repository(), ctx.store()
     policy = UploadPolicy.from_settings(ctx.settings)
     failures = 0
+    uploaded = 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console
     ) as progress:
@@ -161,7 +162,50 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
                 progress.console.print(f"[red]failed[/] {path}: {type(exc).__name__}: {redact(str(exc))}")
                 continue
             progress.console.print(f"[green]uploaded[/] {path.name} -> photo {result.photo_id} ({result.key})")
+            uploaded += 1
+    if uploaded:
+        request_runs([album_id])
     if failures:
+        raise SystemExit(1)
+
+
+def request_runs(album_ids: list[uuid.UUID]) -> bool:
+    """The fast path: ask for the albums' runs now. A failure here loses no photo (the sensors
+    find them within seconds), so it is reported as a warning, with its cause, not as an error."""
+    from dagster._core.errors import DagsterError
+
+    from photo_pipeline.run_requests import album_run_requester
+
+    try:
+        with album_run_requester() as requester:
+            for album_id in album_ids:
+                outcome = requester.request(album_id)
+                suffix = f": run {outcome.run_id}" if outcome.run_id else ""
+                console.print(f"[green]album {album_id}[/] processing {outcome.decision.value}{suffix}")
+    except (DagsterError, SQLAlchemyError, OSError) as exc:
+        log.debug("requesting the album runs failed", exc_info=True)
+        err_console.print(
+            f"[yellow]warning[/] could not request the album's run now ({type(exc).__name__}: {redact(str(exc))}); "
+            "the sensors will pick the photos up"
+        )
+        return False
+    return True
+
+
+@main.command()
+@click.argument("photo_ids", nargs=-1, required=True, callback=lambda ctx, param, values: [parse_uuid("PHOTO_ID")(ctx, param, v) for v in values])
+@pass_context
+def arrived(ctx: Context, photo_ids: list[uuid.UUID]) -> None:
+    """Say that the uploads of PHOTO_IDS are complete: their albums' runs are requested now
+    (the fast path; without it the sensors find the photos within their interval)."""
+    from photo_pipeline.run_requests import plan_arrivals
+
+    plan = plan_arrivals(photo_ids, ctx.repository().get_many(photo_ids))
+    for photo_id, reason in plan.refused.items():
+        err_console.print(f"[yellow]skipped[/] photo {photo_id}: {reason}")
+    if plan.albums and not request_runs(plan.albums):
+        raise SystemExit(1)
+    if plan.refused:
         raise SystemExit(1)
 
 

@@ -62,6 +62,9 @@ process_album = define_asset_job(
     selection=AssetSelection.assets(THUMBNAILS, PREVIEWS),
     description="Render the thumbnails and previews of one album's pending photos.",
     tags={"photo_pipeline/kind": "render"},
+    # One step: running it in the run worker saves a second Python process (and its imports) per
+    # run. Nothing needs the subprocess: the memory budget is per run, the heartbeat a thread.
+    executor_def=in_process_executor,
 )
 
 rerender_albums = define_asset_job(
@@ -77,6 +80,7 @@ rerender_albums = define_asset_job(
         "reprocess_failed_photos."
     ),
     tags={"photo_pipeline/kind": "rerender"},
+    executor_def=in_process_executor,
 )
 
 

@@ -27,6 +27,8 @@ concurrency:
       - key: "photo_pipeline/kind"
         value: "reconcile"
         limit: 1
+run_queue:
+  dequeue_interval_seconds: 1
 run_retries:
   enabled: true
   max_retries: 1

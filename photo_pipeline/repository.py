@@ -551,6 +551,30 @@ class PhotoRepository:
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
 
+    def pending_in_albums(self, album_ids: Collection[uuid.UUID], per_album: int) -> dict[uuid.UUID, list[PhotoRecord]]:
+        """`pending_in_album` for many albums in one query (a sensor tick looks at up to hundreds
+        of albums: one round trip each would cost seconds)."""
+        if not album_ids:
+            return {}
+        rank = (
+            func.row_number()
+            .over(partition_by=Photo.album_id, order_by=(Photo.updated_at.desc(), Photo.id))
+            .label("rank")
+        )
+        ranked = (
+            select(*Photo.__table__.columns, rank)
+            .where(Photo.album_id.in_(list(album_ids)), Photo.status == PhotoStatus.PENDING.value)
+            .subquery()
+        )
+        columns = [ranked.c[c.name] for c in Photo.__table__.columns]
+        query = select(*columns).where(ranked.c.rank <= per_album).order_by(ranked.c.album_id, ranked.c.rank)
+        found: dict[uuid.UUID, list[PhotoRecord]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                record = self._record(row)
+                found.setdefault(record.album_id, []).append(record)
+        return found
+
     def find_by_original_keys(self, keys: Collection[str]) -> dict[str, PhotoRecord]:
         found: dict[str, PhotoRecord] = {}
         with self.engine.connect() as conn:

@@ -27,10 +27,12 @@ from photo_pipeline.object_store import (
 from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.rendering import RenderOptions, render_options_from_settings
 from photo_pipeline.repository import PhotoRepository
-from photo_pipeline.settings import Settings
+from photo_pipeline.settings import Settings, boto3_environment_fingerprint
 
 _engine_lock = threading.Lock()
 _repositories: dict[str, PhotoRepository] = {}
+_client_lock = threading.Lock()
+_s3_clients: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}
 
 
 def repository_for(url: str) -> PhotoRepository:
@@ -122,9 +124,20 @@ class PhotoPipelineResource(ConfigurableResource):
         settings = self.settings()
         if settings.bucket is None:
             return LocalObjectStore(settings.objects_dir)
-        client = self.s3.get_client()
-        presign_client = self.s3.get_client(settings.public_endpoint_url) if settings.public_endpoint_url else client
+        client, presign_client = self._s3_clients(settings.public_endpoint_url)
         return S3ObjectStore(client, settings.bucket, presign_client=presign_client)
+
+    def _s3_clients(self, public_endpoint_url: str | None) -> tuple[Any, Any]:
+        """The S3 clients, built once per configuration per process (building one costs 50-300 ms,
+        and sensors call store() every tick); boto3 clients are thread-safe."""
+        key = (self.s3.model_dump_json(), public_endpoint_url, boto3_environment_fingerprint())
+        with _client_lock:
+            clients = _s3_clients.get(key)
+            if clients is None:
+                client = self.s3.get_client()
+                presign_client = self.s3.get_client(public_endpoint_url) if public_endpoint_url else client
+                clients = _s3_clients[key] = (client, presign_client)
+            return clients
 
     def render_options(self) -> RenderOptions:
         return render_options_from_settings(self.settings().render)

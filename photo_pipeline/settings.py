@@ -6,6 +6,7 @@ construct settings directly and nothing deep in the code depends on process stat
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -82,7 +83,9 @@ class Settings:
     # Largest original accepted: checked by HEAD before any GET, signed into presigned PUTs, and
     # refused by the CLI before a row is created.
     max_original_mb: int = 200
-    sensor_interval_seconds: int = 30
+    # Safety net behind the fast path (`photo-pipeline arrived`): raw_object_sensor every 10 s,
+    # pending_photo_sensor every 5 s (the daemon's sensor loop never runs more often than 5 s).
+    sensor_interval_seconds: int = 10
     sensor_max_keys_per_tick: int = 5000
     # Reconciliation refuses a plan that would flag or delete more than this share of an
     # album's (or the whole table's) rows or objects, once more than `reconcile_min_changes`.
@@ -297,3 +300,28 @@ def env_is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
     `EnvVar` (resolved at run time, never shown in the UI) and the embedded default."""
     env = os.environ if environ is None else environ
     return bool(env.get(name))
+
+
+# What boto3 reads from the environment to build an S3 client (endpoint, credentials, region,
+# profile, retries): a client cached by the resources is only reused while these are unchanged.
+BOTO3_ENVIRONMENT = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+)
+
+
+def boto3_environment_fingerprint(environ: Mapping[str, str] | None = None) -> str:
+    """A digest (never the values: they include secrets) of the variables boto3 builds clients from."""
+    env = os.environ if environ is None else environ
+    joined = "\0".join(f"{name}={env.get(name, '')}" for name in BOTO3_ENVIRONMENT)
+    return hashlib.sha256(joined.encode()).hexdigest()

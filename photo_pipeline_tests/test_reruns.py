@@ -40,7 +40,8 @@ from photo_pipeline.resources import PhotoPipelineResource
 from photo_pipeline_tests.conftest import PostgresServer, S3Server
 
 # Steps in this process: fast, and re-execution from failure works the same.
-IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
+# process_album runs its step in process already (in_process_executor): no executor config to choose.
+IN_PROCESS: dict[str, Any] = {}
 
 
 def definitions() -> Definitions:
