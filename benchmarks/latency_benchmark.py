@@ -37,13 +37,11 @@ from datetime import datetime
 from pathlib import Path
 
 import boto3
-import psycopg
 from moto.server import ThreadedMotoServer
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 PHOTO_TIMEOUT_SECONDS = 90
 HOPS = ["requested", "dequeued", "launched", "worker started", "claimed", "completed"]
@@ -57,9 +55,7 @@ class Sample:
 
 
 def new_database(created: list[str]) -> str:
-    name = f"photo_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    name, _ = create_database()
     created.append(name)
     return name
 
@@ -105,9 +101,8 @@ def services(folder: Path) -> Iterator[None]:
         yield
     finally:
         moto.stop()
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            for name in created:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for name in created:
+            drop_database(name)
 
 
 @contextmanager

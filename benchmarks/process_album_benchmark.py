@@ -42,11 +42,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 # The run's log lines stay in its event log; the console gets warnings only.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -90,18 +88,6 @@ def measure_renderer(originals: list[bytes], workers: int) -> float:
         seconds = time.perf_counter() - started
     assert len(renditions) == len(originals)
     return len(originals) / seconds
-
-
-def create_database(prefix: str) -> tuple[str, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def start_moto_process() -> tuple[subprocess.Popen[bytes], str, int]:

@@ -13,11 +13,8 @@ import resource
 import tempfile
 import time
 import tracemalloc
-import uuid
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 
 from photo_pipeline.database import migrate
 from photo_pipeline.object_store import LocalObjectStore
@@ -26,24 +23,12 @@ from photo_pipeline.reconciliation import ReconcilePolicy
 from photo_pipeline.repository import PhotoRepository
 from photo_pipeline_tests.scale import seed_completed_library
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
 PER_ALBUM = 1000
 
 
-def fresh_database() -> tuple[str, str]:
-    name = f"photo_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def measure(total: int) -> dict[str, float]:
-    name, url = fresh_database()
+    name, url = create_database()
     try:
         migrate(url)
         repository = PhotoRepository.from_url(url)

@@ -28,22 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import psycopg
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
-from psycopg import sql
 from sqlalchemy import update
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 TARGET_SECONDS = 2.0
 
 
 def new_database(created: list[str]) -> str:
-    name = f"photo_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    name, _ = create_database()
     created.append(name)
     return name
 
@@ -54,9 +50,8 @@ def databases() -> Iterator[tuple[str, str]]:
     try:
         yield new_database(created), new_database(created)
     finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            for name in created:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for name in created:
+            drop_database(name)
 
 
 def library(objects: int, albums: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:

@@ -12,6 +12,8 @@ import io
 import re
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -212,20 +214,11 @@ def estimate_memory(data: Source, options: RenderOptions = RenderOptions()) -> M
     JPEGs are estimated at the size their draft decode will have, which is what rendering asks
     for. Raises RenderError for what rendering would refuse anyway (not an image, over max_pixels).
     """
-    try:
-        with _open(data) as opened:
-            _check_pixel_limit(opened.size, options.max_pixels)
-            _request_draft(opened, _fit_size(opened.size, options.preview_long_side))
-            width, height = opened.size
-            mode = opened.mode
-    except RenderError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise RenderError(_unidentified_message()) from exc
-    except Image.DecompressionBombError as exc:
-        raise RenderError(_pillow_bomb_message(exc)) from exc
-    except DECODE_ERRORS as exc:
-        raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
+    with _decode_errors_as_render_errors(), _open(data) as opened:
+        _check_pixel_limit(opened.size, options.max_pixels)
+        _request_draft(opened, _fit_size(opened.size, options.preview_long_side))
+        width, height = opened.size
+        mode = opened.mode
     bands, bytes_per_sample, decoded = decoded_bytes(width, height, mode)
     return MemoryEstimate(
         width=width,
@@ -345,19 +338,12 @@ def _profile_after_resize(image: Image.Image) -> bool:
     )
 
 
-def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> _Decoded:
-    """Decode once, upright, checking the header's pixel count before any pixel is decoded."""
+@contextmanager
+def _decode_errors_as_render_errors() -> Iterator[None]:
+    """What the decoders raise for bad input, as the one RenderError an operator reads; nothing
+    else is caught, so a bug still surfaces as itself."""
     try:
-        with _open(data) as opened:
-            stored_size = opened.size
-            _check_pixel_limit(stored_size, options.max_pixels)
-            orientation = _orientation(opened)
-            if use_draft:
-                _request_draft(opened, _fit_size(stored_size, options.preview_long_side))
-            opened.load()
-            source_format = _source_format(opened)
-            warning = _grey_padding(opened) if source_format == "JPEG" else None
-            image = _upright(opened)
+        yield
     except RenderError:
         raise
     except UnidentifiedImageError as exc:
@@ -366,6 +352,20 @@ def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> 
         raise RenderError(_pillow_bomb_message(exc)) from exc
     except DECODE_ERRORS as exc:
         raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
+
+
+def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> _Decoded:
+    """Decode once, upright, checking the header's pixel count before any pixel is decoded."""
+    with _decode_errors_as_render_errors(), _open(data) as opened:
+        stored_size = opened.size
+        _check_pixel_limit(stored_size, options.max_pixels)
+        orientation = _orientation(opened)
+        if use_draft:
+            _request_draft(opened, _fit_size(stored_size, options.preview_long_side))
+        opened.load()
+        source_format = _source_format(opened)
+        warning = _grey_padding(opened) if source_format == "JPEG" else None
+        image = _upright(opened)
     if orientation in TRANSPOSING_ORIENTATIONS:
         stored_size = (stored_size[1], stored_size[0])
     return _Decoded(image=image, source_size=stored_size, source_format=source_format, warning=warning)
