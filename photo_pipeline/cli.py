@@ -178,10 +178,15 @@ def request_runs(album_ids: list[uuid.UUID]) -> bool:
 
     try:
         with album_run_requester() as requester:
+            submitted = False
             for album_id in album_ids:
                 outcome = requester.request(album_id)
                 suffix = f": run {outcome.run_id}" if outcome.run_id else ""
                 console.print(f"[green]album {album_id}[/] processing {outcome.decision.value}{suffix}")
+                submitted = submitted or outcome.submitted
+            if submitted:
+                # Queued is not running: say who launches it, so a quiet embedded setup is no mystery.
+                console.print("  queued runs are launched by the Dagster daemon (locally: photo-pipeline ui)")
     except (DagsterError, SQLAlchemyError, OSError) as exc:
         log.debug("requesting the album runs failed", exc_info=True)
         err_console.print(
