@@ -256,14 +256,17 @@ def test_reconcile_storage_skips_and_reports_unholdable_keys(
     assert again.success and again.output_for_node("plan_changes").unholdable_keys == len(UNHOLDABLE)
 
 
-def test_cli_reconcile_prints_skipped_keys_escaped(
-    photo_db: str, s3_bucket: str, store: S3ObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture
+def cli_env(photo_db: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI's environment: this test's table and bucket, no Dagster instance, no orphan grace."""
     monkeypatch.setenv("PHOTO_DATABASE_URL", photo_db)
     monkeypatch.setenv("PHOTO_BUCKET", s3_bucket)
     monkeypatch.setenv("PHOTO_PIPELINE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.setenv("PHOTO_ORPHAN_GRACE_SECONDS", "0")
+
+
+def test_cli_reconcile_prints_skipped_keys_escaped(cli_env: None, store: S3ObjectStore) -> None:
     album = uuid.uuid4()
     named = hostile_keys(album)
     for key in named.values():
@@ -376,14 +379,7 @@ def test_one_refused_row_loses_no_other_adoption_and_other_repairs_still_run(
     assert event.run_id == result.run_id and event.asset_materialization.metadata["apply_errors"].value == 2
 
 
-def test_cli_reconcile_exits_non_zero_when_a_repair_failed(
-    photo_db: str, s3_bucket: str, store: S3ObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("PHOTO_DATABASE_URL", photo_db)
-    monkeypatch.setenv("PHOTO_BUCKET", s3_bucket)
-    monkeypatch.setenv("PHOTO_PIPELINE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.setenv("PHOTO_ORPHAN_GRACE_SECONDS", "0")
+def test_cli_reconcile_exits_non_zero_when_a_repair_failed(cli_env: None, store: S3ObjectStore, photo_db: str) -> None:
     album = uuid.uuid4()
     good = keys.raw_key(album, uuid.uuid4(), "jpg")
     refused = f"raw/{album}/refused-by-db.jpg"
