@@ -214,14 +214,19 @@ def cut_after_first_completed(repository: PhotoRepository, album: uuid.UUID, lin
     return thread
 
 
+def bucket_behind(link: CuttableLink) -> S3ObjectStore:
+    """A fresh bucket reached through the cuttable link."""
+    client = make_s3_client(endpoint_url=link.endpoint)
+    bucket = f"outage-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return S3ObjectStore(client, bucket)
+
+
 def test_a_storage_outage_mid_run_gives_the_photos_back_and_is_reported_unfinished(
     repository: PhotoRepository, outage_s3, slow_png: bytes  # type: ignore[no-untyped-def]
 ) -> None:
     link: CuttableLink = outage_s3
-    bucket = f"outage-{uuid.uuid4().hex[:12]}"
-    client = make_s3_client(endpoint_url=link.endpoint)
-    client.create_bucket(Bucket=bucket)
-    store = S3ObjectStore(client, bucket)
+    store = bucket_behind(link)
     album = uuid.uuid4()
     photos = add_photos(repository, store, album, slow_png, 8)
     watcher = cut_after_first_completed(repository, album, link, restore=False)
@@ -244,10 +249,8 @@ def test_a_step_that_leaves_photos_unfinished_fails_and_its_retry_policy_renders
     instance: DagsterInstance, photo_db: str, repository: PhotoRepository, outage_s3, slow_png: bytes, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
     link: CuttableLink = outage_s3
-    bucket = f"outage-{uuid.uuid4().hex[:12]}"
-    client = make_s3_client(endpoint_url=link.endpoint)
-    client.create_bucket(Bucket=bucket)
-    store = S3ObjectStore(client, bucket)
+    store = bucket_behind(link)
+    bucket = store.bucket
     album = uuid.uuid4()
     photos = add_photos(repository, store, album, slow_png, 6)
     instance.add_dynamic_partitions(albums_partitions.name, [str(album)])
