@@ -42,6 +42,7 @@ from moto.server import ThreadedMotoServer
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 PHOTO_TIMEOUT_SECONDS = 90
 HOPS = ["requested", "dequeued", "launched", "worker started", "claimed", "completed"]
@@ -95,7 +96,7 @@ def services(folder: Path) -> Iterator[None]:
                 "DAGSTER_PG_DB": dagster_db,
             }
         )
-        from photo_pipeline.database import migrate
+        from photo_pipeline.photos.database import migrate
 
         migrate(os.environ["PHOTO_DATABASE_URL"])
         yield
@@ -145,8 +146,8 @@ def timestamp(moment: datetime) -> float:
 
 
 def measure_one(instance, repository, store, requester, album: uuid.UUID, photo: Path, policy) -> Sample:  # type: ignore[no-untyped-def]
-    from photo_pipeline.models import PhotoStatus
-    from photo_pipeline.uploads import upload_photo
+    from photo_pipeline.photos.models import PhotoStatus
+    from photo_pipeline.services.uploads import upload_photo
 
     result = upload_photo(repository, store, album, photo, policy=policy)
     uploaded = time.time()
@@ -170,7 +171,7 @@ def measure_one(instance, repository, store, requester, album: uuid.UUID, photo:
     sample = Sample(total=completed - uploaded)
     if claimed_by is None:
         return sample  # claimed and completed between two polls: only the total is known
-    from photo_pipeline.discovery import worker_of
+    from photo_pipeline.services.discovery import worker_of
 
     run_id = worker_of(claimed_by)
     record = instance.get_run_record_by_id(run_id)
@@ -188,7 +189,7 @@ def measure_one(instance, repository, store, requester, album: uuid.UUID, photo:
 
 
 def time_arrived_command(repository, store, album: uuid.UUID, photo: Path, policy) -> float:  # type: ignore[no-untyped-def]
-    from photo_pipeline.uploads import upload_photo
+    from photo_pipeline.services.uploads import upload_photo
 
     result = upload_photo(repository, store, album, photo, policy=policy)
     started = time.perf_counter()
@@ -224,12 +225,12 @@ def main() -> None:
         with services(folder), daemon(folder) as process:
             from dagster import DagsterInstance
 
-            from photo_pipeline import samples
-            from photo_pipeline.object_store import build_object_store
-            from photo_pipeline.repository import PhotoRepository
-            from photo_pipeline.run_requests import album_run_requester
+            from photo_pipeline.cli import samples
+            from photo_pipeline.instance.run_requests import album_run_requester
+            from photo_pipeline.photos.repository import PhotoRepository
+            from photo_pipeline.services.uploads import UploadPolicy
             from photo_pipeline.settings import Settings
-            from photo_pipeline.uploads import UploadPolicy
+            from photo_pipeline.storage import build_object_store
 
             settings = Settings.from_env()
             repository = PhotoRepository.from_url(settings.database_url)

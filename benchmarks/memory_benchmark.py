@@ -38,7 +38,7 @@ RUN_TIMEOUT_SECONDS = 900
 
 def _factor_child(path: str) -> None:
     """Runs in a fresh process: prints decoded bytes and peak RSS growth of one render."""
-    from photo_pipeline.rendering import estimate_memory, render_renditions
+    from photo_pipeline.rendering.render import estimate_memory, render_renditions
 
     with open(path, "rb") as source:
         estimate = estimate_memory(source)
@@ -60,7 +60,7 @@ def _high_water_mark() -> int:
 def measure_factors(folder: Path) -> None:
     from PIL import Image
 
-    from photo_pipeline import samples
+    from photo_pipeline.cli import samples
 
     cases: dict[str, bytes] = {
         "16-bit grey PNG 10900x10900": samples.sixteen_bit_png(),
@@ -129,11 +129,11 @@ def tree_rss(root_pid: int) -> int:
 
 
 def seed_hostile_album(home: Path, *, pngs: int, big_jpegs: int) -> uuid.UUID:
-    from photo_pipeline import keys, samples
-    from photo_pipeline.database import migrate
-    from photo_pipeline.object_store import LocalObjectStore
-    from photo_pipeline.repository import NewPhoto, PhotoRepository
+    from photo_pipeline.cli import samples
+    from photo_pipeline.photos.database import migrate
+    from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
     from photo_pipeline.settings import Settings
+    from photo_pipeline.storage import LocalObjectStore, keys
 
     settings = Settings().with_home(home)
     migrate(settings.database_url)
@@ -187,7 +187,7 @@ def measure_run(budget_mb: int | None, pngs: int, big_jpegs: int, workers: int |
             # the album seeded here; the table schema is the same.
             env["PYTHONPATH"] = code
             print(f"code under test: {code}")
-            migrate = f"from photo_pipeline.database import migrate; migrate({settings.database_url!r})"
+            migrate = f"from photo_pipeline.photos.database import migrate; migrate({settings.database_url!r})"
             subprocess.run([sys.executable, "-c", migrate], env=env, cwd=code, check=True)
         command = [
             str(Path(sys.executable).with_name("dagster")), "job", "execute",
@@ -226,7 +226,7 @@ def _run_sampling(command: list[str], env: dict[str, str], cwd: str | None) -> t
 
 
 def _print_outcomes(database_url: str, album: uuid.UUID) -> None:
-    from photo_pipeline.repository import PhotoRepository
+    from photo_pipeline.photos.repository import PhotoRepository
 
     repository = PhotoRepository.from_url(database_url)
     for photo in repository.photos_in_album(album):

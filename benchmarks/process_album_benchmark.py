@@ -42,9 +42,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
+
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 # The run's log lines stay in its event log; the console gets warnings only.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -77,7 +77,10 @@ class RunFigures:
 
 def measure_renderer(originals: list[bytes], workers: int) -> float:
     """Photos/s of `render_renditions` alone over the originals, `workers` threads."""
-    from photo_pipeline.rendering import render_options_from_settings, render_renditions
+    from photo_pipeline.rendering.render import (
+        render_options_from_settings,
+        render_renditions,
+    )
     from photo_pipeline.settings import Settings
 
     options = render_options_from_settings(Settings.from_env().render)
@@ -120,8 +123,8 @@ def cpu_seconds(pid: int) -> float:
 def services(folder: Path) -> Iterator[subprocess.Popen[bytes]]:
     """moto's S3 server over HTTP, a photo database and a Dagster database on PostgreSQL, and
     the environment a production run worker would have (set before definitions are imported)."""
-    from photo_pipeline.database import migrate
-    from photo_pipeline.object_store import make_s3_client
+    from photo_pipeline.photos.database import migrate
+    from photo_pipeline.storage import make_s3_client
 
     # moto in its own process, as a real S3 endpoint would be: in this process its request
     # handling would compete with the render threads for the GIL.
@@ -157,9 +160,9 @@ def services(folder: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def seed_album(originals: list[bytes], photos: int) -> uuid.UUID:
-    from photo_pipeline import keys
-    from photo_pipeline.repository import NewPhoto
-    from photo_pipeline.resources import PhotoPipelineResource
+    from photo_pipeline.defs.resources import PhotoPipelineResource
+    from photo_pipeline.photos.repository import NewPhoto
+    from photo_pipeline.storage import keys
 
     resource = PhotoPipelineResource()
     repository, store = resource.repository(), resource.store()
@@ -217,7 +220,7 @@ def run_album(album: uuid.UUID, photos: int, executor: str) -> RunFigures:
 
 def measure_processor(originals: list[bytes], photos: int) -> float:
     """Photos/s of the processing service alone on one album (no Dagster)."""
-    from photo_pipeline.resources import PhotoPipelineResource
+    from photo_pipeline.defs.resources import PhotoPipelineResource
 
     album = seed_album(originals, photos)
     processor = PhotoPipelineResource().processor(logging.getLogger("bench"))
@@ -239,7 +242,7 @@ def main() -> None:
         os.environ["PHOTO_IO_THREADS"] = str(args.io_threads)
     sys.path.insert(0, str(ROOT))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
-    from photo_pipeline import samples
+    from photo_pipeline.cli import samples
     from photo_pipeline.settings import Settings
 
     settings = Settings.from_env()

@@ -22,15 +22,20 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
 
-from photo_pipeline.database import migrate
-from photo_pipeline.object_store import LocalObjectStore, ObjectStore, S3ObjectStore, make_s3_client
-from photo_pipeline.reconciler import Reconciler
-from photo_pipeline.reconciliation import ReconcilePolicy
-from photo_pipeline.repository import PhotoRepository
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.reconcile.apply import Reconciler
+from photo_pipeline.reconcile.plan import ReconcilePolicy
+from photo_pipeline.storage import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    make_s3_client,
+)
 from photo_pipeline_tests.scale import seed_completed_library
 
-from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
 PER_ALBUM = 1000
 
 

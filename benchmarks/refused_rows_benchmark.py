@@ -16,9 +16,13 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
-from photo_pipeline import keys
-from photo_pipeline.database import migrate
-from photo_pipeline.repository import NewPhoto, PhotoRepository, isolate_refused_rows
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.repository import (
+    NewPhoto,
+    PhotoRepository,
+    isolate_refused_rows,
+)
+from photo_pipeline.storage import keys
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -57,8 +57,9 @@ import pyvips
 from PIL import Image, ImageOps
 from skimage.metrics import structural_similarity
 
-from photo_pipeline import rendering, samples
-from photo_pipeline.rendering import RenderOptions, _render, render_renditions
+from photo_pipeline.cli import samples
+from photo_pipeline.rendering import render as rendering
+from photo_pipeline.rendering.render import RenderOptions, _render, render_renditions
 from photo_pipeline.settings import Settings
 
 SSIM_TOLERANCE = 0.005

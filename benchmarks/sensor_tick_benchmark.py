@@ -34,6 +34,7 @@ from sqlalchemy import update
 
 ROOT = Path(__file__).resolve().parents[1]
 from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 TARGET_SECONDS = 2.0
 
@@ -55,7 +56,7 @@ def databases() -> Iterator[tuple[str, str]]:
 
 
 def library(objects: int, albums: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
-    from photo_pipeline import keys
+    from photo_pipeline.storage import keys
 
     album_ids = [uuid.uuid4() for _ in range(albums)]
     photos = []
@@ -67,8 +68,8 @@ def library(objects: int, albums: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]
 
 def seed_rows(database_url: str, photos: list[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
     """Rows for every photo, completed but 1% left pending (every album gets some)."""
-    from photo_pipeline.models import Photo, PhotoStatus
-    from photo_pipeline.repository import NewPhoto, PhotoRepository
+    from photo_pipeline.photos.models import Photo, PhotoStatus
+    from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 
     repository = PhotoRepository.from_url(database_url)
     for start in range(0, len(photos), 1000):
@@ -155,7 +156,10 @@ def tick_figures(instance, label: str) -> dict[str, float]:  # type: ignore[no-u
     from dagster import build_sensor_context
 
     from photo_pipeline.definitions import photo_pipeline_resource
-    from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
+    from photo_pipeline.defs.sensors.sensors import (
+        pending_photo_sensor,
+        raw_object_sensor,
+    )
 
     def tick(sensor, cursor: str | None):  # type: ignore[no-untyped-def]
         resources = {"photo_pipeline": photo_pipeline_resource()}
@@ -175,7 +179,7 @@ def tick_figures(instance, label: str) -> dict[str, float]:  # type: ignore[no-u
 def measure(args: argparse.Namespace, endpoint: str, bucket: str, photos: list[tuple[uuid.UUID, uuid.UUID, str]]) -> dict[str, dict[str, float]]:
     with databases() as (photo_db, dagster_db), tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        from photo_pipeline.database import migrate
+        from photo_pipeline.photos.database import migrate
 
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{photo_db}"
         migrate(url)

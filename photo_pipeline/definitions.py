@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dagster import Definitions, EnvVar
 
-from photo_pipeline.assets import album_renditions
-from photo_pipeline.health_assets import HEALTH_ASSETS, HEALTH_JOBS, HEALTH_SCHEDULES
-from photo_pipeline.jobs import process_album, reprocess_failed_photos, rerender_albums
-from photo_pipeline.reconcile_job import reconcile_schedule, reconcile_storage
-from photo_pipeline.resources import PhotoPipelineResource
-from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
+from photo_pipeline.defs.health.assets import (
+    HEALTH_ASSETS,
+    HEALTH_JOBS,
+    HEALTH_SCHEDULES,
+)
+from photo_pipeline.defs.reconcile.job import reconcile_schedule, reconcile_storage
+from photo_pipeline.defs.renditions.assets import album_renditions
+from photo_pipeline.defs.renditions.jobs import (
+    process_album,
+    reprocess_failed_photos,
+    rerender_albums,
+)
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.defs.sensors.sensors import pending_photo_sensor, raw_object_sensor
 from photo_pipeline.settings import (
     ENV_BUCKET,
     ENV_DATABASE_URL,

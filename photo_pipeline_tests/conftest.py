@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from moto.server import ThreadedMotoServer
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from photo_pipeline.database import migrate
+from photo_pipeline.photos.database import migrate
 
 # Admin connection used only to create and drop throw-away databases.
 PG_ADMIN_DSN = os.environ.get("PHOTO_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -144,6 +147,8 @@ def s3_bucket(s3_env: S3Server) -> str:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# The venv's scripts (dagster-daemon, photo-pipeline) beside the interpreter running the tests.
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -175,3 +180,57 @@ def photo_db(postgres_url: str) -> str:
     """A fresh PostgreSQL database migrated to the current photo table schema."""
     migrate(postgres_url)
     return postgres_url
+
+
+# -- the daemon, out of process, on PostgreSQL and the S3 server (test_daemon, test_crash_recovery)
+
+
+@pytest.fixture
+def pipeline_env(postgres_server: PostgresServer, s3_server: S3Server, tmp_path: Path) -> dict[str, str]:
+    photo_db = postgres_server.new_database()
+    migrate(photo_db)
+    dagster_db = make_url(postgres_server.new_database())
+    bucket = s3_server.new_bucket()
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
+    env.update(S3_TEST_CREDENTIALS)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url,
+            "PHOTO_DATABASE_URL": photo_db,
+            "PHOTO_BUCKET": bucket,
+            "PHOTO_PIPELINE_HOME": str(tmp_path / "home"),
+            "PHOTO_SENSOR_INTERVAL_SECONDS": "5",
+            "PHOTO_RECONCILE_CRON": "* * * * *",
+            "PHOTO_PREVIEW_SIZE": "1024",
+            "DAGSTER_HOME": str(dagster_home),
+            "DAGSTER_PG_HOST": dagster_db.host or "127.0.0.1",
+            "DAGSTER_PG_USER": dagster_db.username or "postgres",
+            "DAGSTER_PG_PASSWORD": dagster_db.password or "unused-with-trust-auth",
+            "DAGSTER_PG_DB": dagster_db.database or "",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def daemon(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp_path / "daemon.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=pipeline_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from photo_pipeline import keys
-from photo_pipeline.models import Photo, PhotoStatus
-from photo_pipeline.repository import NewPhoto, PhotoRepository
+from photo_pipeline.photos.models import Photo, PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.storage import keys
 
 
 def seed_completed_library(repository: PhotoRepository, root: Path, albums: int, per_album: int) -> None:

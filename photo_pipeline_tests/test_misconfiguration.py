@@ -13,15 +13,15 @@ from click.testing import CliRunner
 from dagster import DagsterEventType, DagsterInstance, materialize
 from sqlalchemy import create_engine, inspect
 
-from photo_pipeline import keys, samples
-from photo_pipeline.assets import album_renditions, albums_partitions
-from photo_pipeline.cli import main
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.repository import NewPhoto, PhotoRepository
-from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.cli import samples
+from photo_pipeline.cli.commands import main
+from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.services.uploads import UploadFailed, UploadPolicy, upload_photo
 from photo_pipeline.settings import Settings, SettingsError
-from photo_pipeline.uploads import UploadFailed, UploadPolicy, upload_photo
+from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3Server
 from photo_pipeline_tests.test_secrets import closed_port
 

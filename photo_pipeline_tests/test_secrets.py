@@ -17,9 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from photo_pipeline import samples
-from photo_pipeline.redaction import RedactingFilter, redact, s3_error_summary, url_for_display
-from photo_pipeline.repository import PhotoRepository
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.redaction import (
+    RedactingFilter,
+    redact,
+    s3_error_summary,
+    url_for_display,
+)
 from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, S3Server
 
 BIN = Path(sys.executable).parent

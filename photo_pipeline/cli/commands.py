@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -25,20 +24,25 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline.database import DatabaseNotReady, migrate, require_schema
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import ObjectStore, StorageError, build_object_store
+from photo_pipeline.photos.database import DatabaseNotReady, migrate, require_schema
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import (
+    CleanupRefused,
+    PhotoNotFound,
+    PhotoRepository,
+)
 from photo_pipeline.redaction import RedactingFilter, install_log_redaction, redact
-from photo_pipeline.repository import CleanupRefused, PhotoNotFound, PhotoRepository
-from photo_pipeline.settings import Settings, SettingsError, default_database_url
-from photo_pipeline.uploads import (
+from photo_pipeline.services.uploads import (
     UploadFailed,
     UploadPolicy,
     UploadRejected,
     cleanup_photo,
     upload_photo,
 )
+from photo_pipeline.settings import Settings, SettingsError, default_database_url
+from photo_pipeline.storage import ObjectStore, StorageError, build_object_store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -174,7 +178,7 @@ def request_runs(album_ids: list[uuid.UUID]) -> bool:
     find them within seconds), so it is reported as a warning, with its cause, not as an error."""
     from dagster._core.errors import DagsterError
 
-    from photo_pipeline.run_requests import album_run_requester
+    from photo_pipeline.instance.run_requests import album_run_requester
 
     try:
         with album_run_requester() as requester:
@@ -203,7 +207,7 @@ def request_runs(album_ids: list[uuid.UUID]) -> bool:
 def arrived(ctx: Context, photo_ids: list[uuid.UUID]) -> None:
     """Say that the uploads of PHOTO_IDS are complete: their albums' runs are requested now
     (the fast path; without it the sensors find the photos within their interval)."""
-    from photo_pipeline.run_requests import plan_arrivals
+    from photo_pipeline.instance.run_requests import plan_arrivals
 
     plan = plan_arrivals(photo_ids, ctx.repository().get_many(photo_ids))
     for photo_id, reason in plan.refused.items():
@@ -268,12 +272,12 @@ def cleanup(ctx: Context, photo_id: uuid.UUID) -> None:
 @pass_context
 def reconcile(ctx: Context, dry_run: bool, force: bool, as_json: bool) -> None:
     """Bring the table and the bucket into agreement (what the scheduled reconcile_storage job does)."""
-    from photo_pipeline.reconciler import (
+    from photo_pipeline.defs.resources import PhotoPipelineResource
+    from photo_pipeline.reconcile.apply import (
         Reconciler,
         SafetyLimitExceeded,
         policy_from_settings,
     )
-    from photo_pipeline.resources import PhotoPipelineResource
 
     settings = ctx.settings
     reconciler = Reconciler(ctx.repository(), ctx.store(), policy_from_settings(settings))
@@ -338,7 +342,7 @@ def emit_skipped_keys(payload: dict[str, object]) -> None:
 @main.command()
 def doctor() -> None:
     """Check the settings, the database, the bucket, a presigned PUT through the public endpoint, and CORS."""
-    from photo_pipeline.doctor import run_all_checks
+    from photo_pipeline.cli.doctor import run_all_checks
 
     failed = False
     # Not through Context: a bad setting is one of the things the doctor reports.
@@ -354,8 +358,8 @@ def doctor() -> None:
 @pass_context
 def demo(ctx: Context) -> None:
     """Run the whole pipeline on sample photos (made in code) on the embedded defaults."""
-    from photo_pipeline.demo import album_rows, run_demo
-    from photo_pipeline.local_instance import local_instance
+    from photo_pipeline.cli.demo import album_rows, run_demo
+    from photo_pipeline.instance.local import local_instance
 
     settings = ctx.settings
     repository, store = ctx.repository(migrate_first=True), ctx.store()
@@ -390,7 +394,7 @@ def demo(ctx: Context) -> None:
 @pass_context
 def ui(ctx: Context, port: int) -> None:
     """Start the Dagster UI and daemon on the local instance (sensors on, demo runs visible)."""
-    from photo_pipeline.local_instance import ensure_local_dagster_home
+    from photo_pipeline.instance.local import ensure_local_dagster_home
 
     # The sensors start ticking at once and need the table: the embedded database is created
     # here; any other one must have been migrated with init-db.

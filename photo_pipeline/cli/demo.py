@@ -14,10 +14,10 @@ from pathlib import Path
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from photo_pipeline import samples
-from photo_pipeline.object_store import ObjectStore
-from photo_pipeline.repository import PhotoRecord, PhotoRepository
-from photo_pipeline.uploads import UploadPolicy, UploadResult, upload_photo
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.services.uploads import UploadPolicy, UploadResult, upload_photo
+from photo_pipeline.storage import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ def write_samples(folder: Path, photos: tuple[SamplePhoto, ...]) -> list[Path]:
 def run_album(instance: DagsterInstance, album_id: uuid.UUID) -> ExecuteInProcessResult:
     # Imported here: loading the definitions reads the environment and builds resources, which
     # the upload half of the demo does not need.
-    from photo_pipeline.assets import albums_partitions
     from photo_pipeline.definitions import defs
+    from photo_pipeline.defs.renditions.assets import albums_partitions
 
     instance.add_dynamic_partitions(albums_partitions.name, [str(album_id)])
     job = defs.resolve_job_def("process_album")

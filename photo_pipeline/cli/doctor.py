@@ -10,16 +10,16 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline.database import current_revision, head_revision
-from photo_pipeline.object_store import (
+from photo_pipeline.photos.database import current_revision, head_revision
+from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
+from photo_pipeline.settings import Settings, SettingsError
+from photo_pipeline.storage import (
     LocalObjectStore,
     ObjectStore,
     S3ObjectStore,
     StorageError,
     build_object_store,
 )
-from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
-from photo_pipeline.settings import Settings, SettingsError
 
 Level = Literal["ok", "warn", "fail"]
 PROBE_PREFIX = "doctor/"

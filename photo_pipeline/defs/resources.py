@@ -17,17 +17,17 @@ from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from photo_pipeline.database import create_engine_for
-from photo_pipeline.object_store import (
+from photo_pipeline.photos.database import create_engine_for
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.rendering.render import RenderOptions, render_options_from_settings
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.settings import Settings, boto3_environment_fingerprint
+from photo_pipeline.storage import (
     LocalObjectStore,
     ObjectStore,
     S3ObjectStore,
     s3_client_config,
 )
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions, render_options_from_settings
-from photo_pipeline.repository import PhotoRepository
-from photo_pipeline.settings import Settings, boto3_environment_fingerprint
 
 _engine_lock = threading.Lock()
 _repositories: dict[str, PhotoRepository] = {}

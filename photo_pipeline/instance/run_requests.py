@@ -30,13 +30,13 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.repository import PhotoRecord
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import PhotoRecord
 from photo_pipeline.settings import Settings, env_is_set
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What workspace.yaml loads (a test keeps the two in step).
 DEFINITIONS_MODULE = "photo_pipeline.definitions"
 DEFINITIONS_ATTRIBUTE = "defs"
@@ -198,7 +198,7 @@ def instance_for(settings: Settings) -> DagsterInstance:
     local instance that `photo-pipeline ui` runs."""
     if env_is_set("DAGSTER_HOME"):
         return DagsterInstance.get()
-    from photo_pipeline.local_instance import local_instance
+    from photo_pipeline.instance.local import local_instance
 
     return local_instance(settings)
 

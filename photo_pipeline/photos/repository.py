@@ -16,13 +16,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from photo_pipeline.database import create_engine_for
-from photo_pipeline.models import DeletedUpload, Photo, PhotoStatus
+from photo_pipeline.photos.database import create_engine_for
+from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus
 
 # Chunk size for IN (...) lists and multi-row inserts: far below SQLite's variable limit.
 CHUNK = 500

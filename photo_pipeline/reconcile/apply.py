@@ -14,23 +14,26 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline import keys
-from photo_pipeline.object_store import ObjectStore, StorageError
-from photo_pipeline.processing import AlbumReport, DatabaseUnavailable, PhotoProcessor
-from photo_pipeline.reconciliation import (
-    ActionKind,
-    ReconcilePolicy,
-    ReconciliationPlan,
-    plan_reconciliation,
-)
-from photo_pipeline.repository import (
+from photo_pipeline.photos.repository import (
     NewPhoto,
     PhotoRepository,
     ReconciliationQueries,
     isolate_refused_rows,
     utc_now,
 )
+from photo_pipeline.reconcile.plan import (
+    ActionKind,
+    ReconcilePolicy,
+    ReconciliationPlan,
+    plan_reconciliation,
+)
+from photo_pipeline.services.processing import (
+    AlbumReport,
+    DatabaseUnavailable,
+    PhotoProcessor,
+)
 from photo_pipeline.settings import Settings
+from photo_pipeline.storage import ObjectStore, StorageError, keys
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from photo_pipeline import keys
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import ObjectInfo
-from photo_pipeline.repository import NewPhoto, PhotoRecord
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRecord
+from photo_pipeline.storage import ObjectInfo, keys
 
 T = TypeVar("T")
 U = TypeVar("U")

@@ -21,8 +21,12 @@ from typing import BinaryIO
 import pillow_heif
 from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
+from photo_pipeline.rendering.watermark import (
+    WatermarkOptions,
+    apply_watermark,
+    decode_logo,
+)
 from photo_pipeline.settings import RenderSettings, SettingsError
-from photo_pipeline.watermark import WatermarkOptions, apply_watermark, decode_logo
 
 __all__ = [
     "MemoryEstimate",

@@ -10,9 +10,8 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from photo_pipeline import keys
-from photo_pipeline.object_store import ObjectInfo
-from photo_pipeline.repository import AlbumPending, NewPhoto, PhotoRecord
+from photo_pipeline.photos.repository import AlbumPending, NewPhoto, PhotoRecord
+from photo_pipeline.storage import ObjectInfo, keys
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from photo_pipeline.models import Photo, PhotoStatus
+from photo_pipeline.photos.models import Photo, PhotoStatus
 
 # Bounds the memory and transfer of the latency query however busy the window was.
 LATENCY_SAMPLE_LIMIT = 20_000

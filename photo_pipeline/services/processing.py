@@ -20,19 +20,14 @@ from typing import IO, BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline import keys
-from photo_pipeline.memory_budget import BudgetExceeded, MemoryBudget, return_freed_memory_promptly
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.pipeline import PhotoPipeline, Stages
-from photo_pipeline.object_store import (
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectStore,
-    ObjectTooLarge,
-    StorageError,
-    spooled_download,
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import ClaimedPhoto, PhotoRepository, utc_now
+from photo_pipeline.rendering.memory_budget import (
+    BudgetExceeded,
+    MemoryBudget,
+    return_freed_memory_promptly,
 )
-from photo_pipeline.rendering import (
+from photo_pipeline.rendering.render import (
     MemoryEstimate,
     RenderError,
     RenderOptions,
@@ -40,7 +35,16 @@ from photo_pipeline.rendering import (
     estimate_memory,
     render_renditions,
 )
-from photo_pipeline.repository import ClaimedPhoto, PhotoRepository, utc_now
+from photo_pipeline.services.pipeline import PhotoPipeline, Stages
+from photo_pipeline.storage import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectTooLarge,
+    StorageError,
+    keys,
+    spooled_download,
+)
 
 DEFAULT_LOGGER = logging.getLogger(__name__)
 MIB = 1024 * 1024

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from photo_pipeline.models import Photo, PhotoStatus
-from photo_pipeline.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.photos.models import Photo, PhotoStatus
+from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 
 # How many failed photos the check lists (ids and errors); the count covers all of them.
 FAILED_EXAMPLES = 5

@@ -20,30 +20,30 @@ from urllib.parse import urlsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy.exc import SQLAlchemyError
 from requests.adapters import HTTPAdapter
+from sqlalchemy.exc import SQLAlchemyError
 from urllib3.util.retry import Retry
 
-from photo_pipeline import keys
-from photo_pipeline import rendering as _rendering  # noqa: F401  (registers the HEIF opener)
-from photo_pipeline.rendering import RenderError, RenderOptions, estimate_memory
-from photo_pipeline.object_store import (
-    LocalObjectStore,
-    ObjectNotFound,
-    ObjectStore,
-    PresignedUpload,
-    StorageError,
-    UploadTargetExists,
-)
-from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
-from photo_pipeline.repository import (
+from photo_pipeline.photos.repository import (
     CleanupRefused,
     NewPhoto,
     PhotoNotFound,
     PhotoRecord,
     PhotoRepository,
 )
+from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
+from photo_pipeline.rendering import render as _rendering  # noqa: F401  (registers the HEIF opener)
+from photo_pipeline.rendering.render import RenderError, RenderOptions, estimate_memory
 from photo_pipeline.settings import Settings
+from photo_pipeline.storage import (
+    LocalObjectStore,
+    ObjectNotFound,
+    ObjectStore,
+    PresignedUpload,
+    StorageError,
+    UploadTargetExists,
+    keys,
+)
 
 MIB = 1024 * 1024
 

@@ -13,14 +13,14 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from photo_pipeline import samples
-from photo_pipeline.cli import main
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import LocalObjectStore
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import PhotoRepository
+from photo_pipeline.cli import samples
+from photo_pipeline.cli.commands import main
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.settings import Settings
+from photo_pipeline.storage import LocalObjectStore
 
 BIN = Path(sys.executable).parent
 

@@ -8,83 +8,23 @@ subprocesses speaking to PostgreSQL and to the S3 server over HTTP.
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy.engine import make_url
 
-from photo_pipeline import samples
-from photo_pipeline.database import migrate
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.repository import PhotoRepository
-from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, PostgresServer, S3Server
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.storage import S3ObjectStore, make_s3_client
+from photo_pipeline_tests.conftest import BIN, S3Server
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 DEADLINE_SECONDS = 240
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def pipeline_env(postgres_server: PostgresServer, s3_server: S3Server, tmp_path: Path) -> dict[str, str]:
-    photo_db = postgres_server.new_database()
-    migrate(photo_db)
-    dagster_db = make_url(postgres_server.new_database())
-    bucket = s3_server.new_bucket()
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
-    env.update(S3_TEST_CREDENTIALS)
-    env.update(
-        {
-            "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url,
-            "PHOTO_DATABASE_URL": photo_db,
-            "PHOTO_BUCKET": bucket,
-            "PHOTO_PIPELINE_HOME": str(tmp_path / "home"),
-            "PHOTO_SENSOR_INTERVAL_SECONDS": "5",
-            "PHOTO_RECONCILE_CRON": "* * * * *",
-            "PHOTO_PREVIEW_SIZE": "1024",
-            "DAGSTER_HOME": str(dagster_home),
-            "DAGSTER_PG_HOST": dagster_db.host or "127.0.0.1",
-            "DAGSTER_PG_USER": dagster_db.username or "postgres",
-            "DAGSTER_PG_PASSWORD": dagster_db.password or "unused-with-trust-auth",
-            "DAGSTER_PG_DB": dagster_db.database or "",
-        }
-    )
-    return env
-
-
-@pytest.fixture
-def daemon(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = (tmp_path / "daemon.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
-        cwd=ROOT,
-        env=pipeline_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    log.close()
 
 
 def wait_for(condition, what: str, daemon_log: Path, process: subprocess.Popen[bytes]) -> float:  # type: ignore[no-untyped-def]

@@ -17,21 +17,20 @@ import pytest
 from click.testing import CliRunner
 from dagster import AssetKey, DagsterInstance
 
-from photo_pipeline import keys, samples
-from photo_pipeline.cli import main
-from photo_pipeline.database import migrate
+from photo_pipeline.cli import samples
+from photo_pipeline.cli.commands import main
 from photo_pipeline.definitions import defs
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.reconciler import Reconciler
-from photo_pipeline.reconciliation import ReconcilePolicy
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import NewPhoto, PhotoRepository, utc_now
-from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
+from photo_pipeline.reconcile.apply import Reconciler
+from photo_pipeline.reconcile.plan import ReconcilePolicy
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, S3Server
 
-ROOT = Path(__file__).resolve().parents[1]
 JPEG = samples.photo_jpeg(64, 48)
 
 
@@ -131,10 +130,10 @@ def test_cli_reconcile_dry_run_json_on_embedded_defaults(tmp_path: Path, monkeyp
 
 WORKER_SCRIPT = """
 import sys, uuid
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import PhotoRepository
+from photo_pipeline.storage import S3ObjectStore, make_s3_client
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.photos.repository import PhotoRepository
 url, endpoint, bucket, album = sys.argv[1:5]
 repository = PhotoRepository.from_url(url)
 store = S3ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)

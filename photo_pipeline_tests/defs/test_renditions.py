@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from pathlib import Path
 
 import pytest
 from dagster import (
@@ -18,18 +17,16 @@ from dagster import (
 )
 from PIL import Image
 
-from photo_pipeline import keys, samples
-from photo_pipeline.assets import album_renditions, albums_partitions
+from photo_pipeline.cli import samples
 from photo_pipeline.definitions import defs
-from photo_pipeline.jobs import process_album
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.repository import NewPhoto, PhotoRepository
-from photo_pipeline.resources import PhotoPipelineResource
-from photo_pipeline.sensors import pending_photo_sensor, raw_object_sensor
+from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
+from photo_pipeline.defs.renditions.jobs import process_album
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.defs.sensors.sensors import pending_photo_sensor, raw_object_sensor
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3Server
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

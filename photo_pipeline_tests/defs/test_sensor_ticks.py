@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from photo_pipeline import keys
-from photo_pipeline.object_store import LocalObjectStore, S3ObjectStore
-from photo_pipeline.database import create_engine_for, migrate
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.repository import NewPhoto, PhotoRepository, utc_now
-from photo_pipeline.resources import PhotoPipelineResource
-from photo_pipeline.sensors import LIST_PAGE_SIZE, list_slice
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.defs.sensors.sensors import LIST_PAGE_SIZE, list_slice
+from photo_pipeline.photos.database import create_engine_for, migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
+from photo_pipeline.storage import LocalObjectStore, S3ObjectStore, keys
 from photo_pipeline_tests.conftest import S3Server
 
 

@@ -13,9 +13,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.repository import PhotoRecord
-from photo_pipeline.run_requests import (
+from photo_pipeline.instance.run_requests import (
     DEFINITIONS_ATTRIBUTE,
     DEFINITIONS_MODULE,
     LOCATION_NAME,
@@ -25,8 +23,9 @@ from photo_pipeline.run_requests import (
     plan_arrivals,
     request_album_run,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import PhotoRecord
+from photo_pipeline_tests.conftest import ROOT
 
 
 def record(album_id: uuid.UUID, status: PhotoStatus) -> PhotoRecord:
@@ -127,9 +126,9 @@ def test_the_arrived_command_requests_the_albums_run_and_refuses_unknown_photos(
 ) -> None:
     from click.testing import CliRunner
 
-    from photo_pipeline import keys
-    from photo_pipeline.cli import main
-    from photo_pipeline.repository import NewPhoto, PhotoRepository
+    from photo_pipeline.cli.commands import main
+    from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+    from photo_pipeline.storage import keys
 
     album, photo = uuid.uuid4(), uuid.uuid4()
     PhotoRepository.from_url(photo_db).register_pending(NewPhoto(id=photo, album_id=album, original_key=keys.raw_key(album, photo, "jpg")))

@@ -33,17 +33,30 @@ from dagster import (
 )
 from sqlalchemy.engine import make_url
 
-from photo_pipeline import discovery, keys, samples
-from photo_pipeline.assets import album_renditions, albums_partitions
+from photo_pipeline.cli import samples
 from photo_pipeline.definitions import defs
-from photo_pipeline.jobs import process_album
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import LocalObjectStore, ObjectStore, S3ObjectStore, make_s3_client
-from photo_pipeline.processing import ClaimHeartbeat, DatabaseUnavailable, Outcome, PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import ClaimedPhoto, NewPhoto, PhotoRepository
-from photo_pipeline.resources import PhotoPipelineResource
-from photo_pipeline.sensors import pending_photo_sensor
+from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
+from photo_pipeline.defs.renditions.jobs import process_album
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.defs.sensors.sensors import pending_photo_sensor
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import ClaimedPhoto, NewPhoto, PhotoRepository
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services import discovery
+from photo_pipeline.services.processing import (
+    ClaimHeartbeat,
+    DatabaseUnavailable,
+    Outcome,
+    PhotoProcessor,
+    ProcessingLimits,
+)
+from photo_pipeline.storage import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    keys,
+    make_s3_client,
+)
 from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, S3Server
 
 SMALL = RenderOptions(preview_long_side=640, thumb_long_side=160)

@@ -16,15 +16,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from photo_pipeline import keys
-from photo_pipeline.database import (
+from photo_pipeline.photos.database import (
     create_engine_for,
     current_revision,
     head_revision,
     migrate,
 )
-from photo_pipeline.models import Base, PhotoStatus
-from photo_pipeline.repository import (
+from photo_pipeline.photos.models import Base, PhotoStatus
+from photo_pipeline.photos.repository import (
     ClaimedPhoto,
     CleanupRefused,
     DuplicatePhoto,
@@ -34,6 +33,7 @@ from photo_pipeline.repository import (
     PhotoRepository,
     ReconciliationQueries,
 )
+from photo_pipeline.storage import keys
 
 CONCURRENT_PHOTOS = 200
 CLAIM_LIMIT = 7

@@ -19,27 +19,31 @@ from pathlib import Path
 import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.test_utils import create_run_for_test, create_test_daemon_workspace_context
+from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._core.test_utils import (
+    create_run_for_test,
+    create_test_daemon_workspace_context,
+)
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+    QueuedRunCoordinatorDaemon,
+)
 from sqlalchemy.engine import make_url
 
-from photo_pipeline import keys, samples
-from photo_pipeline.local_instance import LOCAL_DAGSTER_YAML
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.reconciler import Reconciler
-from photo_pipeline.reconciliation import ActionKind, ReconcilePolicy
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import NewPhoto, PhotoRepository
-from photo_pipeline_tests.conftest import PostgresServer, S3Server
+from photo_pipeline.cli import samples
+from photo_pipeline.instance.local import LOCAL_DAGSTER_YAML
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.reconcile.apply import Reconciler
+from photo_pipeline.reconcile.plan import ActionKind, ReconcilePolicy
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
+from photo_pipeline_tests.conftest import ROOT, PostgresServer, S3Server
 
-ROOT = Path(__file__).resolve().parents[1]
 JPEG = samples.photo_jpeg(64, 48)
 # Dagster's own in-memory launcher for coordinator tests: records launches, starts no process.
 MOCKED_LAUNCHER = {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from photo_pipeline import keys, samples
-from photo_pipeline.database import create_engine_for, migrate
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, StorageError, make_s3_client
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.reconciler import Reconciler, SafetyLimitExceeded
-from photo_pipeline.reconciliation import ActionKind, ReconcilePolicy
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import NewPhoto, PhotoRepository
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.database import create_engine_for, migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.reconcile.apply import Reconciler, SafetyLimitExceeded
+from photo_pipeline.reconcile.plan import ActionKind, ReconcilePolicy
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import S3ObjectStore, StorageError, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3Server
 
 POLICY = ReconcilePolicy(
@@ -315,7 +315,7 @@ def test_listing_errors_abort_without_changes(world: World, s3_env: S3Server) ->
 
 
 def test_a_late_upload_after_cleanup_is_removed_not_adopted(world: World) -> None:
-    from photo_pipeline.uploads import cleanup_photo
+    from photo_pipeline.services.uploads import cleanup_photo
 
     album = uuid.uuid4()
     padding(world, album)

@@ -7,12 +7,11 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
-from photo_pipeline import keys
-from photo_pipeline.database import migrate
-from photo_pipeline.object_store import LocalObjectStore
-from photo_pipeline.reconciler import Reconciler
-from photo_pipeline.reconciliation import ReconcilePolicy
-from photo_pipeline.repository import PhotoRepository
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.reconcile.apply import Reconciler
+from photo_pipeline.reconcile.plan import ReconcilePolicy
+from photo_pipeline.storage import LocalObjectStore, keys
 from photo_pipeline_tests.scale import seed_completed_library
 
 ALBUMS, PER_ALBUM = 100, 1000

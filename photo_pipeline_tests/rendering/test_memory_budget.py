@@ -10,9 +10,9 @@ import time
 import pytest
 from PIL import Image
 
-from photo_pipeline import samples
-from photo_pipeline.memory_budget import BudgetExceeded, MemoryBudget
-from photo_pipeline.rendering import (
+from photo_pipeline.cli import samples
+from photo_pipeline.rendering.memory_budget import BudgetExceeded, MemoryBudget
+from photo_pipeline.rendering.render import (
     WORKING_SET_FACTOR,
     RenderError,
     RenderOptions,
@@ -152,9 +152,9 @@ def test_the_estimate_refuses_what_rendering_would_refuse() -> None:
 _RSS_AFTER_RENDERS = """
 import sys, threading
 from pathlib import Path
-from photo_pipeline import samples
-from photo_pipeline.memory_budget import return_freed_memory_promptly
-from photo_pipeline.rendering import render_renditions
+from photo_pipeline.cli import samples
+from photo_pipeline.rendering.memory_budget import return_freed_memory_promptly
+from photo_pipeline.rendering.render import render_renditions
 
 if sys.argv[1] == "tuned":
     assert return_freed_memory_promptly()

@@ -11,15 +11,15 @@ import pillow_heif
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageStat, JpegImagePlugin
 
-from photo_pipeline import samples
-from photo_pipeline.rendering import (
+from photo_pipeline.cli import samples
+from photo_pipeline.rendering.render import (
+    PREVIEW_FILTER,
+    REDUCING_GAP,
     RenderError,
     RenderOptions,
     Rendition,
     Renditions,
     WatermarkOptions,
-    PREVIEW_FILTER,
-    REDUCING_GAP,
     _decode,
     _fit,
     _preview,
@@ -28,8 +28,8 @@ from photo_pipeline.rendering import (
     render_options_from_settings,
     render_renditions,
 )
+from photo_pipeline.rendering.watermark import POSITIONS, apply_watermark, mark_height
 from photo_pipeline.settings import RenderSettings, SettingsError
-from photo_pipeline.watermark import POSITIONS, apply_watermark, mark_height
 
 DEFAULTS = RenderOptions()
 NO_WATERMARK = RenderOptions(watermark=None)

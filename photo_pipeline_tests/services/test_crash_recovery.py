@@ -23,13 +23,12 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, RunsFilter
 
-from photo_pipeline import keys, samples
-from photo_pipeline.assets import albums_partitions
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.repository import NewPhoto, PhotoRepository
-from photo_pipeline_tests.conftest import S3Server
-from photo_pipeline_tests.test_daemon import BIN, ROOT, daemon, pipeline_env  # noqa: F401 - fixtures
+from photo_pipeline.cli import samples
+from photo_pipeline.defs.renditions.assets import albums_partitions
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
+from photo_pipeline_tests.conftest import BIN, ROOT, S3Server
 
 pytestmark = pytest.mark.slow
 

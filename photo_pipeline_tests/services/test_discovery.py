@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from photo_pipeline import discovery, keys
-from photo_pipeline.object_store import ObjectInfo
-from photo_pipeline.repository import AlbumPending
+from photo_pipeline.photos.repository import AlbumPending
+from photo_pipeline.services import discovery
+from photo_pipeline.storage import ObjectInfo, keys
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

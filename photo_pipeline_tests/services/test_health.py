@@ -18,17 +18,7 @@ from dagster import (
     materialize,
 )
 
-from photo_pipeline.database import create_engine_for, migrate
-from photo_pipeline.health import (
-    HealthSnapshot,
-    HealthThresholds,
-    collect_health,
-    evaluate_failure_rate,
-    evaluate_orphans_or_missing,
-    evaluate_stale_pending,
-    percentile,
-)
-from photo_pipeline.health_assets import (
+from photo_pipeline.defs.health.assets import (
     FAILURE_RATE,
     HEALTH_ASSETS,
     HEALTH_JOBS,
@@ -38,14 +28,24 @@ from photo_pipeline.health_assets import (
     PIPELINE_HEALTH,
     pipeline_health,
 )
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.repository import (
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.database import create_engine_for, migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import (
     ClaimedPhoto,
     NewPhoto,
     PhotoRepository,
     ReconciliationQueries,
 )
-from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.services.health import (
+    HealthSnapshot,
+    HealthThresholds,
+    collect_health,
+    evaluate_failure_rate,
+    evaluate_orphans_or_missing,
+    evaluate_stale_pending,
+    percentile,
+)
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 THRESHOLDS = HealthThresholds()

@@ -19,12 +19,18 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, materialize
 
-from photo_pipeline import keys, samples
-from photo_pipeline.assets import album_renditions, albums_partitions
-from photo_pipeline.cli import main
-from photo_pipeline.database import migrate
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import (
+from photo_pipeline.cli import samples
+from photo_pipeline.cli.commands import main
+from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.rendering.render import RenderOptions, estimate_memory
+from photo_pipeline.services.processing import Outcome, PhotoProcessor, ProcessingLimits
+from photo_pipeline.services.uploads import UploadPolicy, UploadRejected, upload_photo
+from photo_pipeline.settings import Settings
+from photo_pipeline.storage import (
     SPOOL_MEMORY_BYTES,
     LocalObjectStore,
     ObjectInfo,
@@ -32,17 +38,16 @@ from photo_pipeline.object_store import (
     ObjectTooLarge,
     PresignedUploadRejected,
     S3ObjectStore,
+    keys,
     make_s3_client,
     spooled_download,
 )
-from photo_pipeline.processing import Outcome, PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions, estimate_memory
-from photo_pipeline.repository import NewPhoto, PhotoRepository
-from photo_pipeline.resources import PhotoPipelineResource
-from photo_pipeline.settings import Settings
-from photo_pipeline.uploads import UploadPolicy, UploadRejected, upload_photo
 from photo_pipeline_tests.conftest import S3Server
-from photo_pipeline_tests.test_object_store import assert_rejected, expect_moto_gap, put_presigned
+from photo_pipeline_tests.storage.test_stores import (
+    assert_rejected,
+    expect_moto_gap,
+    put_presigned,
+)
 
 MIB = 1024 * 1024
 SMALL = RenderOptions(preview_long_side=640, thumb_long_side=160)

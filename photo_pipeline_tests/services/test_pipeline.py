@@ -24,13 +24,18 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from photo_pipeline import keys, samples
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import ObjectStore, S3ObjectStore, make_s3_client
-from photo_pipeline.processing import DatabaseUnavailable, Outcome, PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import NewPhoto, PhotoRepository
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import (
+    DatabaseUnavailable,
+    Outcome,
+    PhotoProcessor,
+    ProcessingLimits,
+)
 from photo_pipeline.settings import Settings, SettingsError
+from photo_pipeline.storage import ObjectStore, S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3Server
 
 SMALL = RenderOptions(preview_long_side=640, thumb_long_side=160)

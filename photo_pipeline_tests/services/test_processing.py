@@ -11,18 +11,19 @@ from datetime import timedelta
 import pytest
 from PIL import Image
 
-from photo_pipeline import keys, samples
-from photo_pipeline.database import migrate
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import (
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import Outcome, PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import (
     LocalObjectStore,
     ObjectStore,
     S3ObjectStore,
+    keys,
     make_s3_client,
 )
-from photo_pipeline.processing import Outcome, PhotoProcessor, ProcessingLimits
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import NewPhoto, PhotoRepository, utc_now
 
 SMALL = RenderOptions(preview_long_side=640, thumb_long_side=160)
 

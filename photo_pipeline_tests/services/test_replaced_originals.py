@@ -15,15 +15,21 @@ import pytest
 import requests
 from PIL import Image
 
-from photo_pipeline import keys, samples
-from photo_pipeline.database import create_engine_for, migrate
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import LocalObjectStore, S3ObjectStore, UploadTargetExists, make_s3_client
-from photo_pipeline.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.reconciler import Reconciler
-from photo_pipeline.reconciliation import ActionKind, ReconcilePolicy
-from photo_pipeline.rendering import RenderOptions
-from photo_pipeline.repository import NewPhoto, PhotoRepository
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.database import create_engine_for, migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.reconcile.apply import Reconciler
+from photo_pipeline.reconcile.plan import ActionKind, ReconcilePolicy
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import (
+    LocalObjectStore,
+    S3ObjectStore,
+    UploadTargetExists,
+    keys,
+    make_s3_client,
+)
 from photo_pipeline_tests.conftest import S3Server
 
 POLICY = ReconcilePolicy(orphan_grace_seconds=0, max_change_fraction=0.5, min_changes=10)

@@ -30,13 +30,26 @@ from dagster import (
     reconstructable,
 )
 
-from photo_pipeline import keys, reruns, samples
-from photo_pipeline.assets import ALBUMS, NO_FAILED_PHOTOS, album_renditions
-from photo_pipeline.jobs import process_album, reprocess_failed_photos, rerender_albums
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.repository import NewPhoto, PhotoRepository, ReconciliationQueries
-from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.cli import samples
+from photo_pipeline.defs.renditions.assets import (
+    ALBUMS,
+    NO_FAILED_PHOTOS,
+    album_renditions,
+)
+from photo_pipeline.defs.renditions.jobs import (
+    process_album,
+    reprocess_failed_photos,
+    rerender_albums,
+)
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import (
+    NewPhoto,
+    PhotoRepository,
+    ReconciliationQueries,
+)
+from photo_pipeline.services import reruns
+from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import PostgresServer, S3Server
 
 # Steps in this process: fast, and re-execution from failure works the same.

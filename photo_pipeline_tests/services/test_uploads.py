@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from photo_pipeline import samples
-from photo_pipeline.database import migrate
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import S3ObjectStore, make_s3_client
-from photo_pipeline.repository import PhotoRepository
-from photo_pipeline.uploads import (
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.services.uploads import (
     UploadFailed,
     UploadPolicy,
     UploadRejected,
     cleanup_photo,
     upload_photo,
 )
+from photo_pipeline.storage import S3ObjectStore, make_s3_client
 from photo_pipeline_tests.conftest import S3Server
 
 FAST = UploadPolicy(attempts=2, backoff_seconds=0.05, timeout_seconds=10)

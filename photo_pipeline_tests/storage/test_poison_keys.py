@@ -19,21 +19,34 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    SensorResult,
+    build_sensor_context,
+    materialize,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError
 
-from photo_pipeline import discovery, keys, samples
-from photo_pipeline.cli import main
+from photo_pipeline.cli import samples
+from photo_pipeline.cli.commands import main
 from photo_pipeline.definitions import defs
-from photo_pipeline.health_assets import pipeline_health
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.object_store import LocalObjectStore, ObjectInfo, S3ObjectStore, make_s3_client
-from photo_pipeline.reconciler import Reconciler
-from photo_pipeline.reconciliation import ReconcilePolicy
-from photo_pipeline.repository import NewPhoto, PhotoRepository, utc_now
-from photo_pipeline.resources import PhotoPipelineResource
-from photo_pipeline.sensors import UNHOLDABLE_TAG, raw_object_sensor
+from photo_pipeline.defs.health.assets import pipeline_health
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.defs.sensors.sensors import UNHOLDABLE_TAG, raw_object_sensor
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
+from photo_pipeline.reconcile.apply import Reconciler
+from photo_pipeline.reconcile.plan import ReconcilePolicy
+from photo_pipeline.services import discovery
+from photo_pipeline.storage import (
+    LocalObjectStore,
+    ObjectInfo,
+    S3ObjectStore,
+    keys,
+    make_s3_client,
+)
 from photo_pipeline_tests.conftest import S3Server
 
 JPEG = samples.photo_jpeg(48, 32)

@@ -27,7 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from photo_pipeline.object_store import (
+from photo_pipeline.settings import Settings
+from photo_pipeline.storage import (
     LocalObjectStore,
     ObjectInfo,
     ObjectNotFound,
@@ -40,7 +41,6 @@ from photo_pipeline.object_store import (
     build_object_store,
     make_s3_client,
 )
-from photo_pipeline.settings import Settings
 
 SECRET = "testing-secret-key"  # conftest's AWS_SECRET_ACCESS_KEY; must never leak into messages
 PUBLIC_ENDPOINT = "http://public.example.test:9000"

@@ -26,7 +26,11 @@ from dagster import (
     in_process_executor,
 )
 
-from photo_pipeline.health import (
+from photo_pipeline.defs.reconcile.job import RECONCILIATION_ASSET
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import utc_now
+from photo_pipeline.services.health import (
     CheckOutcome,
     HealthSnapshot,
     HealthThresholds,
@@ -35,10 +39,6 @@ from photo_pipeline.health import (
     evaluate_orphans_or_missing,
     evaluate_stale_pending,
 )
-from photo_pipeline.models import PhotoStatus
-from photo_pipeline.reconcile_job import RECONCILIATION_ASSET
-from photo_pipeline.repository import utc_now
-from photo_pipeline.resources import PhotoPipelineResource
 
 PIPELINE_HEALTH = "pipeline_health"
 NO_STALE_PENDING = "no_stale_pending_photos"
@@ -215,7 +215,7 @@ HEALTH_CHECK_SPECS = [
 )
 def pipeline_health(context: AssetExecutionContext, photo_pipeline: PhotoPipelineResource) -> MaterializeResult:
     settings = photo_pipeline.settings()
-    snapshot = collect_health(photo_pipeline.repository().engine, utc_now(), THRESHOLDS, settings.claim_lease_seconds)
+    snapshot = collect_health(photo_pipeline.photos.repository().engine, utc_now(), THRESHOLDS, settings.claim_lease_seconds)
     reconciliation = latest_reconciliation(context.instance)
     outcomes = evaluate_checks(snapshot, reconciliation, THRESHOLDS)
     # Only the checks this run selected may report (the UI can materialize the asset alone).

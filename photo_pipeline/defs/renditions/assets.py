@@ -31,12 +31,17 @@ from dagster import (
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline import reruns
-from photo_pipeline.database import schema_problem
-from photo_pipeline.object_store import StorageError, StorageUnavailable
-from photo_pipeline.processing import AlbumReport, DatabaseUnavailable, Outcome, PhotoProcessor
-from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.database import schema_problem
+from photo_pipeline.services import reruns
+from photo_pipeline.services.processing import (
+    AlbumReport,
+    DatabaseUnavailable,
+    Outcome,
+    PhotoProcessor,
+)
 from photo_pipeline.settings import SettingsError
+from photo_pipeline.storage import StorageError, StorageUnavailable
 
 ALBUMS = "albums"
 albums_partitions = DynamicPartitionsDefinition(name=ALBUMS)
@@ -228,7 +233,7 @@ def failures_description(failures: reruns.AlbumFailures) -> str:
 
 def no_failed_photos_outcome(photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID) -> dict[str, Any]:
     """What the check reports for an album, from the table as it is now (whoever failed the photos)."""
-    failures = reruns.album_failures(photo_pipeline.repository(), album_id)
+    failures = reruns.album_failures(photo_pipeline.photos.repository(), album_id)
     return {
         "passed": failures.passed,
         # A bad original is the uploader's problem, not a broken pipeline: yellow, not red.

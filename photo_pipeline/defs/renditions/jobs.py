@@ -27,8 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from photo_pipeline import reruns
-from photo_pipeline.assets import (
+from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
     PREVIEWS,
     THUMBNAILS,
@@ -38,7 +37,8 @@ from photo_pipeline.assets import (
     render_album,
     rendition_metadata,
 )
-from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.services import reruns
 
 RENDITIONS_OP = "album_renditions"
 
@@ -121,7 +121,7 @@ def requeue_failed(
     except reruns.InvalidRerunSelection as exc:
         # A config mistake: retrying cannot help, the operator relaunches with a fixed config.
         raise Failure(description=f"invalid config: {exc}", allow_retries=False) from exc
-    outcome = reruns.requeue(photo_pipeline.repository(), selection)
+    outcome = reruns.requeue(photo_pipeline.photos.repository(), selection)
     context.log.info(
         "requeued %d photo(s) in %d album(s) (%s)", outcome.count, len(outcome.albums), selection.describe()
     )

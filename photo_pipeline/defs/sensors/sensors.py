@@ -22,13 +22,19 @@ from dagster import (
     sensor,
 )
 
-from photo_pipeline import discovery, keys
-from photo_pipeline.assets import albums_partitions
-from photo_pipeline.jobs import IN_FLIGHT, process_album
-from photo_pipeline.object_store import ObjectInfo, ObjectStore
-from photo_pipeline.repository import NewPhoto, PhotoRecord, PhotoRepository, isolate_refused_rows, utc_now
-from photo_pipeline.resources import PhotoPipelineResource
+from photo_pipeline.defs.renditions.assets import albums_partitions
+from photo_pipeline.defs.renditions.jobs import IN_FLIGHT, process_album
+from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.repository import (
+    NewPhoto,
+    PhotoRecord,
+    PhotoRepository,
+    isolate_refused_rows,
+    utc_now,
+)
+from photo_pipeline.services import discovery
 from photo_pipeline.settings import Settings
+from photo_pipeline.storage import ObjectInfo, ObjectStore, keys
 
 PARTITION_TAG = "dagster/partition"
 LIST_PAGE_SIZE = 1000
@@ -82,7 +88,7 @@ def new_album_partitions(context: SensorEvaluationContext, album_ids: Iterable[u
 def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPipelineResource) -> SensorResult:
     settings = photo_pipeline.settings()
     store = photo_pipeline.store()
-    repository = photo_pipeline.repository()
+    repository = photo_pipeline.photos.repository()
     cursor = discovery.RawSweepCursor.from_json(context.cursor)
 
     objects, reached_end = list_slice(store, cursor.after, settings.sensor_max_keys_per_tick)
@@ -173,7 +179,7 @@ def list_slice(
     ),
 )
 def pending_photo_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPipelineResource) -> SensorResult:
-    repository = photo_pipeline.repository()
+    repository = photo_pipeline.photos.repository()
     store = photo_pipeline.store()
     cursor = discovery.PendingCursor.from_json(context.cursor)
     pending = repository.pending_albums(limit=PENDING_ALBUMS_PER_TICK)

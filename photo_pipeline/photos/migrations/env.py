@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection photo_pipeline.database.migrate hands over."""
+"""Alembic environment: runs on the connection photo_pipeline.photos.database.migrate hands over."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from photo_pipeline.models import Base
+from photo_pipeline.photos.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from photo_pipeline.models import UTCDateTime
+from photo_pipeline.photos.models import UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
