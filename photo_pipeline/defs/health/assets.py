@@ -215,7 +215,7 @@ HEALTH_CHECK_SPECS = [
 )
 def pipeline_health(context: AssetExecutionContext, photo_pipeline: PhotoPipelineResource) -> MaterializeResult:
     settings = photo_pipeline.settings()
-    snapshot = collect_health(photo_pipeline.photos.repository().engine, utc_now(), THRESHOLDS, settings.claim_lease_seconds)
+    snapshot = collect_health(photo_pipeline.repository().engine, utc_now(), THRESHOLDS, settings.claim_lease_seconds)
     reconciliation = latest_reconciliation(context.instance)
     outcomes = evaluate_checks(snapshot, reconciliation, THRESHOLDS)
     # Only the checks this run selected may report (the UI can materialize the asset alone).

@@ -98,7 +98,7 @@ def list_objects(context: OpExecutionContext, photo_pipeline: PhotoPipelineResou
 
 @op(out=Out(dict), description="Read the photo table in the bucket's key order (streamed to scratch files).")
 def load_rows(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource) -> dict[str, str]:
-    queries = ReconciliationQueries(photo_pipeline.photos.repository())
+    queries = ReconciliationQueries(photo_pipeline.repository())
     folder = scratch_dir(context)
     readers = {
         "originals": queries.rows_by_original_key,
@@ -118,7 +118,7 @@ def load_rows(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource
 def load_cancelled_uploads(photo_pipeline: PhotoPipelineResource) -> list[str]:
     settings = photo_pipeline.settings()
     since = utc_now() - timedelta(seconds=policy_from_settings(settings).tombstone_seconds)
-    return sorted(photo_pipeline.photos.repository().tombstones_since(since))
+    return sorted(photo_pipeline.repository().tombstones_since(since))
 
 
 def plan_metadata(plan: ReconciliationPlan) -> dict[str, MetadataValue]:
@@ -197,7 +197,7 @@ def apply_changes(
         context.log.info("dry run: nothing applied")
         return {"applied": False, "counts": {}, "albums_to_render": 0}
     settings = photo_pipeline.settings()
-    reconciler = Reconciler(photo_pipeline.photos.repository(), photo_pipeline.store(), policy_from_settings(settings))
+    reconciler = Reconciler(photo_pipeline.repository(), photo_pipeline.store(), policy_from_settings(settings))
     try:
         report: ApplyReport = reconciler.apply(
             plan,

@@ -233,7 +233,7 @@ def failures_description(failures: reruns.AlbumFailures) -> str:
 
 def no_failed_photos_outcome(photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID) -> dict[str, Any]:
     """What the check reports for an album, from the table as it is now (whoever failed the photos)."""
-    failures = reruns.album_failures(photo_pipeline.photos.repository(), album_id)
+    failures = reruns.album_failures(photo_pipeline.repository(), album_id)
     return {
         "passed": failures.passed,
         # A bad original is the uploader's problem, not a broken pipeline: yellow, not red.

@@ -121,7 +121,7 @@ def requeue_failed(
     except reruns.InvalidRerunSelection as exc:
         # A config mistake: retrying cannot help, the operator relaunches with a fixed config.
         raise Failure(description=f"invalid config: {exc}", allow_retries=False) from exc
-    outcome = reruns.requeue(photo_pipeline.photos.repository(), selection)
+    outcome = reruns.requeue(photo_pipeline.repository(), selection)
     context.log.info(
         "requeued %d photo(s) in %d album(s) (%s)", outcome.count, len(outcome.albums), selection.describe()
     )

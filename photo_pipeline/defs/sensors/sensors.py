@@ -88,7 +88,7 @@ def new_album_partitions(context: SensorEvaluationContext, album_ids: Iterable[u
 def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPipelineResource) -> SensorResult:
     settings = photo_pipeline.settings()
     store = photo_pipeline.store()
-    repository = photo_pipeline.photos.repository()
+    repository = photo_pipeline.repository()
     cursor = discovery.RawSweepCursor.from_json(context.cursor)
 
     objects, reached_end = list_slice(store, cursor.after, settings.sensor_max_keys_per_tick)
@@ -179,7 +179,7 @@ def list_slice(
     ),
 )
 def pending_photo_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPipelineResource) -> SensorResult:
-    repository = photo_pipeline.photos.repository()
+    repository = photo_pipeline.repository()
     store = photo_pipeline.store()
     cursor = discovery.PendingCursor.from_json(context.cursor)
     pending = repository.pending_albums(limit=PENDING_ALBUMS_PER_TICK)
