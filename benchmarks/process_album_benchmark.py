@@ -55,7 +55,7 @@ def process_album_job():  # type: ignore[no-untyped-def]
     """The product's job, rebuilt by Dagster in the run (and step) processes from this file."""
     from photo_pipeline.definitions import defs
 
-    return defs.resolve_job_def("process_album")
+    return defs().resolve_job_def("process_album")
 
 
 @dataclass(frozen=True)

@@ -155,11 +155,9 @@ def tick_figures(instance, label: str) -> dict[str, float]:  # type: ignore[no-u
     """Seconds of each tick, with the resource as definitions.py builds it from the environment."""
     from dagster import build_sensor_context
 
-    from photo_pipeline.definitions import photo_pipeline_resource
-    from photo_pipeline.defs.sensors.sensors import (
-        pending_photo_sensor,
-        raw_object_sensor,
-    )
+    from photo_pipeline.defs.resources import photo_pipeline_resource
+    from photo_pipeline.defs.sensors.pending_photo_sensor import pending_photo_sensor
+    from photo_pipeline.defs.sensors.raw_object_sensor import raw_object_sensor
 
     def tick(sensor, cursor: str | None):  # type: ignore[no-untyped-def]
         resources = {"photo_pipeline": photo_pipeline_resource()}

@@ -1,51 +1,15 @@
-"""Everything Dagster loads, assembled in one place (`workspace.yaml` points here)."""
+"""What Dagster loads (`workspace.yaml`, `dagster dev`, `dg`): every definition under `defs/`,
+found by Dagster's own loader the way `dg scaffold project` lays a project out.
 
-from __future__ import annotations
+`defs/` holds one folder per domain (renditions, sensors, reruns, reconcile, health) and the
+resources; nothing needs listing here when a definition is added there.
+"""
 
-from dagster import Definitions, EnvVar
+from pathlib import Path
 
-from photo_pipeline.defs.health.assets import (
-    HEALTH_ASSETS,
-    HEALTH_JOBS,
-    HEALTH_SCHEDULES,
-)
-from photo_pipeline.defs.reconcile.job import reconcile_schedule, reconcile_storage
-from photo_pipeline.defs.renditions.assets import album_renditions
-from photo_pipeline.defs.renditions.jobs import (
-    process_album,
-    reprocess_failed_photos,
-    rerender_albums,
-)
-from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.defs.sensors.sensors import pending_photo_sensor, raw_object_sensor
-from photo_pipeline.settings import (
-    ENV_BUCKET,
-    ENV_DATABASE_URL,
-    ENV_HOME,
-    ENV_PUBLIC_ENDPOINT_URL,
-    env_is_set,
-)
+import dagster as dg
 
 
-def _from_env(name: str) -> EnvVar | None:
-    # EnvVar is resolved at run time and shown in the UI by name only, so a database password
-    # never reaches the launchpad or the run's config; unset variables keep the embedded default.
-    return EnvVar(name) if env_is_set(name) else None
-
-
-def photo_pipeline_resource() -> PhotoPipelineResource:
-    return PhotoPipelineResource(
-        database_url=_from_env(ENV_DATABASE_URL),
-        bucket=_from_env(ENV_BUCKET),
-        public_endpoint_url=_from_env(ENV_PUBLIC_ENDPOINT_URL),
-        home=_from_env(ENV_HOME),
-    )
-
-
-defs = Definitions(
-    assets=[album_renditions, *HEALTH_ASSETS],
-    jobs=[process_album, rerender_albums, reprocess_failed_photos, reconcile_storage, *HEALTH_JOBS],
-    schedules=[reconcile_schedule, *HEALTH_SCHEDULES],
-    sensors=[raw_object_sensor, pending_photo_sensor],
-    resources={"photo_pipeline": photo_pipeline_resource()},
-)
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

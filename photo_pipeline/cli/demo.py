@@ -72,7 +72,7 @@ def run_album(instance: DagsterInstance, album_id: uuid.UUID) -> ExecuteInProces
     from photo_pipeline.defs.renditions.assets import albums_partitions
 
     instance.add_dynamic_partitions(albums_partitions.name, [str(album_id)])
-    job = defs.resolve_job_def("process_album")
+    job = defs().resolve_job_def("process_album")
     return job.execute_in_process(
         partition_key=str(album_id),
         instance=instance,

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.loaders import Loader
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, Definitions, EnvVar, definitions
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
@@ -21,7 +21,15 @@ from photo_pipeline.photos.database import create_engine_for
 from photo_pipeline.photos.repository import PhotoRepository
 from photo_pipeline.rendering.render import RenderOptions, render_options_from_settings
 from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.settings import Settings, boto3_environment_fingerprint
+from photo_pipeline.settings import (
+    ENV_BUCKET,
+    ENV_DATABASE_URL,
+    ENV_HOME,
+    ENV_PUBLIC_ENDPOINT_URL,
+    Settings,
+    boto3_environment_fingerprint,
+    env_is_set,
+)
 from photo_pipeline.storage import (
     LocalObjectStore,
     ObjectStore,
@@ -162,3 +170,23 @@ class PhotoPipelineResource(ConfigurableResource):
         return PhotoProcessor(
             self.repository(), store if store is not None else self.store(), self.render_options(), self.limits(), logger=logger
         )
+
+
+def _from_env(name: str) -> EnvVar | None:
+    # EnvVar is resolved at run time and shown in the UI by name only, so a database password
+    # never reaches the launchpad or the run's config; unset variables keep the embedded default.
+    return EnvVar(name) if env_is_set(name) else None
+
+
+def photo_pipeline_resource() -> PhotoPipelineResource:
+    return PhotoPipelineResource(
+        database_url=_from_env(ENV_DATABASE_URL),
+        bucket=_from_env(ENV_BUCKET),
+        public_endpoint_url=_from_env(ENV_PUBLIC_ENDPOINT_URL),
+        home=_from_env(ENV_HOME),
+    )
+
+
+@definitions
+def resources() -> Definitions:
+    return Definitions(resources={"photo_pipeline": photo_pipeline_resource()})

@@ -46,7 +46,7 @@ def seed(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, n:
 
 
 def run_reconcile(instance: DagsterInstance, resource: PhotoPipelineResource, **config: bool):  # type: ignore[no-untyped-def]
-    job = defs.resolve_job_def("reconcile_storage")
+    job = defs().resolve_job_def("reconcile_storage")
     return job.execute_in_process(
         instance=instance,
         resources={"photo_pipeline": resource},

@@ -22,7 +22,8 @@ from photo_pipeline.definitions import defs
 from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
 from photo_pipeline.defs.renditions.jobs import process_album
 from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.defs.sensors.sensors import pending_photo_sensor, raw_object_sensor
+from photo_pipeline.defs.sensors.pending_photo_sensor import pending_photo_sensor
+from photo_pipeline.defs.sensors.raw_object_sensor import raw_object_sensor
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
@@ -51,8 +52,8 @@ def upload(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, 
 
 
 def test_definitions_load() -> None:
-    assert defs.resolve_job_def("process_album") is not None
-    assert {s.name for s in defs.sensors} == {"raw_object_sensor", "pending_photo_sensor"}
+    assert defs().resolve_job_def("process_album") is not None
+    assert {s.name for s in defs().sensors} == {"raw_object_sensor", "pending_photo_sensor"}
 
 
 def test_process_album_materializes_both_assets_on_postgres_and_s3(
@@ -149,7 +150,7 @@ def test_sensors_do_not_pile_on_an_album_with_a_run_in_flight(
     album = uuid.uuid4()
     upload(repository, store, album, samples.photo_jpeg(64, 48))
     instance.add_dynamic_partitions(albums_partitions.name, [str(album)])
-    job = defs.resolve_job_def(process_album.name)
+    job = defs().resolve_job_def(process_album.name)
     # A run that has been created but not started yet counts as in flight, like a queued one.
     queued = instance.create_run_for_job(job_def=job, tags={"dagster/partition": str(album)})
     assert queued.status is DagsterRunStatus.NOT_STARTED
@@ -187,7 +188,7 @@ def test_pending_photo_sensor_requests_albums_whose_files_arrived(
 def test_connection_settings_reach_dagster_as_env_vars_not_values(monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster import EnvVar
 
-    from photo_pipeline.definitions import photo_pipeline_resource
+    from photo_pipeline.defs.resources import photo_pipeline_resource
 
     secret = "postgresql+psycopg://photos:s3cret-password@db.internal/photos"
     monkeypatch.setenv("PHOTO_DATABASE_URL", secret)

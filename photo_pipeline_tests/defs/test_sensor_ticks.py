@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.defs.sensors.sensors import LIST_PAGE_SIZE, list_slice
+from photo_pipeline.defs.sensors.album_runs import LIST_PAGE_SIZE
+from photo_pipeline.defs.sensors.raw_object_sensor import list_slice
 from photo_pipeline.photos.database import create_engine_for, migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now

@@ -38,7 +38,7 @@ from photo_pipeline.definitions import defs
 from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
 from photo_pipeline.defs.renditions.jobs import process_album
 from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.defs.sensors.sensors import pending_photo_sensor
+from photo_pipeline.defs.sensors.pending_photo_sensor import pending_photo_sensor
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import ClaimedPhoto, NewPhoto, PhotoRepository
 from photo_pipeline.rendering.render import RenderOptions
@@ -332,7 +332,7 @@ def test_pending_sensor_requests_a_run_for_expired_claims_and_fails_the_dead_run
     add_photos(repository, store, album, samples.photo_jpeg(64, 48), 2, ext="jpg")
     add_photos(repository, store, live_album, samples.photo_jpeg(64, 48), 1, ext="jpg")
     instance.add_dynamic_partitions(albums_partitions.name, [str(album), str(live_album)])
-    job = defs.resolve_job_def(process_album.name)
+    job = defs().resolve_job_def(process_album.name)
     # A run that was killed with -9 mid-album: recorded STARTED forever, its claims never renewed.
     killed = instance.create_run_for_job(job_def=job, tags={"dagster/partition": str(album)})
     instance.report_dagster_event(

@@ -36,11 +36,8 @@ from photo_pipeline.defs.renditions.assets import (
     NO_FAILED_PHOTOS,
     album_renditions,
 )
-from photo_pipeline.defs.renditions.jobs import (
-    process_album,
-    reprocess_failed_photos,
-    rerender_albums,
-)
+from photo_pipeline.defs.renditions.jobs import process_album, rerender_albums
+from photo_pipeline.defs.reruns.jobs import reprocess_failed_photos
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import (

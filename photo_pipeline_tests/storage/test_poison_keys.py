@@ -34,7 +34,8 @@ from photo_pipeline.cli.commands import main
 from photo_pipeline.definitions import defs
 from photo_pipeline.defs.health.assets import pipeline_health
 from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.defs.sensors.sensors import UNHOLDABLE_TAG, raw_object_sensor
+from photo_pipeline.defs.sensors.album_runs import UNHOLDABLE_TAG
+from photo_pipeline.defs.sensors.raw_object_sensor import raw_object_sensor
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
 from photo_pipeline.reconcile.apply import Reconciler
@@ -216,7 +217,7 @@ def test_raw_object_sensor_skips_unholdable_keys_and_moves_on(
 
 
 def run_reconcile(instance: DagsterInstance, resource: PhotoPipelineResource, **config: bool):  # type: ignore[no-untyped-def]
-    return defs.resolve_job_def("reconcile_storage").execute_in_process(
+    return defs().resolve_job_def("reconcile_storage").execute_in_process(
         instance=instance,
         resources={"photo_pipeline": resource},
         run_config={"ops": {"apply_changes": {"config": config}}},
