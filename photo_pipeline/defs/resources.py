@@ -187,6 +187,11 @@ def photo_pipeline_resource() -> PhotoPipelineResource:
     )
 
 
+# Built once, when the code location first imports this module: which variables are EnvVars is
+# fixed by the environment the process started with, not by whatever a later load sees.
+PHOTO_PIPELINE = photo_pipeline_resource()
+
+
 @definitions
 def resources() -> Definitions:
-    return Definitions(resources={"photo_pipeline": photo_pipeline_resource()})
+    return Definitions(resources={"photo_pipeline": PHOTO_PIPELINE})

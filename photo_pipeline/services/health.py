@@ -1,5 +1,5 @@
 """Pipeline health: a snapshot of the photo table in a handful of aggregate queries, and the pure
-rules that judge it. No Dagster here; `health_assets.py` turns both into an asset and its checks.
+rules that judge it. No Dagster here; `defs/health/assets.py` turns both into an asset and its checks.
 
 Definitions (so the numbers read the same everywhere):
 - a pending photo's age runs from its upload (`created_at`): `updated_at` is bumped by every

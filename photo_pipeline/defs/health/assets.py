@@ -1,7 +1,7 @@
 """Health in the UI: the `pipeline_health` asset, materialized every few minutes, whose numeric
 metadata the asset's page plots over time, and three asset checks on it with severities.
 
-The figures and the rules live in `health.py`; this module only reads the table's snapshot and the
+The figures and the rules live in `services/health.py`; this module only reads the table's snapshot and the
 latest reconciliation's findings and hands them to Dagster. It never lists the bucket: the asset
 runs every five minutes and a large bucket takes far longer to list; finding orphan objects is
 `reconcile_storage`'s job, which records them on the `storage_reconciliation` asset.
