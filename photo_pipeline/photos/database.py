@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,12 @@ def _reason(exc: SQLAlchemyError) -> str:
     # The driver's own message (first line), not SQLAlchemy's wrapper with the statement.
     original = getattr(exc, "orig", None) or exc
     return f"{type(original).__name__}: {str(original).strip().splitlines()[0] if str(original).strip() else ''}"
+
+
+# Chunk size for IN (...) lists and multi-row inserts: far below SQLite's variable limit.
+CHUNK = 500
+
+
+def in_chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

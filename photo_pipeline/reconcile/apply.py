@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import (
     NewPhoto,
     PhotoRepository,
-    ReconciliationQueries,
     isolate_refused_rows,
     utc_now,
 )

@@ -20,8 +20,9 @@ from typing import IO, BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.models import PhotoStatus
-from photo_pipeline.photos.repository import ClaimedPhoto, PhotoRepository, utc_now
+from photo_pipeline.photos.repository import PhotoRepository, utc_now
 from photo_pipeline.rendering.memory_budget import (
     BudgetExceeded,
     MemoryBudget,

@@ -39,8 +39,9 @@ from photo_pipeline.defs.renditions.assets import album_renditions, albums_parti
 from photo_pipeline.defs.renditions.jobs import process_album
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.defs.sensors.pending_photo_sensor import pending_photo_sensor
+from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.models import PhotoStatus
-from photo_pipeline.photos.repository import ClaimedPhoto, NewPhoto, PhotoRepository
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services import discovery
 from photo_pipeline.services.processing import (

@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError, StatementError
 
+from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.database import (
     create_engine_for,
     current_revision,
@@ -23,15 +24,14 @@ from photo_pipeline.photos.database import (
     migrate,
 )
 from photo_pipeline.photos.models import Base, PhotoStatus
+from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import (
-    ClaimedPhoto,
     CleanupRefused,
     DuplicatePhoto,
     NewPhoto,
     PhotoNotFound,
     PhotoRecord,
     PhotoRepository,
-    ReconciliationQueries,
 )
 from photo_pipeline.storage import keys
 

@@ -29,14 +29,11 @@ from photo_pipeline.defs.health.assets import (
     pipeline_health,
 )
 from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.database import create_engine_for, migrate
 from photo_pipeline.photos.models import PhotoStatus
-from photo_pipeline.photos.repository import (
-    ClaimedPhoto,
-    NewPhoto,
-    PhotoRepository,
-    ReconciliationQueries,
-)
+from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.services.health import (
     HealthSnapshot,
     HealthThresholds,

@@ -40,11 +40,8 @@ from photo_pipeline.defs.renditions.jobs import process_album, rerender_albums
 from photo_pipeline.defs.reruns.jobs import reprocess_failed_photos
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.models import PhotoStatus
-from photo_pipeline.photos.repository import (
-    NewPhoto,
-    PhotoRepository,
-    ReconciliationQueries,
-)
+from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.services import reruns
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import PostgresServer, S3Server

@@ -30,7 +30,8 @@ from dagster import (
 from pydantic import Field
 
 from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.photos.repository import ReconciliationQueries, utc_now
+from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
+from photo_pipeline.photos.repository import utc_now
 from photo_pipeline.reconcile.apply import (
     ApplyReport,
     Reconciler,

@@ -7,38 +7,22 @@
 """
 
 
-import uuid
 
 from dagster import (
-    AssetMaterialization,
     AssetSelection,
-    Config,
     DagsterInstance,
     DagsterRunStatus,
-    Failure,
-    MetadataValue,
-    OpExecutionContext,
     RunConfig,
     RunsFilter,
     define_asset_job,
     in_process_executor,
-    job,
-    op,
 )
-from pydantic import Field
 
 from photo_pipeline.defs.renditions.assets import (
-    ALBUMS,
     PREVIEWS,
     THUMBNAILS,
-    TRANSIENT_RETRY,
     RenditionsConfig,
-    no_failed_photos_evaluation,
-    render_album,
-    rendition_metadata,
 )
-from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.services import reruns
 
 RENDITIONS_OP = "album_renditions"
 

@@ -7,16 +7,10 @@ import uuid
 
 from dagster import (
     AssetMaterialization,
-    AssetSelection,
     Config,
-    DagsterInstance,
-    DagsterRunStatus,
     Failure,
     MetadataValue,
     OpExecutionContext,
-    RunConfig,
-    RunsFilter,
-    define_asset_job,
     in_process_executor,
     job,
     op,
@@ -25,10 +19,7 @@ from pydantic import Field
 
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
-    PREVIEWS,
-    THUMBNAILS,
     TRANSIENT_RETRY,
-    RenditionsConfig,
     no_failed_photos_evaluation,
     render_album,
     rendition_metadata,

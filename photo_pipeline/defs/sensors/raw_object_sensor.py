@@ -22,8 +22,8 @@ from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.defs.sensors.album_runs import (
     LIST_BUDGET_SECONDS,
     LIST_PAGE_SIZE,
-    UNHOLDABLE_TAG,
     SETTINGS,
+    UNHOLDABLE_TAG,
     album_run_request,
     albums_with_runs_in_flight,
     new_album_partitions,

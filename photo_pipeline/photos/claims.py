@@ -1,0 +1,298 @@
+"""Claims: how photos are taken for processing, and how a claim ends.
+
+A claim is a lease. It flips `pending -> processing` in one statement (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL; SQLite has one writer at a time) and carries a fresh token in `claimed_by`; its run
+renews it while it works; complete / fail / release only touch a row still `processing` under the
+caller's token, so a late writer whose claim expired and was taken over changes nothing.
+`PhotoRepository` mixes these queries in; they are here so that the claim query has one home.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from photo_pipeline.photos.database import in_chunks
+from photo_pipeline.photos.models import Photo, PhotoStatus
+
+# claimed_by is String(255); the token appends "/" and 12 hex digits to the worker's name.
+MAX_WORKER_NAME = 255 - 13
+
+
+@dataclass(frozen=True)
+class ClaimedPhoto:
+    id: uuid.UUID
+    album_id: uuid.UUID
+    original_key: str
+    created_at: datetime
+    attempts: int
+    claim: str
+
+
+class ClaimQueries:
+    """The claim and outcome statements of the photo table (mixed into `PhotoRepository`)."""
+
+    engine: Engine
+    _clock: Callable[[], datetime]
+
+
+    def claim_batch(
+        self,
+        album_id: uuid.UUID,
+        worker: str,
+        limit: int,
+        *,
+        exclude: Collection[uuid.UUID] = (),
+        from_statuses: Collection[PhotoStatus] = (PhotoStatus.PENDING,),
+        lease_seconds: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[ClaimedPhoto]:
+        """Atomically move up to `limit` of the album's pending photos (oldest first) to
+        processing under a fresh claim token. A re-render passes `from_statuses` with
+        COMPLETED too (the state machine's explicit `completed -> processing`).
+
+        With `lease_seconds`, the album's `processing` rows whose claim is older than the lease
+        are taken back too (their run stopped renewing it: crashed or hung), whatever the run
+        record says; the take-over counts as an attempt. With `max_attempts`, an expired claim
+        that already used up its attempts is left to `fail_exhausted_claims`, never re-claimed."""
+        if limit <= 0:
+            return []
+        token, now = self._claim_token(worker), self._clock()
+        expired_before = now - timedelta(seconds=lease_seconds) if lease_seconds is not None else None
+        claimable = self._claimable(from_statuses, expired_before, max_attempts)
+        candidates = (
+            select(Photo.id)
+            .where(Photo.album_id == album_id, claimable)
+            .order_by(Photo.created_at, Photo.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # rendered on PostgreSQL, ignored by SQLite
+        )
+        if exclude:
+            candidates = candidates.where(Photo.id.not_in(list(exclude)))
+        with self.engine.begin() as conn:
+            claims = self._claim(conn, candidates, token, now, from_statuses, claimable)
+        return sorted(claims, key=lambda c: (c.created_at, c.id))
+
+    @staticmethod
+    def _claimable(
+        from_statuses: Collection[PhotoStatus], expired_before: datetime | None, max_attempts: int | None
+    ) -> ColumnElement[bool]:
+        in_status = Photo.status.in_([s.value for s in from_statuses])
+        if expired_before is None:
+            return in_status
+        expired = and_(Photo.status == PhotoStatus.PROCESSING.value, Photo.claimed_at < expired_before)
+        if max_attempts is not None:
+            expired = and_(expired, Photo.attempts < max_attempts)
+        return or_(in_status, expired)
+
+    def claim_photos(
+        self,
+        photo_ids: Collection[uuid.UUID],
+        worker: str,
+        *,
+        from_statuses: Collection[PhotoStatus] = (PhotoStatus.PENDING,),
+    ) -> list[ClaimedPhoto]:
+        """Claim these photos if they are in one of `from_statuses` (pending by default; a
+        re-render passes COMPLETED). Photos in any other state, or locked by a concurrent claim,
+        are left out of the result. One claim token for the whole call."""
+        token, now = self._claim_token(worker), self._clock()
+        claimed: list[ClaimedPhoto] = []
+        with self.engine.begin() as conn:
+            for chunk in in_chunks(list(photo_ids)):
+                candidates = (
+                    select(Photo.id)
+                    .where(Photo.id.in_(chunk), Photo.status.in_([s.value for s in from_statuses]))
+                    .with_for_update(skip_locked=True)
+                )
+                claimed.extend(self._claim(conn, candidates, token, now, from_statuses))
+        return sorted(claimed, key=lambda c: (c.created_at, c.id))
+
+    def claim_for_rerender(
+        self, seen: Sequence[tuple[uuid.UUID, datetime | None]], worker: str
+    ) -> list[ClaimedPhoto]:
+        """`completed -> processing` for photos still completed with the `completed_at` a plan saw
+        (photo id, completed_at). A photo rendered again since (by an earlier reconciliation that
+        planned the same re-render, or any run) is left out, so a re-render request is idempotent.
+        The row lock (FOR UPDATE on PostgreSQL) re-checks the condition on the latest version."""
+        token, now = self._claim_token(worker), self._clock()
+        completed = (PhotoStatus.COMPLETED,)
+        claimed: list[ClaimedPhoto] = []
+        with self.engine.begin() as conn:
+            for photo_id, completed_at in seen:
+                unchanged = Photo.completed_at.is_(None) if completed_at is None else Photo.completed_at == completed_at
+                candidates = (
+                    select(Photo.id)
+                    .where(Photo.id == photo_id, Photo.status == PhotoStatus.COMPLETED.value, unchanged)
+                    .with_for_update(skip_locked=True)
+                )
+                claimed.extend(self._claim(conn, candidates, token, now, completed))
+        return sorted(claimed, key=lambda c: (c.created_at, c.id))
+
+    @staticmethod
+    def _claim_token(worker: str) -> str:
+        # A fresh suffix per call: a run that claims twice holds two claims, and fencing tells a
+        # late writer of the first from the owner of the second.
+        return f"{worker[:MAX_WORKER_NAME]}/{uuid.uuid4().hex[:12]}"
+
+    def _claim(
+        self,
+        conn: Connection,
+        candidates: Select[Any],
+        token: str,
+        now: datetime,
+        from_statuses: Collection[PhotoStatus],
+        claimable: ColumnElement[bool] | None = None,
+    ) -> list[ClaimedPhoto]:
+        # A CTE, not `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`: a plan that rescans such
+        # a subquery (e.g. on the inner side of a nested loop) may pick different rows each time
+        # and claim more than n. PostgreSQL does not inline a CTE with FOR UPDATE (EXPLAIN shows "CTE
+        # picked" on its own), so it runs exactly once. SQLite ignores FOR UPDATE; it has one writer at a
+        # time and the single statement takes the write lock before it reads.
+        # The outer status test repeats the guard for rows changed since the CTE's snapshot.
+        # (`claimable` is that guard when expired claims may be taken back too: a claim renewed
+        # since the snapshot is no longer expired and is left alone.)
+        picked = candidates.cte("picked")
+        guard = claimable if claimable is not None else Photo.status.in_([s.value for s in from_statuses])
+        statement = (
+            update(Photo)
+            .where(Photo.id.in_(select(picked.c.id)), guard)
+            .values(
+                status=PhotoStatus.PROCESSING.value,
+                claimed_by=token,
+                claimed_at=now,
+                attempts=Photo.attempts + 1,
+                updated_at=now,
+            )
+            .returning(Photo.id, Photo.album_id, Photo.original_key, Photo.created_at, Photo.attempts)
+        )
+        return [
+            ClaimedPhoto(id=r.id, album_id=r.album_id, original_key=r.original_key, created_at=r.created_at, attempts=r.attempts, claim=token)
+            for r in conn.execute(statement)
+        ]
+
+    def _finish(self, claim: ClaimedPhoto, now: datetime, **values: Any) -> bool:
+        """Write the outcome only while the caller still holds the claim (fencing)."""
+        statement = (
+            update(Photo)
+            .where(
+                Photo.id == claim.id,
+                Photo.status == PhotoStatus.PROCESSING.value,
+                Photo.claimed_by == claim.claim,
+            )
+            .values(updated_at=now, claimed_by=None, claimed_at=None, **values)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def complete(
+        self,
+        claim: ClaimedPhoto,
+        *,
+        thumb_key: str,
+        preview_key: str,
+        width: int,
+        height: int,
+        original_bytes: int | None,
+        thumb_bytes: int,
+        preview_bytes: int,
+        original_etag: str | None = None,
+        note: str | None = None,
+    ) -> bool:
+        """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
+        but looks damaged, such as a truncated JPEG padded with grey."""
+        now = self._clock()
+        return self._finish(
+            claim,
+            now,
+            status=PhotoStatus.COMPLETED.value,
+            thumb_key=thumb_key,
+            preview_key=preview_key,
+            width=width,
+            height=height,
+            original_bytes=original_bytes,
+            thumb_bytes=thumb_bytes,
+            preview_bytes=preview_bytes,
+            original_etag=original_etag,
+            error=note,
+            completed_at=now,
+        )
+
+    def fail(self, claim: ClaimedPhoto, error: str) -> bool:
+        return self._finish(claim, self._clock(), status=PhotoStatus.FAILED.value, error=error)
+
+    def release(self, claim: ClaimedPhoto, reason: str | None = None) -> bool:
+        """Back to pending for a later run; attempts are kept."""
+        return self._finish(claim, self._clock(), status=PhotoStatus.PENDING.value, error=reason)
+
+    def renew_claims(self, claims: Collection[ClaimedPhoto]) -> set[uuid.UUID]:
+        """The heartbeat: push `claimed_at` to now for the claims still held under their tokens
+        (status `processing`, same `claimed_by`); one UPDATE per token and chunk. Returns the
+        ids renewed; a claim missing from the result was finished or taken over."""
+        by_token: dict[str, list[uuid.UUID]] = {}
+        for claim in claims:
+            by_token.setdefault(claim.claim, []).append(claim.id)
+        now = self._clock()
+        renewed: set[uuid.UUID] = set()
+        with self.engine.begin() as conn:
+            for token, ids in by_token.items():
+                for chunk in in_chunks(ids):
+                    statement = (
+                        update(Photo)
+                        .where(Photo.id.in_(chunk), Photo.status == PhotoStatus.PROCESSING.value, Photo.claimed_by == token)
+                        .values(claimed_at=now)
+                        .returning(Photo.id)
+                    )
+                    renewed.update(conn.execute(statement).scalars())
+        return renewed
+
+    def release_held(self, tokens: Collection[str], reason: str) -> list[uuid.UUID]:
+        """Give back whatever is still `processing` under these claim tokens (a run's leftovers
+        after its album loop); returns the ids given back."""
+        if not tokens:
+            return []
+        now = self._clock()
+        statement = (
+            update(Photo)
+            .where(Photo.claimed_by.in_(list(tokens)), Photo.status == PhotoStatus.PROCESSING.value)
+            .values(status=PhotoStatus.PENDING.value, error=reason, claimed_by=None, claimed_at=None, updated_at=now)
+            .returning(Photo.id)
+        )
+        with self.engine.begin() as conn:
+            return list(conn.execute(statement).scalars())
+
+    def fail_exhausted_claims(self, album_id: uuid.UUID, lease_seconds: int, max_attempts: int) -> list[uuid.UUID]:
+        """Expired claims (older than the lease) of photos that used up their attempts end
+        `failed` with the reason, instead of being taken back forever."""
+        now = self._clock()
+        statement = (
+            update(Photo)
+            .where(
+                Photo.album_id == album_id,
+                Photo.status == PhotoStatus.PROCESSING.value,
+                Photo.claimed_at < now - timedelta(seconds=lease_seconds),
+                Photo.attempts >= max_attempts,
+            )
+            .values(
+                status=PhotoStatus.FAILED.value,
+                error=f"gave up after {max_attempts} attempts: the last claim expired (its run stopped renewing it)",
+                claimed_by=None,
+                claimed_at=None,
+                updated_at=now,
+            )
+            .returning(Photo.id)
+        )
+        with self.engine.begin() as conn:
+            return list(conn.execute(statement).scalars())

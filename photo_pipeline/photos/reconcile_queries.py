@@ -1,0 +1,158 @@
+"""The photo table as reconciliation reads and repairs it: rows streamed in the bucket's key
+order (byte order on every dialect), and guarded bulk updates that only touch rows still in the
+state the plan saw.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    delete,
+    func,
+    select,
+    update,
+)
+
+from photo_pipeline.photos.database import in_chunks
+from photo_pipeline.photos.models import Photo, PhotoStatus
+
+from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+
+
+def _byte_ordered(column: Any, dialect: str) -> Any:
+    # S3 lists keys in UTF-8 byte order; the merge join needs the table in the same order.
+    return column.collate("C") if dialect == "postgresql" else column.collate("BINARY")
+
+
+class ReconciliationQueries:
+    """The table side of reconciliation, kept apart from the hot-path repository."""
+
+    def __init__(self, repository: PhotoRepository, page_size: int = 2000) -> None:
+        self.engine = repository.engine
+        self._clock = repository._clock
+        self._page_size = page_size
+
+    def _iter_ordered(self, column: Any, *, where: Any = None) -> Iterator[tuple[str, PhotoRecord]]:
+        """Keyset pagination: pages of `page_size` rows, so memory does not grow with the table."""
+        ordered = _byte_ordered(column, self.engine.dialect.name)
+        last: str | None = None
+        while True:
+            query = select(*Photo.__table__.columns).where(column.is_not(None)).order_by(ordered).limit(self._page_size)
+            if where is not None:
+                query = query.where(where)
+            if last is not None:
+                query = query.where(ordered > last)
+            with self.engine.connect() as conn:
+                rows = [PhotoRepository._record(row) for row in conn.execute(query)]
+            for record in rows:
+                yield getattr(record, column.key), record
+            if len(rows) < self._page_size:
+                return
+            last = getattr(rows[-1], column.key)
+
+    def rows_by_original_key(self) -> Iterator[PhotoRecord]:
+        return (record for _, record in self._iter_ordered(Photo.original_key))
+
+    def rows_by_thumb_key(self) -> Iterator[tuple[str, PhotoRecord]]:
+        return self._iter_ordered(Photo.thumb_key)
+
+    def rows_by_preview_key(self) -> Iterator[tuple[str, PhotoRecord]]:
+        return self._iter_ordered(Photo.preview_key)
+
+    def _update_guarded(self, ids: Sequence[uuid.UUID], statuses: Collection[PhotoStatus], **values: Any) -> int:
+        changed = 0
+        now = self._clock()
+        with self.engine.begin() as conn:
+            for chunk in in_chunks(list(ids)):
+                statement = (
+                    update(Photo)
+                    .where(Photo.id.in_(chunk), Photo.status.in_([s.value for s in statuses]))
+                    .values(updated_at=now, **values)
+                )
+                changed += conn.execute(statement).rowcount
+        return changed
+
+    def touch_pending(self, ids: Sequence[uuid.UUID]) -> int:
+        """Requeue: a fresh updated_at makes the pending sensor look at the album again."""
+        return self._update_guarded(ids, [PhotoStatus.PENDING], error=None)
+
+    def mark_seen_gone(self, ids: Sequence[uuid.UUID]) -> int:
+        now = self._clock()
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in in_chunks(list(ids)):
+                changed += conn.execute(
+                    update(Photo)
+                    .where(Photo.id.in_(chunk), Photo.missing_since.is_(None), Photo.status.in_(["completed", "failed"]))
+                    .values(missing_since=now)
+                ).rowcount
+        return changed
+
+    def flag_missing(self, ids: Sequence[uuid.UUID]) -> int:
+        now = self._clock()
+        return self._update_guarded(
+            ids,
+            [PhotoStatus.PENDING, PhotoStatus.COMPLETED, PhotoStatus.FAILED],
+            status=PhotoStatus.MISSING.value,
+            missing_since=func.coalesce(Photo.missing_since, now),
+            error="original not found in the bucket past the grace period",
+        )
+
+    def restore(self, ids: Sequence[uuid.UUID]) -> int:
+        """A missing photo's original is back: pending again. Other rows just forget the sighting."""
+        back = self._update_guarded(ids, [PhotoStatus.MISSING], status=PhotoStatus.PENDING.value, missing_since=None, error=None)
+        with self.engine.begin() as conn:
+            for chunk in in_chunks(list(ids)):
+                back += conn.execute(
+                    update(Photo)
+                    .where(Photo.id.in_(chunk), Photo.status != PhotoStatus.MISSING.value, Photo.missing_since.is_not(None))
+                    .values(missing_since=None)
+                ).rowcount
+        return back
+
+    def purge_missing(self, ids: Sequence[uuid.UUID], missing_before: datetime) -> int:
+        purged = 0
+        with self.engine.begin() as conn:
+            for chunk in in_chunks(list(ids)):
+                purged += conn.execute(
+                    delete(Photo).where(
+                        Photo.id.in_(chunk),
+                        Photo.status == PhotoStatus.MISSING.value,
+                        Photo.missing_since < missing_before,
+                    )
+                ).rowcount
+        return purged
+
+    def correct_key(self, photo_id: uuid.UUID, old_key: str, new_key: str) -> bool:
+        with self.engine.begin() as conn:
+            return (
+                conn.execute(
+                    update(Photo)
+                    .where(Photo.id == photo_id, Photo.original_key == old_key)
+                    .values(original_key=new_key, updated_at=self._clock())
+                ).rowcount
+                == 1
+            )
+
+    def end_expired_claims(self, claims: Sequence[tuple[uuid.UUID, str]], *, fail_reason: str | None) -> int:
+        """Release (or fail) claims that are still held by the token the plan saw, so a claim
+        renewed since then is left alone."""
+        now = self._clock()
+        values: dict[str, Any] = {"claimed_by": None, "claimed_at": None, "updated_at": now}
+        if fail_reason is None:
+            values.update(status=PhotoStatus.PENDING.value, error="claim expired; requeued")
+        else:
+            values.update(status=PhotoStatus.FAILED.value, error=fail_reason)
+        changed = 0
+        with self.engine.begin() as conn:
+            for photo_id, claimed_by in claims:
+                changed += conn.execute(
+                    update(Photo)
+                    .where(Photo.id == photo_id, Photo.status == PhotoStatus.PROCESSING.value, Photo.claimed_by == claimed_by)
+                    .values(**values)
+                ).rowcount
+        return changed
