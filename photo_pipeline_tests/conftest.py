@@ -227,10 +227,16 @@ def daemon(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.
         start_new_session=True,
     )
     yield process
+    stop_process_group(process)
+    log.close()
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a process started with start_new_session (and its children), SIGKILL if it
+    has not ended within 30 s."""
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    log.close()

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -400,11 +399,28 @@ def ui(ctx: Context, port: int) -> None:
     # here; any other one must have been migrated with init-db.
     ctx.repository(migrate_first=ctx.uses_embedded_database)
     dagster_home = ensure_local_dagster_home(ctx.settings)
-    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
-    command = [dagster, "dev", "-m", "photo_pipeline.definitions", "-p", str(port)]
+    command, cwd = ui_command(port)
     console.print(f"DAGSTER_HOME={dagster_home} {' '.join(command)}")
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PHOTO_PIPELINE_HOME": str(ctx.settings.home)}
-    raise SystemExit(subprocess.call(command, env=env))
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix  # dg warns when the project's venv is not the active one
+    if cwd is not None:
+        os.chdir(cwd)
+    # Become the Dagster process rather than its parent: stopping `photo-pipeline ui` by its PID
+    # (or Ctrl-C) then stops the webserver and the daemon, with nothing left serving.
+    sys.stdout.flush()
+    os.execve(command[0], command, env)
+
+
+def ui_command(port: int) -> tuple[list[str], Path | None]:
+    """`dg dev` in the project's folder (dagster dev is superseded by it and warns so), or
+    `dagster dev -m` where the package runs without its project folder or without dg."""
+    project = Path(__file__).resolve().parents[2]
+    dg = Path(sys.executable).with_name("dg")  # this venv's, not another project's on PATH
+    if (project / "pyproject.toml").is_file() and dg.is_file():
+        return [str(dg), "dev", "-p", str(port)], project
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    return [dagster, "dev", "-m", "photo_pipeline.definitions", "-p", str(port)], None
 
 
 if __name__ == "__main__":

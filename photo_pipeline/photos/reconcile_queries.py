@@ -19,7 +19,6 @@ from sqlalchemy import (
 
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Photo, PhotoStatus
-
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 
 

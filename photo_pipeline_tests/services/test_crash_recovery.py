@@ -125,11 +125,13 @@ def test_a_run_killed_mid_album_gives_every_photo_back_through_the_daemon(
             return counts[PhotoStatus.COMPLETED] > 0 and counts[PhotoStatus.PENDING] > 0 and bool(claimed_by_cli_run())
 
         wait_until(mid_album, "the run to be mid-album (some completed, some claimed, some pending)", logs, cli_run)
-        held_at_kill = claimed_by_cli_run()
-        counts_at_kill = repository.status_counts(album)
         os.killpg(cli_run.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         cli_run.wait(timeout=30)
+        # Read once the run is dead: a photo it finished between a read and the kill is not one
+        # it left behind. Its claims outlive it until the lease (20 s) runs out.
+        held_at_kill = claimed_by_cli_run()
+        counts_at_kill = repository.status_counts(album)
     finally:
         if cli_run.poll() is None:
             os.killpg(cli_run.pid, signal.SIGKILL)
