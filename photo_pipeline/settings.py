@@ -1,20 +1,31 @@
 """The one place that reads the environment.
 
-Everything else receives a `Settings` (or the Dagster resources built from it), so tests can
-construct settings directly and nothing deep in the code depends on process state.
+Every `PHOTO_*` variable is declared once, in `EnvironmentSettings` (pydantic-settings): its
+type, default, accepted range or choices and meaning. `Settings.from_env` reads them from the
+mapping it is given, checks them there, and hands out `Settings` / `RenderSettings`, plain frozen
+dataclasses, so tests can construct settings directly and nothing deep in the code depends on
+process state. The operations guide's table is generated from the same declarations
+(`python -m photo_pipeline.settings --update-docs`).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from PIL import ImageColor
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -22,78 +33,494 @@ DEFAULT_HOME = ".photo_pipeline"
 MIB = 1024 * 1024
 DAY = 86400
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
+PREFIX = "PHOTO_"
 
-# Names of the variables, so that Dagster's EnvVar and the docs use the very same strings.
-ENV_DATABASE_URL = "PHOTO_DATABASE_URL"
-ENV_HOME = "PHOTO_PIPELINE_HOME"
-ENV_BUCKET = "PHOTO_BUCKET"
-ENV_PUBLIC_ENDPOINT_URL = "PHOTO_PUBLIC_ENDPOINT_URL"
+# Where the docs table lives, and the comments around the generated block.
+DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
+TABLE_START = "<!-- settings-table:start -->"
+TABLE_END = "<!-- settings-table:end -->"
+REGENERATE = "python -m photo_pipeline.settings --update-docs"
 
 
 class SettingsError(ValueError):
     """A configuration value is present but unusable."""
 
 
+def default_workers() -> int:
+    """Render threads when PHOTO_WORKERS is unset: the cores, and never fewer than two."""
+    return max(2, os.cpu_count() or 2)
+
+
+def _setting(
+    default: Any = None,
+    *,
+    default_factory: Callable[[], Any] | None = None,
+    description: str,
+    shown_default: str | None = None,
+    accepted: str | None = None,
+    empty_is_a_value: bool = False,
+    **constraints: Any,
+) -> Any:
+    """A declared variable: `Field` plus what the docs table shows that pydantic cannot derive.
+
+    shown_default: the default as the docs say it, when it is derived (from the home, the lease,
+    the cores) rather than a constant. accepted: what a value must look like, when no range or
+    choice says it. empty_is_a_value: an empty string means something (no text watermark)
+    instead of "unset, take the default".
+    """
+    extra: dict[str, Any] = {"empty_is_a_value": empty_is_a_value}
+    if shown_default is not None:
+        extra["shown_default"] = shown_default
+    if accepted is not None:
+        extra["accepted"] = accepted
+    if default_factory is not None:
+        return Field(default_factory=default_factory, description=description, json_schema_extra=extra, **constraints)
+    return Field(default, description=description, json_schema_extra=extra, **constraints)
+
+
+WatermarkPosition = Literal["bottom-right", "bottom-left", "top-right", "top-left", "center"]
+
+
+class EnvironmentSettings(BaseSettings):
+    """Every PHOTO_* variable: field `x` is the variable `PHOTO_X` (the `PHOTO_` prefix). The order
+    of declaration is the order of the operations guide's table, and the first bad value in it is
+    the one reported."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    # Where the table and the objects live.
+    database_url: str | None = _setting(
+        None,
+        description="SQLAlchemy URL of the photo table (`postgresql+psycopg://…` in production); "
+        "shown with its password masked",
+        shown_default="SQLite file `photos.db` under `PHOTO_PIPELINE_HOME`",
+        accepted="SQLAlchemy URL",
+    )
+    pipeline_home: Path = _setting(
+        Path(DEFAULT_HOME),
+        description="folder of the embedded defaults (SQLite table, local object store) and the local Dagster instance",
+        shown_default="`./.photo_pipeline`",
+        accepted="folder",
+    )
+    bucket: str | None = _setting(
+        None,
+        description="S3 bucket; endpoint and credentials from boto3's own variables (`AWS_ENDPOINT_URL_S3` / "
+        "`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`)",
+        shown_default="unset: local folder store",
+        accepted="bucket name",
+    )
+    public_endpoint_url: str | None = _setting(
+        None,
+        description="endpoint presigned URLs are signed for (what browsers reach)",
+        shown_default="the internal endpoint",
+        accepted="http(s) URL",
+    )
+
+    # Rendering.
+    preview_size: int = _setting(1600, description="long side of previews in pixels; never upscaled", ge=16, le=20_000)
+    thumb_size: int = _setting(400, description="long side of thumbnails in pixels; never upscaled", ge=16, le=20_000)
+    quality: int = _setting(82, description="encoder quality of the renditions", ge=1, le=100)
+    format: Literal["JPEG", "WEBP"] = _setting("JPEG", description="format of the renditions (any case)")
+    watermark_text: str | None = _setting(
+        "© photo_pipeline",
+        description="text of the watermark; empty string: no text watermark",
+        accepted="text",
+        empty_is_a_value=True,
+    )
+    watermark_logo: Path | None = _setting(
+        None,
+        description="path of a PNG logo (with alpha) for the watermark, placed before the text",
+        shown_default="unset",
+        accepted="path",
+    )
+    watermark_opacity: float = _setting(0.45, description="opacity of the watermark", ge=0.0, le=1.0, allow_inf_nan=False)
+    watermark_position: WatermarkPosition = _setting("bottom-right", description="corner of the watermark (any case)")
+    watermark_scale: float = _setting(
+        0.05,
+        description="height of the watermark as a share of the image's shorter side",
+        ge=0.001,
+        le=1.0,
+        allow_inf_nan=False,
+    )
+    background: str = _setting(
+        "#ffffff", description="colour transparency is flattened onto", accepted="`#rrggbb` or a colour name"
+    )
+    max_pixels: int = _setting(
+        120_000_000,
+        description="decompression-bomb limit: larger images are refused before decoding",
+        ge=1,
+        le=2_000_000_000,
+    )
+
+    # Limits of one run (see the guide's Limits and The processing pipeline).
+    memory_budget_mb: int = _setting(
+        1536,
+        description="decoded pixels one run may hold at once (width x height x bytes per sample x bands, reserved "
+        "from the header before decoding); sized for a 2-core, 4 GB worker (see [Limits](#limits))",
+        ge=64,
+        le=1_048_576,
+    )
+    max_original_mb: int = _setting(
+        200,
+        description="largest original accepted: checked by HEAD before any GET, signed into presigned PUTs, "
+        "refused by the CLI before a row is created",
+        ge=1,
+        le=5 * 1024 * 1024,
+    )
+    prefetch_mb: int = _setting(
+        128,
+        description="originals fetched ahead of the render threads and held at once (spooled), on top of the memory budget",
+        ge=8,
+        le=1_048_576,
+    )
+    workers: int = _setting(
+        default_factory=default_workers,
+        description="render threads per run",
+        shown_default="cores (at least 2)",
+        ge=1,
+        le=256,
+    )
+    # The photo table's pool holds 20 connections (database.py): I/O threads of both stages, the
+    # heartbeat and the claim loop must fit in it, hence at most 8.
+    io_threads: int = _setting(
+        4,
+        description="threads that fetch originals, and as many that upload renditions and write rows "
+        "(see [The processing pipeline](#the-processing-pipeline))",
+        ge=1,
+        le=8,
+    )
+    batch_size: int = _setting(32, description="photos claimed per batch", ge=1, le=10_000)
+    max_photos_per_run: int = _setting(5000, description="photos one run processes at most", ge=1, le=10_000_000)
+    max_attempts: int = _setting(
+        5,
+        description="a photo whose claim expired after this many attempts ends `failed` instead of being claimed again",
+        ge=1,
+        le=100,
+    )
+
+    # Leases (see the guide's Leases): renewed every heartbeat while the run works on the photo,
+    # taken back by anyone once older than the lease, whatever the run record says.
+    claim_lease_seconds: int = _setting(
+        120,
+        description="a `processing` claim not renewed for this long is expired and taken back "
+        "(see [Leases](#leases-crashed-and-killed-runs))",
+        ge=10,
+        le=7 * DAY,
+    )
+    claim_heartbeat_seconds: int = _setting(
+        30,
+        description="how often a run renews the claims it holds; must be at most half the lease",
+        shown_default="30, or a quarter of the lease if less",
+        ge=1,
+        le=3600,
+    )
+    # SigV4 presigned URLs live at most 7 days.
+    presign_expires_seconds: int = _setting(900, description="lifetime of presigned PUT URLs", ge=10, le=7 * DAY)
+
+    # Reconciliation (see the guide's Reconciliation).
+    missing_grace_seconds: int = _setting(
+        900, description='a missing original younger than this is "not arrived yet", never "lost"', ge=0, le=30 * DAY
+    )
+    orphan_grace_seconds: int = _setting(
+        300,
+        description="a raw object without a row younger than this may still be getting its row: reconciliation leaves it alone",
+        ge=0,
+        le=30 * DAY,
+    )
+    missing_retention_days: int = _setting(30, description="a `missing` row older than this is purged", ge=1, le=3650)
+    reconcile_cron: str = _setting(
+        "0 * * * *", description="schedule of `reconcile_storage`", accepted="five-field cron expression"
+    )
+    reconcile_max_change_fraction: float = _setting(
+        0.2,
+        description="a plan that would flag or delete more than this share of an album's (or the whole table's) "
+        "rows or objects is refused",
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+    )
+    reconcile_min_changes: int = _setting(
+        10,
+        description="a plan with at most this many destructive changes passes whatever their share",
+        ge=0,
+        le=10_000_000,
+    )
+    reconcile_rerender_limit: int = _setting(
+        500, description="completed photos whose renditions vanished, rendered again per run", ge=0, le=1_000_000
+    )
+
+    # Sensors: the safety net behind the fast path (`photo-pipeline arrived`).
+    sensor_interval_seconds: int = _setting(
+        10,
+        description="`raw_object_sensor` runs this often, `pending_photo_sensor` twice as often (never under 5 s); "
+        "the fast path (see [Latency](#latency)) does not wait for them",
+        ge=1,
+        le=DAY,
+    )
+    sensor_max_keys_per_tick: int = _setting(
+        5000,
+        description="raw keys one `raw_object_sensor` tick lists at most; its cursor carries on at the next tick",
+        ge=1,
+        le=1_000_000,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only the arguments: never os.environ, a .env file or a secrets folder behind the
+        # caller's back (tests pass their own environment), should anyone call the class itself.
+        return (init_settings,)
+
+    @classmethod
+    def variable(cls, field_name: str) -> str:
+        return PREFIX + field_name.upper()
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> EnvironmentSettings:
+        """The declared variables from `env`; a bad value raises one SettingsError naming it."""
+        try:
+            # Validated as they are: BaseSettings.__init__ would also build the default sources
+            # (parsing os.environ) only for settings_customise_sources to drop them.
+            return cls.model_validate(_MappingSource(cls, env)())
+        except ValidationError as error:
+            # `from None`: the ValidationError carries the raw input, which may be a password.
+            raise _settings_error(error, env) from None
+
+    @property
+    def heartbeat_seconds(self) -> int:
+        """The heartbeat asked for; by default capped at a quarter of the lease, so a short lease
+        still gets several renewals."""
+        if "claim_heartbeat_seconds" in self.model_fields_set:
+            return self.claim_heartbeat_seconds
+        return min(self.claim_heartbeat_seconds, self.claim_lease_seconds // 4)
+
+    @field_validator("format", "watermark_position", mode="before")
+    @classmethod
+    def _normalise_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "format" else value.strip().lower()
+
+    @field_validator("watermark_text")
+    @classmethod
+    def _empty_text_is_no_text(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            make_url(value.strip())
+        except ArgumentError:
+            # Never echo the value: it carries the password.
+            raise PydanticCustomError(
+                "setting", "is not a SQLAlchemy URL (dialect+driver://user:password@host/db)"
+            ) from None
+        return value.strip()
+
+    @field_validator("public_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Never echo the value: it may carry credentials.
+            raise PydanticCustomError("setting", "must be an http(s) URL with a host name")
+        return value.strip()
+
+    @field_validator("background")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        try:
+            ImageColor.getrgb(value.strip())
+        except ValueError:
+            raise PydanticCustomError(
+                "setting", "must be a colour (#rrggbb or a name), got {value}", {"value": repr(value)}
+            ) from None
+        return value.strip()
+
+    @field_validator("reconcile_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise PydanticCustomError(
+                "setting",
+                "must be a five-field cron expression such as '0 * * * *', got {value}",
+                {"value": repr(value.strip())},
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_twice_in_the_lease(self) -> EnvironmentSettings:
+        heartbeat, lease = self.heartbeat_seconds, self.claim_lease_seconds
+        if heartbeat * 2 > lease:
+            raise PydanticCustomError(
+                "setting",
+                "PHOTO_CLAIM_HEARTBEAT_SECONDS ({heartbeat}) must be at most half of PHOTO_CLAIM_LEASE_SECONDS "
+                "({lease}), or a live claim could expire between two renewals",
+                {"heartbeat": heartbeat, "lease": lease},
+            )
+        return self
+
+
+class _MappingSource(PydanticBaseSettingsSource):
+    """The declared variables found in one mapping (the environment `from_env` was given).
+
+    Names are matched exactly, upper case, as on Linux. A value that is empty or blank counts as
+    unset (the default applies), except where the declaration says empty means something.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raw = self._env.get(EnvironmentSettings.variable(field_name))
+        if raw is not None and not raw.strip() and not _extra(field).get("empty_is_a_value"):
+            raw = None
+        return raw, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            raw, key, _ = self.get_field_value(info, name)
+            if raw is not None:
+                values[key] = raw
+        return values
+
+
+def _extra(info: FieldInfo) -> dict[str, Any]:
+    return info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+
+
+# The declared defaults (from an empty environment), so that the dataclasses below repeat no value.
+_DECLARED = EnvironmentSettings.read({})
+
+
+# Names of the variables, so that Dagster's EnvVar and the docs use the very same strings.
+ENV_DATABASE_URL = EnvironmentSettings.variable("database_url")
+ENV_HOME = EnvironmentSettings.variable("pipeline_home")
+ENV_BUCKET = EnvironmentSettings.variable("bucket")
+ENV_PUBLIC_ENDPOINT_URL = EnvironmentSettings.variable("public_endpoint_url")
+
+
+# --- What a bad value reads as: one sentence naming the variable, never pydantic's report. ---
+
+_WHOLE_NUMBER_ERRORS = {"int_parsing", "int_from_float", "int_type"}
+_NUMBER_ERRORS = {"float_parsing", "float_type"}
+_RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than", "finite_number"}
+
+
+def _settings_error(error: ValidationError, env: Mapping[str, str]) -> SettingsError:
+    # The first problem in declaration order, as the hand-written parser reported it: one clear
+    # line for the operator, who fixes it and runs again.
+    first = error.errors(include_url=False, include_input=False)[0]
+    return SettingsError(_explain(first, env))
+
+
+def _explain(detail: ErrorDetails, env: Mapping[str, str]) -> str:
+    if not detail["loc"]:
+        return detail["msg"]  # a cross-field check: its message names its variables
+    name = str(detail["loc"][0])
+    variable = EnvironmentSettings.variable(name)
+    raw = env.get(variable, "")
+    kind = detail["type"]
+    if kind in _WHOLE_NUMBER_ERRORS:
+        return f"{variable} must be a whole number, got {raw!r}"
+    if kind in _NUMBER_ERRORS:
+        return f"{variable} must be a number, got {raw!r}"
+    if kind in _RANGE_ERRORS:
+        low, high = _bounds(name)
+        return f"{variable} must be between {_number(low)} and {_number(high)}, got {_as_given(raw)}"
+    if kind == "literal_error":
+        return f"{variable} must be one of {', '.join(_choices(name))}, got {raw!r}"
+    return f"{variable} {detail['msg']}"  # our own validators' messages read on from the name
+
+
+def _bounds(name: str) -> tuple[Any, Any]:
+    low = high = None
+    for constraint in EnvironmentSettings.model_fields[name].metadata:
+        low = getattr(constraint, "ge", low)
+        high = getattr(constraint, "le", high)
+    return low, high
+
+
+def _choices(name: str) -> tuple[str, ...]:
+    return get_args(EnvironmentSettings.model_fields[name].annotation)
+
+
+def _number(value: Any) -> str:
+    # 2000000000, not 2e+09; 0.001 and 1, not 0.0010 and 1.0.
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _as_given(raw: str) -> str:
+    """A number out of range as the operator wrote it (a whole number as parsed: 007 -> 7)."""
+    try:
+        return str(int(raw))
+    except ValueError:
+        return raw.strip()
+
+
+# --- The values the rest of the code receives. ---
+
+
 @dataclass(frozen=True)
 class RenderSettings:
-    preview_long_side: int = 1600
-    thumb_long_side: int = 400
-    quality: int = 82
-    format: str = "JPEG"  # or "WEBP"
-    watermark_text: str | None = "© photo_pipeline"
-    watermark_logo_path: Path | None = None
-    watermark_opacity: float = 0.45
-    watermark_position: str = "bottom-right"
+    preview_long_side: int = _DECLARED.preview_size
+    thumb_long_side: int = _DECLARED.thumb_size
+    quality: int = _DECLARED.quality
+    format: str = _DECLARED.format  # or "WEBP"
+    watermark_text: str | None = _DECLARED.watermark_text
+    watermark_logo_path: Path | None = _DECLARED.watermark_logo
+    watermark_opacity: float = _DECLARED.watermark_opacity
+    watermark_position: str = _DECLARED.watermark_position
     # Height of the watermark as a share of the image's shorter side.
-    watermark_scale: float = 0.05
-    background: str = "#ffffff"
-    max_pixels: int = 120_000_000
+    watermark_scale: float = _DECLARED.watermark_scale
+    background: str = _DECLARED.background
+    max_pixels: int = _DECLARED.max_pixels
 
 
 @dataclass(frozen=True)
 class Settings:
-    home: Path = Path(DEFAULT_HOME)
+    """What the code receives. `from_env` checks every value; constructed directly (as tests do),
+    nothing is checked. What each value means is on its declaration in `EnvironmentSettings`."""
+
+    home: Path = _DECLARED.pipeline_home
     database_url: str = ""
-    bucket: str | None = None
-    public_endpoint_url: str | None = None
+    bucket: str | None = _DECLARED.bucket
+    public_endpoint_url: str | None = _DECLARED.public_endpoint_url
     render: RenderSettings = field(default_factory=RenderSettings)
-    # A missing original younger than this is "not arrived yet", never "lost".
-    missing_grace_seconds: int = 900
-    # A raw object with no row younger than this may still be getting its row.
-    orphan_grace_seconds: int = 300
-    # A claim is a lease: renewed every `claim_heartbeat_seconds` while its run works on the photo,
-    # taken back by anyone once it is older than this, whatever the run record says.
-    claim_lease_seconds: int = 120
-    claim_heartbeat_seconds: int = 30
-    missing_retention_days: int = 30
-    max_attempts: int = 5
-    presign_expires_seconds: int = 900
-    batch_size: int = 32
-    max_photos_per_run: int = 5000
-    workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
-    # Threads that fetch originals (and as many that upload renditions and write rows): network
-    # waits, so more than the cores; each may hold a database connection while it writes.
-    io_threads: int = 4
-    # Originals fetched ahead of the render threads, held at once (spooled; on top of the
-    # memory budget, which counts decoded pixels).
-    prefetch_mb: int = 128
-    # What one run may hold in decoded pixels at once (width x height x bytes per sample x bands,
-    # reserved from the header before decoding): sized for a 2-core, 4 GB worker.
-    memory_budget_mb: int = 1536
-    # Largest original accepted: checked by HEAD before any GET, signed into presigned PUTs, and
-    # refused by the CLI before a row is created.
-    max_original_mb: int = 200
-    # Safety net behind the fast path (`photo-pipeline arrived`): raw_object_sensor every 10 s,
-    # pending_photo_sensor every 5 s (the daemon's sensor loop never runs more often than 5 s).
-    sensor_interval_seconds: int = 10
-    sensor_max_keys_per_tick: int = 5000
-    # Reconciliation refuses a plan that would flag or delete more than this share of an
-    # album's (or the whole table's) rows or objects, once more than `reconcile_min_changes`.
-    reconcile_max_change_fraction: float = 0.2
-    reconcile_min_changes: int = 10
-    reconcile_cron: str = "0 * * * *"
-    # Completed photos whose renditions vanished, rendered again per reconciliation run.
-    reconcile_rerender_limit: int = 500
+    missing_grace_seconds: int = _DECLARED.missing_grace_seconds
+    orphan_grace_seconds: int = _DECLARED.orphan_grace_seconds
+    claim_lease_seconds: int = _DECLARED.claim_lease_seconds
+    claim_heartbeat_seconds: int = _DECLARED.claim_heartbeat_seconds
+    missing_retention_days: int = _DECLARED.missing_retention_days
+    max_attempts: int = _DECLARED.max_attempts
+    presign_expires_seconds: int = _DECLARED.presign_expires_seconds
+    batch_size: int = _DECLARED.batch_size
+    max_photos_per_run: int = _DECLARED.max_photos_per_run
+    workers: int = field(default_factory=default_workers)
+    io_threads: int = _DECLARED.io_threads
+    prefetch_mb: int = _DECLARED.prefetch_mb
+    memory_budget_mb: int = _DECLARED.memory_budget_mb
+    max_original_mb: int = _DECLARED.max_original_mb
+    sensor_interval_seconds: int = _DECLARED.sensor_interval_seconds
+    sensor_max_keys_per_tick: int = _DECLARED.sensor_max_keys_per_tick
+    reconcile_max_change_fraction: float = _DECLARED.reconcile_max_change_fraction
+    reconcile_min_changes: int = _DECLARED.reconcile_min_changes
+    reconcile_cron: str = _DECLARED.reconcile_cron
+    reconcile_rerender_limit: int = _DECLARED.reconcile_rerender_limit
 
     @property
     def objects_dir(self) -> Path:
@@ -133,166 +560,60 @@ class Settings:
         """Settings from the environment, every value checked here: a bad one raises one
         SettingsError naming the variable, before anything has been touched."""
         env = os.environ if environ is None else environ
-        home = Path(env.get(ENV_HOME) or DEFAULT_HOME).expanduser().absolute()
-        base = RenderSettings()
-        render = RenderSettings(
-            preview_long_side=_int(env, "PHOTO_PREVIEW_SIZE", base.preview_long_side, 16, 20_000),
-            thumb_long_side=_int(env, "PHOTO_THUMB_SIZE", base.thumb_long_side, 16, 20_000),
-            quality=_int(env, "PHOTO_QUALITY", base.quality, 1, 100),
-            format=_choice(env, "PHOTO_FORMAT", base.format, ("JPEG", "WEBP")),
-            watermark_text=_optional_text(env, "PHOTO_WATERMARK_TEXT", base.watermark_text),
-            watermark_logo_path=_optional_path(env, "PHOTO_WATERMARK_LOGO"),
-            watermark_opacity=_float(env, "PHOTO_WATERMARK_OPACITY", base.watermark_opacity, 0.0, 1.0),
-            watermark_position=_choice(
-                env,
-                "PHOTO_WATERMARK_POSITION",
-                base.watermark_position,
-                ("bottom-right", "bottom-left", "top-right", "top-left", "center"),
-                upper=False,
-            ),
-            watermark_scale=_float(env, "PHOTO_WATERMARK_SCALE", base.watermark_scale, 0.001, 1.0),
-            background=_colour(env, "PHOTO_BACKGROUND", base.background),
-            max_pixels=_int(env, "PHOTO_MAX_PIXELS", base.max_pixels, 1, 2_000_000_000),
-        )
-        d = cls()
-        lease = _int(env, "PHOTO_CLAIM_LEASE_SECONDS", d.claim_lease_seconds, 10, 7 * DAY)
-        heartbeat = _int(env, "PHOTO_CLAIM_HEARTBEAT_SECONDS", min(d.claim_heartbeat_seconds, lease // 4), 1, 3600)
-        if heartbeat * 2 > lease:
-            raise SettingsError(
-                f"PHOTO_CLAIM_HEARTBEAT_SECONDS ({heartbeat}) must be at most half of PHOTO_CLAIM_LEASE_SECONDS "
-                f"({lease}), or a live claim could expire between two renewals"
-            )
-        return cls(
-            home=home,
-            database_url=_database_url(env) or default_database_url(home),
-            bucket=env.get(ENV_BUCKET) or None,
-            public_endpoint_url=_url(env, ENV_PUBLIC_ENDPOINT_URL),
-            render=render,
-            missing_grace_seconds=_int(env, "PHOTO_MISSING_GRACE_SECONDS", d.missing_grace_seconds, 0, 30 * DAY),
-            orphan_grace_seconds=_int(env, "PHOTO_ORPHAN_GRACE_SECONDS", d.orphan_grace_seconds, 0, 30 * DAY),
-            claim_lease_seconds=lease,
-            claim_heartbeat_seconds=heartbeat,
-            missing_retention_days=_int(env, "PHOTO_MISSING_RETENTION_DAYS", d.missing_retention_days, 1, 3650),
-            max_attempts=_int(env, "PHOTO_MAX_ATTEMPTS", d.max_attempts, 1, 100),
-            # SigV4 presigned URLs live at most 7 days.
-            presign_expires_seconds=_int(env, "PHOTO_PRESIGN_EXPIRES_SECONDS", d.presign_expires_seconds, 10, 7 * DAY),
-            batch_size=_int(env, "PHOTO_BATCH_SIZE", d.batch_size, 1, 10_000),
-            max_photos_per_run=_int(env, "PHOTO_MAX_PHOTOS_PER_RUN", d.max_photos_per_run, 1, 10_000_000),
-            workers=_int(env, "PHOTO_WORKERS", d.workers, 1, 256),
-            # The photo table's pool holds 20 connections (database.py): I/O threads of both
-            # stages, the heartbeat and the claim loop must fit in it.
-            io_threads=_int(env, "PHOTO_IO_THREADS", d.io_threads, 1, 8),
-            prefetch_mb=_int(env, "PHOTO_PREFETCH_MB", d.prefetch_mb, 8, 1_048_576),
-            memory_budget_mb=_int(env, "PHOTO_MEMORY_BUDGET_MB", d.memory_budget_mb, 64, 1_048_576),
-            max_original_mb=_int(env, "PHOTO_MAX_ORIGINAL_MB", d.max_original_mb, 1, 5 * 1024 * 1024),
-            sensor_interval_seconds=_int(env, "PHOTO_SENSOR_INTERVAL_SECONDS", d.sensor_interval_seconds, 1, DAY),
-            sensor_max_keys_per_tick=_int(env, "PHOTO_SENSOR_MAX_KEYS_PER_TICK", d.sensor_max_keys_per_tick, 1, 1_000_000),
-            reconcile_max_change_fraction=_float(
-                env, "PHOTO_RECONCILE_MAX_CHANGE_FRACTION", d.reconcile_max_change_fraction, 0.0, 1.0
-            ),
-            reconcile_min_changes=_int(env, "PHOTO_RECONCILE_MIN_CHANGES", d.reconcile_min_changes, 0, 10_000_000),
-            reconcile_cron=_cron(env, "PHOTO_RECONCILE_CRON", d.reconcile_cron),
-            reconcile_rerender_limit=_int(env, "PHOTO_RECONCILE_RERENDER_LIMIT", d.reconcile_rerender_limit, 0, 1_000_000),
-        )
+        return _settings_from(EnvironmentSettings.read(env))
+
+
+def _settings_from(declared: EnvironmentSettings) -> Settings:
+    """The checked variables as the dataclasses the code receives, derived defaults filled in."""
+    home = declared.pipeline_home.expanduser().absolute()
+    return Settings(
+        home=home,
+        database_url=declared.database_url or default_database_url(home),
+        bucket=declared.bucket,
+        public_endpoint_url=declared.public_endpoint_url,
+        render=_render_settings_from(declared),
+        missing_grace_seconds=declared.missing_grace_seconds,
+        orphan_grace_seconds=declared.orphan_grace_seconds,
+        claim_lease_seconds=declared.claim_lease_seconds,
+        claim_heartbeat_seconds=declared.heartbeat_seconds,
+        missing_retention_days=declared.missing_retention_days,
+        max_attempts=declared.max_attempts,
+        presign_expires_seconds=declared.presign_expires_seconds,
+        batch_size=declared.batch_size,
+        max_photos_per_run=declared.max_photos_per_run,
+        workers=declared.workers,
+        io_threads=declared.io_threads,
+        prefetch_mb=declared.prefetch_mb,
+        memory_budget_mb=declared.memory_budget_mb,
+        max_original_mb=declared.max_original_mb,
+        sensor_interval_seconds=declared.sensor_interval_seconds,
+        sensor_max_keys_per_tick=declared.sensor_max_keys_per_tick,
+        reconcile_max_change_fraction=declared.reconcile_max_change_fraction,
+        reconcile_min_changes=declared.reconcile_min_changes,
+        reconcile_cron=declared.reconcile_cron,
+        reconcile_rerender_limit=declared.reconcile_rerender_limit,
+    )
+
+
+def _render_settings_from(declared: EnvironmentSettings) -> RenderSettings:
+    logo = declared.watermark_logo
+    return RenderSettings(
+        preview_long_side=declared.preview_size,
+        thumb_long_side=declared.thumb_size,
+        quality=declared.quality,
+        format=declared.format,
+        watermark_text=declared.watermark_text,
+        watermark_logo_path=logo.expanduser() if logo is not None else None,
+        watermark_opacity=declared.watermark_opacity,
+        watermark_position=declared.watermark_position,
+        watermark_scale=declared.watermark_scale,
+        background=declared.background,
+        max_pixels=declared.max_pixels,
+    )
 
 
 def default_database_url(home: Path) -> str:
     return f"sqlite:///{(home / 'photos.db').absolute()}"
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not minimum <= value <= maximum:  # also refuses nan
-        raise SettingsError(f"{name} must be between {minimum:g} and {maximum:g}, got {raw.strip()}")
-    return value
-
-
-def _colour(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        ImageColor.getrgb(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{name} must be a colour (#rrggbb or a name), got {raw!r}") from None
-    return raw.strip()
-
-
-def _url(env: Mapping[str, str], name: str) -> str | None:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return None
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # Never echo the value: it may carry credentials.
-        raise SettingsError(f"{name} must be an http(s) URL with a host name")
-    return raw
-
-
-def _database_url(env: Mapping[str, str]) -> str | None:
-    raw = (env.get(ENV_DATABASE_URL) or "").strip()
-    if not raw:
-        return None
-    try:
-        make_url(raw)
-    except ArgumentError:
-        # Never echo the value: it carries the password.
-        raise SettingsError(f"{ENV_DATABASE_URL} is not a SQLAlchemy URL (dialect+driver://user:password@host/db)") from None
-    return raw
-
-
-def _cron(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    fields = raw.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise SettingsError(f"{name} must be a five-field cron expression such as '0 * * * *', got {raw!r}")
-    return raw
-
-
-def _choice(
-    env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...], *, upper: bool = True
-) -> str:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().upper() if upper else raw.strip().lower()
-    if value not in choices:
-        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return value
-
-
-def _optional_text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    # An explicitly empty value switches the text watermark off.
-    return raw or None
-
-
-def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
-    raw = env.get(name)
-    return Path(raw).expanduser() if raw else None
 
 
 def env_is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -325,3 +646,86 @@ def boto3_environment_fingerprint(environ: Mapping[str, str] | None = None) -> s
     env = os.environ if environ is None else environ
     joined = "\0".join(f"{name}={env.get(name, '')}" for name in BOTO3_ENVIRONMENT)
     return hashlib.sha256(joined.encode()).hexdigest()
+
+
+# --- The operations guide's table, generated from the declarations. ---
+
+
+def settings_reference_markdown() -> str:
+    """The Configuration table of docs/operations.md: one row per declared variable, in order."""
+    rows = [
+        f"<!-- generated from photo_pipeline/settings.py; edit the declarations there, then run `{REGENERATE}` -->",
+        "| variable | default | accepted | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, info in EnvironmentSettings.model_fields.items():
+        cells = (f"`{EnvironmentSettings.variable(name)}`", _shown_default(info), _accepted(name, info), info.description or "")
+        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown_default(info: FieldInfo) -> str:
+    shown = _extra(info).get("shown_default")
+    if shown is not None:
+        return str(shown)
+    default = info.get_default(call_default_factory=False)
+    if default is None:
+        return "unset"
+    if isinstance(default, bool | int):
+        return str(default)
+    if isinstance(default, float):
+        return f"{default:g}"
+    return f"`{default}`"
+
+
+def _accepted(name: str, info: FieldInfo) -> str:
+    accepted = _extra(info).get("accepted")
+    if accepted is not None:
+        return str(accepted)
+    choices = _choices(name)
+    if choices:
+        return ", ".join(f"`{choice}`" for choice in choices)
+    low, high = _bounds(name)
+    kind = "whole number" if info.annotation is int else "number"
+    return f"{kind}, {_number(low)} to {_number(high)}"
+
+
+def _cell(text: str) -> str:
+    # A pipe would end the cell early.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def replace_settings_table(document: str) -> str:
+    """`document` with the block between the settings-table markers regenerated."""
+    start = document.find(TABLE_START)
+    end = document.find(TABLE_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {TABLE_START} ... {TABLE_END} block to regenerate")
+    head = document[: start + len(TABLE_START)]
+    return f"{head}\n{settings_reference_markdown()}{document[end:]}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m photo_pipeline.settings", description="The PHOTO_* variables, as the operations guide lists them."
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--markdown", action="store_true", help="print the Configuration table")
+    action.add_argument(
+        "--update-docs", nargs="?", const=DOCS_PATH, type=Path, metavar="PATH", help=f"rewrite the table in PATH ({DOCS_PATH})"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(settings_reference_markdown())
+        return 0
+    path: Path = args.update_docs
+    before = path.read_text(encoding="utf-8")
+    after = replace_settings_table(before)
+    if after != before:
+        path.write_text(after, encoding="utf-8")
+    print(f"{path}: settings table {'rewritten' if after != before else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
