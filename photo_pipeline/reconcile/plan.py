@@ -4,6 +4,18 @@ Both sides arrive as streams sorted by key (the bucket lists in UTF-8 byte order
 read ordered the same way), so the comparison is a merge join: memory holds the mismatches, not
 the listing. What the plan would destroy is weighed against safety limits before anything is
 applied: a wrong bucket or an unreachable endpoint must never read as "every file is missing".
+
+The rules, one `Planner` method each (the actions they plan are the `ActionKind`s below):
+- a row and its original: `_row_with_original` (requeue a pending row, restore a missing one,
+  re-render a completed one whose original was replaced);
+- a row without its original: `_row_without_original` (seen_gone, flag_missing after the grace
+  period, purge after the retention period);
+- an original without a row: `_orphan` (adopt, or delete_cancelled for a cleaned-up upload), and
+  `_resolve_unmatched` (correct_key when the photo id sits under another key);
+- a claim older than the lease: `_expired_claim` (release_claim, or fail_claim once its attempts
+  are used up);
+- renditions: `_rerender_once` (one gone: rerender) and `_stray_rendition` (no row: delete_rendition);
+- the whole plan: `check_safety` (refuses mass destruction).
 """
 
 from __future__ import annotations
