@@ -22,6 +22,7 @@ ui: setup
 
 test: setup
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 benchmarks: setup
