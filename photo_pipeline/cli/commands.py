@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import signal
 import sys
 import uuid
 from collections.abc import Callable
@@ -23,6 +23,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline.photos.database import DatabaseNotReady, migrate, require_schema
@@ -40,7 +41,7 @@ from photo_pipeline.services.uploads import (
     cleanup_photo,
     upload_photo,
 )
-from photo_pipeline.settings import Settings, SettingsError, default_database_url
+from photo_pipeline.settings import ENV_DATABASE_URL, Settings, SettingsError, default_database_url
 from photo_pipeline.storage import ObjectStore, StorageError, build_object_store
 
 console = Console()
@@ -393,34 +394,57 @@ def demo(ctx: Context) -> None:
 @pass_context
 def ui(ctx: Context, port: int) -> None:
     """Start the Dagster UI and daemon on the local instance (sensors on, demo runs visible)."""
-    from photo_pipeline.instance.local import ensure_local_dagster_home
+    from photo_pipeline.instance.local import ensure_local_dagster_home, local_instance, start_run_retries_from_now
 
     # The sensors start ticking at once and need the table: the embedded database is created
     # here; any other one must have been migrated with init-db.
     ctx.repository(migrate_first=ctx.uses_embedded_database)
     dagster_home = ensure_local_dagster_home(ctx.settings)
-    command, cwd = ui_command(port)
+    with local_instance(ctx.settings) as instance:
+        start_run_retries_from_now(instance)
+    command = ui_command(port)
     console.print(f"DAGSTER_HOME={dagster_home} {' '.join(command)}")
+    # The home is absolute (and so is a SQLite file given relative to here), so the change of
+    # folder below changes nothing the pipeline reads.
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PHOTO_PIPELINE_HOME": str(ctx.settings.home)}
+    if ENV_DATABASE_URL in env:
+        env[ENV_DATABASE_URL] = sqlite_file_made_absolute(env[ENV_DATABASE_URL])
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix  # dg warns when the project's venv is not the active one
-    if cwd is not None:
-        os.chdir(cwd)
+    # Run from the local instance's folder: `dagster dev` warns when the folder it runs in holds a
+    # dagster.yaml other than DAGSTER_HOME's, and the project folder holds the production one.
+    os.chdir(dagster_home)
     # Become the Dagster process rather than its parent: stopping `photo-pipeline ui` by its PID
     # (or Ctrl-C) then stops the webserver and the daemon, with nothing left serving.
+    # An ignored signal stays ignored across exec, and a shell starts background commands with
+    # SIGINT ignored; dagster dev answers SIGTERM with SIGINT's handler, so started that way it
+    # would ignore `kill PID` too. Both get their default back, which Python and dagster build on.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_DFL)
     sys.stdout.flush()
     os.execve(command[0], command, env)
 
 
-def ui_command(port: int) -> tuple[list[str], Path | None]:
-    """`dg dev` in the project's folder (dagster dev is superseded by it and warns so), or
-    `dagster dev -m` where the package runs without its project folder or without dg."""
-    project = Path(__file__).resolve().parents[2]
+def sqlite_file_made_absolute(url: str) -> str:
+    """`url` with a relative SQLite file made absolute (from the current folder); any other URL
+    unchanged, character for character."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" or Path(path).is_absolute():
+        return url
+    return parsed.set(database=str(Path(path).absolute())).render_as_string(hide_password=False)
+
+
+def ui_command(port: int) -> list[str]:
+    """`dg dev` (`dagster dev` is superseded by it and warns so) on the project's workspace.yaml,
+    which names the code location; the bare module where the package runs without its project
+    folder. Given a workspace, dg runs where it is started instead of moving into the project."""
     dg = Path(sys.executable).with_name("dg")  # this venv's, not another project's on PATH
-    if (project / "pyproject.toml").is_file() and dg.is_file():
-        return [str(dg), "dev", "-p", str(port)], project
-    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
-    return [dagster, "dev", "-m", "photo_pipeline.definitions", "-p", str(port)], None
+    if not dg.is_file():
+        raise click.ClickException(f"{dg} not found: install the project (pip install -e .), which brings dagster-dg-cli")
+    workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
+    target = ["-w", str(workspace)] if workspace.is_file() else ["-m", "photo_pipeline.definitions"]
+    return [str(dg), "dev", *target, "--host", "127.0.0.1", "--port", str(port)]
 
 
 if __name__ == "__main__":

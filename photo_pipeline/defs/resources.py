@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import types
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.session
+from botocore.exceptions import BotoCoreError
 from botocore.loaders import Loader
 from dagster import ConfigurableResource, Definitions, EnvVar, definitions
 from dagster_aws.s3 import S3Resource
@@ -19,6 +21,7 @@ from pydantic import Field
 
 from photo_pipeline.photos.database import create_engine_for
 from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.redaction import redact, url_for_display
 from photo_pipeline.rendering.render import RenderOptions, render_options_from_settings
 from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.settings import (
@@ -27,6 +30,7 @@ from photo_pipeline.settings import (
     ENV_HOME,
     ENV_PUBLIC_ENDPOINT_URL,
     Settings,
+    SettingsError,
     boto3_environment_fingerprint,
     env_is_set,
 )
@@ -108,10 +112,25 @@ class PhotoPipelineResource(ConfigurableResource):
     """Where the photo table and the objects live. Every field may be left unset: the value then
     comes from the environment (see settings.py) or the embedded defaults."""
 
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the photo table.")
-    bucket: str | None = Field(default=None, description="S3 bucket; unset = local folder store.")
-    public_endpoint_url: str | None = Field(default=None, description="Endpoint presigned URLs are signed for.")
-    home: str | None = Field(default=None, description="Folder of the embedded defaults.")
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the photo table. Shown as the variable PHOTO_DATABASE_URL when set there "
+            "(it carries the password); unset (null): the SQLite file under the home."
+        ),
+    )
+    bucket: str | None = Field(
+        default=None,
+        description="S3 bucket (PHOTO_BUCKET); unset (null): the folder store under the home.",
+    )
+    public_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint presigned URLs are signed for (PHOTO_PUBLIC_ENDPOINT_URL); unset (null): the bucket's own.",
+    )
+    home: str | None = Field(
+        default=None,
+        description="Folder of the embedded defaults (PHOTO_PIPELINE_HOME); unset (null): ./.photo_pipeline.",
+    )
     s3: S3StorageResource = Field(default_factory=S3StorageResource)
 
     def settings(self) -> Settings:
@@ -179,12 +198,68 @@ def _from_env(name: str) -> EnvVar | None:
 
 
 def photo_pipeline_resource() -> PhotoPipelineResource:
-    return PhotoPipelineResource(
+    """The resource the code location serves, described with the table and store it reaches.
+
+    Its fields are EnvVars or unset, which the resource page can only show as variable names or
+    "null"; Dagster shows a resource's description beside them, and takes it from the class's
+    docstring. So the resource is an instance of a subclass made here whose docstring also says
+    what is in use, from this process's settings (the runs it launches inherit them)."""
+    described = types.new_class(
+        PhotoPipelineResource.__name__,
+        (PhotoPipelineResource,),
+        exec_body=lambda namespace: namespace.update(
+            {"__doc__": described_resource_doc(), "__module__": __name__, "__qualname__": PhotoPipelineResource.__qualname__}
+        ),
+    )
+    return described(
         database_url=_from_env(ENV_DATABASE_URL),
         bucket=_from_env(ENV_BUCKET),
         public_endpoint_url=_from_env(ENV_PUBLIC_ENDPOINT_URL),
         home=_from_env(ENV_HOME),
     )
+
+
+def described_resource_doc() -> str:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        # Loading goes on (the runs fail with the same message before claiming anything); the
+        # resource page says why.
+        return in_use_markdown(None, None, problem=f"the settings are invalid: {exc}")
+    return in_use_markdown(settings, s3_endpoint_for_display(settings) if settings.uses_s3 else None)
+
+
+def s3_endpoint_for_display(settings: Settings) -> str:
+    """The endpoint boto3 resolves from its own variables (AWS_ENDPOINT_URL_S3, ..., else AWS's),
+    without credentials. The client is the one the resource caches for its runs and sensors, so
+    building it here costs nothing later; it makes no request."""
+    try:
+        client, _presign_client = PhotoPipelineResource()._s3_clients(settings.public_endpoint_url)
+    except BotoCoreError as exc:
+        return f"(unknown: boto3 cannot build an S3 client: {redact(str(exc))})"
+    return url_for_display(client.meta.endpoint_url)
+
+
+def in_use_markdown(settings: Settings | None, s3_endpoint: str | None, *, problem: str | None = None) -> str:
+    """The resource's description: what it is, then the photo table and the object store in use,
+    with the database password masked and no credential or query string anywhere."""
+    lines = [
+        "Where the photo table and the objects live: every field below may be left unset (null), "
+        "its value then comes from the environment (see settings.py) or the embedded defaults.",
+        "",
+        "**In use** (this code location's environment, which its runs inherit):",
+        "",
+    ]
+    if settings is None:
+        return "\n".join([*lines, f"- {problem}"])
+    lines.append(f"- photo table: `{settings.database_url_for_display()}`")
+    if settings.bucket is None:
+        lines.append(f"- objects: folder `{settings.objects_dir}` (no PHOTO_BUCKET set)")
+    else:
+        lines.append(f"- objects: S3 bucket `{settings.bucket}` at {s3_endpoint}")
+        signed_for = url_for_display(settings.public_endpoint_url) if settings.public_endpoint_url else "the same endpoint"
+        lines.append(f"- upload URLs signed for: {signed_for}")
+    return "\n".join(lines)
 
 
 # Built once, when the code location first imports this module: which variables are EnvVars is
