@@ -403,7 +403,8 @@ def ui(ctx: Context, port: int) -> None:
     with local_instance(ctx.settings) as instance:
         start_run_retries_from_now(instance)
     command = ui_command(port)
-    console.print(f"DAGSTER_HOME={dagster_home} {' '.join(command)}")
+    # One line whatever the terminal's width, so it can be copied.
+    console.print(f"DAGSTER_HOME={dagster_home} {' '.join(command)}", soft_wrap=True, highlight=False)
     # The home is absolute (and so is a SQLite file given relative to here), so the change of
     # folder below changes nothing the pipeline reads.
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PHOTO_PIPELINE_HOME": str(ctx.settings.home)}
