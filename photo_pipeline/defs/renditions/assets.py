@@ -292,14 +292,22 @@ with warnings.catch_warnings():
         AssetSpec(
             THUMBNAILS,
             partitions_def=albums_partitions,
-            description="Watermarked thumbnails of an album's photos, under processed/thumbs/{album}/.",
+            description=(
+                "Watermarked thumbnails of an album's photos, under processed/thumbs/{album}/. Rendered "
+                "with the previews from one decode of each photo, so materializing either materializes "
+                "both (Dagster's Materialize dialog says so)."
+            ),
             group_name="renditions",
             kinds={"s3", "image"},
         ),
         AssetSpec(
             PREVIEWS,
             partitions_def=albums_partitions,
-            description="Watermarked previews of an album's photos, under processed/previews/{album}/.",
+            description=(
+                "Watermarked previews of an album's photos, under processed/previews/{album}/. Rendered "
+                "with the thumbnails from one decode of each photo, so materializing either materializes "
+                "both (Dagster's Materialize dialog says so)."
+            ),
             group_name="renditions",
             kinds={"s3", "image"},
         ),
@@ -307,6 +315,9 @@ with warnings.catch_warnings():
     check_specs=[NO_FAILED_PHOTOS_SPEC],
     name="album_renditions",
     partitions_def=albums_partitions,
+    # Not subsettable on purpose: one decode yields both renditions and a photo is `completed`
+    # only with both keys; rendering one alone would be the same work for half the result.
+    can_subset=False,
     retry_policy=TRANSIENT_RETRY,
     op_tags={"kind": "rendering"},
 )
