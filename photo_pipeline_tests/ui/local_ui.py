@@ -104,11 +104,13 @@ class LocalUI:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
 
-def start_ui(home: Path, log_path: Path, *, cwd: Path = ROOT, sigint_ignored: bool = False) -> LocalUI:
+def start_ui(
+    home: Path, log_path: Path, *, cwd: Path = ROOT, sigint_ignored: bool = False, until_sensors_ticked: bool = True
+) -> LocalUI:
     """`photo-pipeline ui` on a free port, in a session of its own, from `cwd` (by default the
     project folder, where the production dagster.yaml sits, as in the README). Returns once its
-    start-up is over: the code location loaded, the webserver serving and each sensor's first
-    tick logged; `startup_output` holds what it printed until then.
+    start-up is over: the code location loaded, the webserver serving and (unless told not to
+    wait for them) each sensor's first tick logged; `startup_output` holds what it printed until then.
 
     `sigint_ignored` starts it the way a shell starts a background command (`... &`), which
     leaves SIGINT ignored."""
@@ -122,15 +124,15 @@ def start_ui(home: Path, log_path: Path, *, cwd: Path = ROOT, sigint_ignored: bo
         )
     ui = LocalUI(process, port, log_path)
     try:
-        wait_until_started(ui)
+        wait_until_started(ui, SENSORS if until_sensors_ticked else ())
     except BaseException:
         stop_process_group(ui.process)
         raise
     return ui
 
 
-def wait_until_started(ui: LocalUI) -> None:
-    markers = [f"Serving dagster-webserver on {ui.url}", *(f"Checking for new runs for sensor: {name}" for name in SENSORS)]
+def wait_until_started(ui: LocalUI, sensors: tuple[str, ...]) -> None:
+    markers = [f"Serving dagster-webserver on {ui.url}", *(f"Checking for new runs for sensor: {name}" for name in sensors)]
     deadline, entries = time.monotonic() + STARTUP_SECONDS, []
     while time.monotonic() < deadline and ui.process.poll() is None:
         output = ui.output()
@@ -175,14 +177,15 @@ def processes_in_session(session_id: int) -> list[str]:
     return found
 
 
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """Clean-up whatever happened: SIGTERM to the whole session, SIGKILL to what is left after 30 s."""
+def stop_process_group(process: subprocess.Popen[bytes], grace_seconds: float = 30) -> None:
+    """Clean-up whatever happened: SIGTERM to the whole session, SIGKILL to what is left after
+    `grace_seconds`."""
     if process.poll() is None or processes_in_session(process.pid):
         try:
             os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline and processes_in_session(process.pid):
             time.sleep(0.5)
         if processes_in_session(process.pid):

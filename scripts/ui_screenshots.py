@@ -1,0 +1,160 @@
+"""Screenshots of the Dagster UI for the operations guide, taken from the real UI.
+
+    PYTHONPATH=. .venv/bin/python scripts/ui_screenshots.py [--out docs/ui]
+
+Runs `photo-pipeline demo` on a throwaway home folder, starts `photo-pipeline ui` on it
+(127.0.0.1, a free port), opens each page the guide shows in headless Chromium (Debian's, as the
+browser tests use), checks it the way the browser smoke test does (its content shown, no error
+toast, no Python error, no failed GraphQL answer) and writes docs/ui/<name>.png. Re-run it after
+assets, jobs, their descriptions or the Dagster release change; the guide refers to the files by
+name. Nothing else is written: the home folder and the UI go away at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+from photo_pipeline_tests.ui.local_ui import (  # noqa: E402
+    album_with_failed_photos,
+    run_demo,
+    start_ui,
+    stop_process_group,
+)
+from photo_pipeline_tests.ui.pages import CONTENT_TIMEOUT_MS, UIPage, ui_page  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def click(role: str, name: str, then_expect: str, *, exact: bool = False) -> Callable[[Page], None]:
+    """An action: click the element with this role whose accessible name holds `name` (is it,
+    with `exact`), then wait for a text."""
+
+    def act(page: Page) -> None:
+        page.get_by_role(role, name=name, exact=exact).first.click(timeout=CONTENT_TIMEOUT_MS)  # type: ignore[arg-type]
+        page.get_by_text(then_expect).filter(visible=True).first.wait_for(timeout=CONTENT_TIMEOUT_MS)
+
+    return act
+
+
+def enabled(role: str, name: str) -> Callable[[Page], None]:
+    """An action: wait until the element is enabled (the launchpad checks its config first)."""
+
+    def act(page: Page) -> None:
+        element = page.get_by_role(role, name=name).first  # type: ignore[arg-type]
+        deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
+        while not element.is_enabled():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name!r} stayed disabled for {CONTENT_TIMEOUT_MS / 1000:.0f}s")
+            page.wait_for_timeout(200)
+
+    return act
+
+
+@dataclass(frozen=True)
+class Shot:
+    name: str
+    path: str  # under the UI's URL; {album} is the demo album with a failed photo
+    expect: list[str]
+    actions: list[Callable[[Page], None]] = field(default_factory=list)
+
+
+SHOTS = [
+    Shot("catalog", "/assets", ["thumbnails", "pipeline_health", "2 partitions"]),
+    Shot("runs", "/runs", ["process_album"]),
+    Shot("thumbnails", "/assets/thumbnails", ["Materialize…", "Latest materialization"]),
+    Shot("album-partition", "/assets/thumbnails?view=partitions&partition={album}", ["{album}", "photos_failed"]),
+    Shot("no-failed-photos-check", "/assets/thumbnails?view=checks&checkDetail=no_failed_photos", ["no_failed_photos", "Latest execution"]),
+    Shot(
+        "materialize-notice",
+        "/assets/thumbnails",
+        ["Materialize…"],
+        [click("button", "Materialize…", "Additional assets will be materialized")],
+    ),
+    Shot(
+        "materialize-albums",
+        "/assets/thumbnails",
+        ["Materialize…"],
+        [
+            click("button", "Materialize…", "Additional assets will be materialized"),
+            click("button", "Confirm", "Partition selection"),
+        ],
+    ),
+    Shot(
+        "rerender-backfill",
+        "/locations/photo_pipeline/jobs/rerender_albums/partitions",
+        ["Materialize…"],
+        [click("button", "Materialize…", "Partition selection"), click("button", "All", "Launch backfill", exact=True)],
+    ),
+    Shot(
+        "reprocess-launchpad",
+        "/locations/photo_pipeline/jobs/reprocess_failed_photos/playground",
+        ["Launch Run"],
+        [enabled("button", "Launch Run")],
+    ),
+    Shot(
+        "reconcile-launchpad",
+        "/locations/photo_pipeline/jobs/reconcile_storage/playground",
+        ["Launch Run"],
+        [enabled("button", "Launch Run")],
+    ),
+    Shot("resource", "/locations/photo_pipeline/resources/photo_pipeline", ["photo table: "]),
+    Shot("sensor", "/locations/photo_pipeline/sensors/pending_photo_sensor", ["Latest tick", "Next tick", "View logs"]),
+]
+
+
+def take(page: UIPage, base_url: str, album: uuid.UUID, shot: Shot, out: Path) -> Path:
+    page.open(base_url + shot.path.format(album=album), expect=[text.format(album=album) for text in shot.expect])
+    for action in shot.actions:
+        action(page.page)
+    problems = page.problems()
+    if problems:
+        raise SystemExit(f"{shot.name}: the UI shows a problem, no screenshot taken:\n" + "\n".join(problems))
+    target = out / f"{shot.name}.png"
+    page.page.screenshot(path=str(target))
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "ui", help="folder for the PNG files")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ui-screenshots-") as folder:
+        home = Path(folder) / ".photo_pipeline"
+        print("running the demo…", flush=True)
+        run_demo(home)
+        album = album_with_failed_photos(home)
+        print("starting photo-pipeline ui…", flush=True)
+        ui = start_ui(home, Path(folder) / "ui.log")  # the sensors' first ticks show on the sensor's page
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+                try:
+                    for shot in SHOTS:
+                        # A page of its own for each shot: no dialog or scroll position carried over.
+                        with ui_page(browser) as page:
+                            print(f"  {take(page, ui.url, album, shot, args.out).relative_to(ROOT)}", flush=True)
+                finally:
+                    browser.close()
+        finally:
+            stop_process_group(ui.process, grace_seconds=5)
+    print(f"{len(SHOTS)} screenshots in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
