@@ -59,9 +59,9 @@ rerender_albums = define_asset_job(
     description=(
         "Render EVERY completed photo of the chosen albums again (and their pending ones), with "
         "the rendering settings in force now: use it after changing the watermark, sizes, quality "
-        "or format. Backfill it from the UI: Jobs -> rerender_albums -> Partitions -> Launch "
-        "backfill, then pick the albums. Failed photos are left alone: re-run them with "
-        "reprocess_failed_photos."
+        "or format. From the UI: Jobs -> rerender_albums -> Partitions -> Materialize…, pick the "
+        "albums under Partition selection, then Launch backfill (Launch 1 run for one album). "
+        "Failed photos are left alone: re-run them with reprocess_failed_photos."
     ),
     tags={"photo_pipeline/kind": "rerender"},
     executor_def=in_process_executor,
