@@ -301,7 +301,7 @@ def stale_pending_thresholds_text(thresholds: HealthThresholds) -> str:
 
 def failure_rate_thresholds_text(thresholds: HealthThresholds) -> str:
     return (
-        f"share of failed photos among those finished in the last {_duration(thresholds.window_seconds)}: "
+        f"Share of failed photos among those finished in the last {_duration(thresholds.window_seconds)}: "
         f"WARN from {thresholds.failure_rate_warn:.0%}, ERROR from {thresholds.failure_rate_error:.0%}"
     )
 

@@ -19,9 +19,12 @@ EXPECTED = {
     "schedules": {"reconcile_storage_schedule", "pipeline_health_schedule"},
     "resources": {"photo_pipeline"},
     "asset_checks": {
-        "no_failed_photos", "plan_within_safety_limit", "no_orphans_or_missing_rows", "failure_rate_below_threshold",
+        "no_failed_photos",
+        "plan_within_safety_limit",
+        "no_orphans_or_missing_rows",
+        "failure_rate_below_threshold",
         "no_stale_pending_photos",
-    },  # fmt: skip
+    },
 }
 
 

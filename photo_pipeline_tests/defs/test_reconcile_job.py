@@ -15,7 +15,6 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-
 from typing import Any
 
 import pytest
@@ -35,9 +34,11 @@ from dagster import (
 
 from photo_pipeline.cli import samples
 from photo_pipeline.cli.commands import main
-from photo_pipeline.definitions import defs
 from photo_pipeline.defs.health.assets import pipeline_health
-from photo_pipeline.defs.reconcile.assets import PLAN_WITHIN_SAFETY_LIMIT, storage_reconciliation
+from photo_pipeline.defs.reconcile.assets import (
+    PLAN_WITHIN_SAFETY_LIMIT,
+    storage_reconciliation,
+)
 from photo_pipeline.defs.reconcile.jobs import reconcile_config, reconcile_storage
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.database import migrate
@@ -49,7 +50,12 @@ from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3_TEST_CREDENTIALS, S3Server
-from photo_pipeline_tests.defs.ui_graphql import code_location, job_selector, query, repository_selector
+from photo_pipeline_tests.defs.ui_graphql import (
+    code_location,
+    job_selector,
+    query,
+    repository_selector,
+)
 
 JPEG = samples.photo_jpeg(64, 48)
 

@@ -26,11 +26,10 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.freshness import FreshnessDaemon
 
 from photo_pipeline.cli import samples
-
 from photo_pipeline.defs.health.assets import (
     FAILURE_RATE,
-    HEALTH_FRESHNESS,
     HEALTH_ASSETS,
+    HEALTH_FRESHNESS,
     HEALTH_JOBS,
     HEALTH_SCHEDULES,
     NO_ORPHANS_OR_MISSING,
@@ -39,7 +38,11 @@ from photo_pipeline.defs.health.assets import (
     pipeline_health,
 )
 from photo_pipeline.defs.health.freshness import schedule_interval
-from photo_pipeline.defs.reconcile.assets import RECONCILIATION_FRESHNESS, STORAGE_RECONCILIATION, storage_reconciliation
+from photo_pipeline.defs.reconcile.assets import (
+    RECONCILIATION_FRESHNESS,
+    STORAGE_RECONCILIATION,
+    storage_reconciliation,
+)
 from photo_pipeline.defs.renditions.assets import ALBUMS, album_renditions
 from photo_pipeline.defs.renditions.jobs import rerender_albums
 from photo_pipeline.defs.resources import PhotoPipelineResource
@@ -289,7 +292,7 @@ def test_failure_rate_rule(failed: int, completed: int, passed: bool, severity: 
     assert outcome.metadata["completed_in_window"] == completed
     # A rate only when something finished; the thresholds as text.
     assert ("failure_rate" in outcome.metadata) == bool(failed + completed)
-    assert outcome.metadata["thresholds"] == "share of failed photos among those finished in the last 1.0 h: WARN from 5%, ERROR from 25%"
+    assert outcome.metadata["thresholds"] == "Share of failed photos among those finished in the last 1.0 h: WARN from 5%, ERROR from 25%"
 
 
 def findings(orphans: int, missing: int, outcome: str = "applied") -> ReconciliationFindings:

@@ -47,7 +47,12 @@ from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.services import reruns
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import PostgresServer, S3Server
-from photo_pipeline_tests.defs.ui_graphql import code_location, job_selector, query, repository_selector
+from photo_pipeline_tests.defs.ui_graphql import (
+    code_location,
+    job_selector,
+    query,
+    repository_selector,
+)
 
 # Steps in this process: fast, and re-execution from failure works the same.
 # process_album runs its step in process already (in_process_executor): no executor config to choose.

@@ -5,6 +5,7 @@ The figures and the rules live in `services/health.py`; this module only reads t
 latest reconciliation's findings and hands them to Dagster. It never lists the bucket: the asset
 runs every five minutes and a large bucket takes far longer to list; finding orphan objects is
 `reconcile_storage`'s job, which records them on the `storage_reconciliation` asset.
+Its freshness policy (from its schedule, `freshness.py`) turns it red when the snapshots stop.
 """
 
 from datetime import UTC, datetime
@@ -174,7 +175,7 @@ HEALTH_CHECK_SPECS = [
     AssetCheckSpec(
         FAILURE_RATE,
         asset=PIPELINE_HEALTH,
-        description=failure_rate_thresholds_text(THRESHOLDS).capitalize() + ".",
+        description=failure_rate_thresholds_text(THRESHOLDS) + ".",
     ),
     AssetCheckSpec(
         NO_ORPHANS_OR_MISSING,

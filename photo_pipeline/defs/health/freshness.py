@@ -8,7 +8,7 @@ and the UI shows the state on the asset's page and in the catalog. The windows' 
 """
 
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 
 from dagster import FreshnessPolicy
 
@@ -29,7 +29,7 @@ def schedule_interval(cron: str, timezone: str = "UTC") -> timedelta:
     ticks = list(islice(cron_string_iterator(REFERENCE_START.timestamp(), cron, timezone), TICKS_MEASURED))
     if len(ticks) < 2:
         raise ValueError(f"cron {cron!r} ticks fewer than twice: cannot tell how often it runs")
-    return max(later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False))
+    return max(later - earlier for earlier, later in pairwise(ticks))
 
 
 def windows_for_schedule(cron: str) -> FreshnessWindows:

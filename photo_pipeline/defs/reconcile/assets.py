@@ -45,7 +45,11 @@ from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import utc_now
 from photo_pipeline.reconcile import report as told
-from photo_pipeline.reconcile.apply import Reconciler, SafetyLimitExceeded, policy_from_settings
+from photo_pipeline.reconcile.apply import (
+    Reconciler,
+    SafetyLimitExceeded,
+    policy_from_settings,
+)
 from photo_pipeline.reconcile.plan import ReconciliationPlan, plan_reconciliation
 from photo_pipeline.settings import Settings
 from photo_pipeline.storage import keys
@@ -201,7 +205,6 @@ class ApplyStep:
     refusal: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
     error_summary: str = ""
-    albums_to_render: int = 0
 
 
 @op(out=Out(ApplyStep), description="Apply the plan in batches, unless it is a dry run or the safety limit refuses it.")
@@ -233,7 +236,6 @@ def apply_changes(
         refusal="; ".join(plan.violations) or None,
         errors=dict(report.errors),
         error_summary=report.describe_errors(),
-        albums_to_render=len(report.albums_to_render),
     )
 
 
@@ -283,33 +285,19 @@ def skipped_keys_table(plan: ReconciliationPlan) -> MetadataValue:
 
 
 def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[str, MetadataValue]:
-    """The materialization's metadata: the figures (numbers, plotted), what became of the plan,
-    and the plan itself as tables."""
+    """The materialization's metadata, in the order an operator reads it: what became of the plan
+    (and why, when refused), the plan itself as tables, then the figures (numbers, plotted)."""
     found = told.findings(plan)
-    metadata: dict[str, MetadataValue] = {
-        ORPHAN_OBJECTS: MetadataValue.int(found.orphan_objects),
-        MISSING_ROWS: MetadataValue.int(found.missing_rows),
-        "rerender_needed": MetadataValue.int(found.rerender_needed),
-        "expired_claims": MetadataValue.int(found.expired_claims),
-        "planned_changes": MetadataValue.int(found.planned_changes),
-        "destructive_changes": MetadataValue.int(found.destructive_changes),
-        UNHOLDABLE_KEYS: MetadataValue.int(found.unholdable_keys),
-        "rows_seen": MetadataValue.int(plan.rows_seen),
-        "objects_seen": MetadataValue.int(plan.objects_seen),
-        OUTCOME: MetadataValue.text(step.outcome.value),
-        "applied": MetadataValue.bool(step.outcome.applied),
-        PLAN_TAKEN_AT: MetadataValue.timestamp(plan.taken_at),
-        "actions_by_kind": actions_by_kind_table(plan, step),
-        "first_actions": first_actions_table(plan),
-        "first_actions_note": MetadataValue.text(
-            f"{min(len(plan.actions), MAX_LISTED_ACTIONS)} of {len(plan.actions)} planned action(s), destructive ones first"
-        ),
-    }
-    if step.outcome.applied:
-        # Only a run that applied can have failed to: no point for dry runs and refusals.
-        metadata["apply_errors"] = MetadataValue.int(len(step.errors))
+    metadata: dict[str, MetadataValue] = {OUTCOME: MetadataValue.text(step.outcome.value)}
     if step.refusal:
         metadata["refusal"] = MetadataValue.text(step.refusal)
+    metadata[PLAN_TAKEN_AT] = MetadataValue.timestamp(plan.taken_at)
+    metadata["applied"] = MetadataValue.bool(step.outcome.applied)
+    metadata["first_actions"] = first_actions_table(plan)
+    metadata["first_actions_note"] = MetadataValue.text(
+        f"{min(len(plan.actions), MAX_LISTED_ACTIONS)} of {len(plan.actions)} planned action(s), destructive ones first"
+    )
+    metadata["actions_by_kind"] = actions_by_kind_table(plan, step)
     if step.errors:
         metadata["apply_failures"] = table(
             {"action": "kind of repair", "error": "what failed (its other batches and every other kind still ran)"},
@@ -321,6 +309,22 @@ def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[s
             metadata["skipped_keys_note"] = MetadataValue.text(
                 f"{len(plan.skipped_keys)} of {plan.unholdable_keys} skipped key(s) listed"
             )
+    metadata.update(
+        {
+            ORPHAN_OBJECTS: MetadataValue.int(found.orphan_objects),
+            MISSING_ROWS: MetadataValue.int(found.missing_rows),
+            "rerender_needed": MetadataValue.int(found.rerender_needed),
+            "expired_claims": MetadataValue.int(found.expired_claims),
+            "planned_changes": MetadataValue.int(found.planned_changes),
+            "destructive_changes": MetadataValue.int(found.destructive_changes),
+            UNHOLDABLE_KEYS: MetadataValue.int(found.unholdable_keys),
+            "rows_seen": MetadataValue.int(plan.rows_seen),
+            "objects_seen": MetadataValue.int(plan.objects_seen),
+        }
+    )
+    if step.outcome.applied:
+        # Only a run that applied can have failed to: no point for dry runs and refusals.
+        metadata["apply_errors"] = MetadataValue.int(len(step.errors))
     return metadata
 
 
