@@ -72,6 +72,7 @@ class Photo(Base):
         Index("ix_photos_status_claimed", "status", "claimed_at"),
         Index("ix_photos_thumb_key", "thumb_key"),
         Index("ix_photos_preview_key", "preview_key"),
+        Index("ix_photos_first_completed_at", "first_completed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -98,6 +99,9 @@ class Photo(Base):
     filename: Mapped[str | None] = mapped_column(String(512))
     content_type: Mapped[str | None] = mapped_column(String(128))
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the first completion only (re-renders move completed_at, never this): health's
+    # upload-to-completed latency is measured to it.
+    first_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

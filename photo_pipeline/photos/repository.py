@@ -85,6 +85,7 @@ class PhotoRecord:
     completed_at: datetime | None
     missing_since: datetime | None
     original_etag: str | None = None
+    first_completed_at: datetime | None = None
 
 
 

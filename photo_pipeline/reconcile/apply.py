@@ -45,9 +45,9 @@ class SafetyLimitExceeded(RuntimeError):
         self.plan = plan
         reasons = "; ".join(plan.violations)
         super().__init__(
-            f"reconciliation refused: {reasons}. Review the plan with `photo-pipeline reconcile --dry-run`; "
-            "if it is right, apply it with `photo-pipeline reconcile --force` (or run reconcile_storage with "
-            "config force: true)."
+            f"reconciliation refused: {reasons}. Review the plan (on the storage_reconciliation asset, or with "
+            "`photo-pipeline reconcile --dry-run`); if it is right, apply it with `photo-pipeline reconcile --force` "
+            "(or launch reconcile_storage with dry_run: false, force: true)."
         )
 
 
