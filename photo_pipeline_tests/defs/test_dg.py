@@ -18,7 +18,7 @@ EXPECTED = {
     "sensors": {"raw_object_sensor", "pending_photo_sensor"},
     "schedules": {"reconcile_storage_schedule", "pipeline_health_schedule"},
     "resources": {"photo_pipeline"},
-    "asset_checks": {"no_failed_photos", "no_orphans_or_missing_rows", "failure_rate_below_threshold", "no_stale_pending_photos"},
+    "asset_checks": {"no_failed_photos_in_album", "no_failed_photos_in_any_album", "no_orphans_or_missing_rows", "failure_rate_below_threshold", "no_stale_pending_photos"},
 }
 
 

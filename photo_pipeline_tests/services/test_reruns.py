@@ -1,5 +1,5 @@
 """Re-runs on real parts: failed photos re-run by `reprocess_failed_photos`, albums re-rendered by
-`rerender_albums`, the per-album `no_failed_photos` check, and "re-execute from failure" of a
+`rerender_albums`, the failed-photo checks (per album and across albums), and "re-execute from failure" of a
 failed `process_album` run. Photo table on PostgreSQL, bucket on S3 over HTTP (moto's server),
 Dagster instance from the repository's own dagster.yaml.
 
@@ -33,7 +33,8 @@ from dagster import (
 from photo_pipeline.cli import samples
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
-    NO_FAILED_PHOTOS,
+    NO_FAILED_PHOTOS_IN_ALBUM,
+    NO_FAILED_PHOTOS_IN_ANY_ALBUM,
     album_renditions,
 )
 from photo_pipeline.defs.renditions.jobs import process_album, rerender_albums
@@ -131,9 +132,19 @@ def output_metadata(result: ExecuteInProcessResult, step: str) -> Mapping[str, A
 
 
 def check_evaluations(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluation]:
+    """The per-album check's evaluations by album, after asserting the run also evaluated the
+    check across albums (once per album it rendered)."""
     evaluations = result.get_asset_check_evaluations()
-    assert all(e.asset_key == AssetKey("thumbnails") and e.check_name == NO_FAILED_PHOTOS for e in evaluations)
-    return {str(e.partition): e for e in evaluations}
+    assert all(e.asset_key == AssetKey("thumbnails") for e in evaluations)
+    per_album = [e for e in evaluations if e.check_name == NO_FAILED_PHOTOS_IN_ALBUM]
+    across = [e for e in evaluations if e.check_name == NO_FAILED_PHOTOS_IN_ANY_ALBUM]
+    assert len(across) == len(per_album) and all(e.partition is None for e in across)
+    return {str(e.partition): e for e in per_album}
+
+
+def across_albums_evaluation(result: ExecuteInProcessResult) -> AssetCheckEvaluation:
+    """The run's last evaluation of the check across albums."""
+    return [e for e in result.get_asset_check_evaluations() if e.check_name == NO_FAILED_PHOTOS_IN_ANY_ALBUM][-1]
 
 
 def failure_description(result: ExecuteInProcessResult | JobExecutionResult) -> str:

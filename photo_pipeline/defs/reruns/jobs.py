@@ -6,7 +6,6 @@ and/or photo id. The rules live in `services/reruns.py`; the ops below only wire
 import uuid
 
 from dagster import (
-    AssetMaterialization,
     Config,
     Failure,
     MetadataValue,
@@ -19,10 +18,10 @@ from pydantic import Field
 
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
+    NO_FAILED_PHOTOS_IN_ALBUM,
     TRANSIENT_RETRY,
-    no_failed_photos_evaluation,
+    album_rendition_events,
     render_album,
-    rendition_metadata,
 )
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.services import reruns
@@ -98,7 +97,7 @@ def requeue_metadata(outcome: reruns.RequeueOutcome) -> dict[str, MetadataValue]
     name="render_albums",
     description=(
         "Render each touched album's pending photos and record the thumbnails/previews "
-        "materializations and the no_failed_photos check for that album partition."
+        "materializations and the failed-photo checks for that album partition."
     ),
     retry_policy=TRANSIENT_RETRY,
     tags={"kind": "rendering"},
@@ -108,12 +107,11 @@ def render_albums(context: OpExecutionContext, photo_pipeline: PhotoPipelineReso
     for album in albums:
         ensure_album_partition(context, album)
         report = render_album(context.log, photo_pipeline, uuid.UUID(album), context.run.run_id)
-        # The same events the album_renditions asset records, so the asset's history in the UI
-        # shows this re-run like any other render of the album.
-        for asset, metadata in rendition_metadata(report).items():
-            context.log_event(AssetMaterialization(asset_key=asset, partition=album, metadata=metadata))
-        # log_event accepts check evaluations at run time (1.13), though its annotation omits them.
-        context.log_event(no_failed_photos_evaluation(photo_pipeline, uuid.UUID(album)))  # type: ignore[arg-type]
+        # The same events the album_renditions asset records (materializations and checks), so
+        # the asset's history in the UI shows this re-run like any other render of the album.
+        for event in album_rendition_events(context.log, photo_pipeline, report):
+            # log_event accepts check evaluations at run time (1.13), though its annotation omits them.
+            context.log_event(event)  # type: ignore[arg-type]
         rendered, failed = rendered + report.rendered, failed + report.failed
     if not albums:
         context.log.info("no photo was requeued: nothing to render")
@@ -139,7 +137,7 @@ def ensure_album_partition(context: OpExecutionContext, album: str) -> None:
         "An operator's re-run: failed photos (of an album, or chosen by id; optionally missing "
         "ones too) go back to pending and are rendered again. Fix the cause first (replace a "
         "corrupt original, restore a missing one); the failed photos of an album are listed by "
-        "the no_failed_photos check on `thumbnails`."
+        f"the {NO_FAILED_PHOTOS_IN_ALBUM} check on `thumbnails`."
     ),
     tags={"photo_pipeline/kind": "rerun"},
 )
