@@ -86,10 +86,12 @@ def store(s3_env: S3Server, s3_bucket: str) -> S3ObjectStore:
     return S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
 
 
-def upload(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes, seed: int = 0) -> uuid.UUID:
+def upload(
+    repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes, filename: str | None = None
+) -> uuid.UUID:
     photo_id = uuid.uuid4()
     key = keys.raw_key(album, photo_id, "jpg")
-    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key, filename=filename))
     store.put(key, data, "image/jpeg")
     return photo_id
 
@@ -190,7 +192,12 @@ def test_failed_photos_of_an_album_are_requeued_and_rendered(
         metadata = event.asset_materialization.metadata
         assert metadata["photos_rendered"].value == 3 and metadata["photos_failed"].value == 0
         assert int(text(metadata["bytes_written"])) > 0
+        # The album from the table, as the asset records it after any render.
+        assert metadata["album_completed"].value == 3 and metadata["album_failed"].value == 0
     assert check_evaluations(result)[str(album)].passed
+    # The other album still has its failure: the check across albums says so.
+    across = across_albums_evaluation(result)
+    assert not across.passed and str(other_album) in text(across.metadata["albums"])
 
 
 def test_chosen_photo_ids_only_touch_those_photos(
@@ -333,7 +340,7 @@ def test_no_failed_photos_check_per_album(
     clean, broken = uuid.uuid4(), uuid.uuid4()
     photos(repository, store, clean, 1)
     photos(repository, store, broken, 1)
-    corrupt = upload(repository, store, broken, samples.corrupt_jpeg())
+    corrupt = upload(repository, store, broken, samples.corrupt_jpeg(), "DSC_0042.jpg")
 
     clean_run = render(instance, process_album.name, clean)
     broken_run = render(instance, process_album.name, broken)
@@ -345,8 +352,41 @@ def test_no_failed_photos_check_per_album(
     assert evaluation.metadata["failed_photos"].value == 1
     assert evaluation.metadata["failed_photo_ids"].value == [str(corrupt)]
     assert "cannot render" in text(evaluation.metadata["latest_failures"])
+    # By the uploader's file name beside the id, in the table and in the description.
+    assert f"| DSC\\_0042.jpg | `{corrupt}` |" in text(evaluation.metadata["latest_failures"])
+    assert "1 failed photo(s): DSC_0042.jpg" in (evaluation.description or "")
     # Stored per album partition, so one album's failures do not colour another's check.
     assert evaluation.partition == str(broken)
+
+
+def test_failures_across_albums_without_dagster(repository: PhotoRepository) -> None:
+    titled, untitled, clean = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    repository.set_album_title(titled, "Studio")
+    failed_here = [register(repository, titled, f"scan-{i}.tif") for i in range(3)]
+    failed_there = [register(repository, untitled, None)]
+    register(repository, clean, "fine.jpg")
+    fail_by_hand(repository, failed_here, "cannot render: truncated")
+    fail_by_hand(repository, failed_there)
+
+    across = reruns.failures_across_albums(repository, limit=1)
+    assert (across.albums, across.photos, across.passed) == (2, 4, False)
+    assert across.listed == [reruns.FailedAlbum(titled, "Studio", 3)], "the most failed first, up to the limit"
+
+    album = reruns.album_failures(repository, titled, examples=2)
+    assert album.failed == 3 and len(album.examples) == 2
+    assert {p.filename for p in album.examples} <= {"scan-0.tif", "scan-1.tif", "scan-2.tif"}
+    assert all(p.error == "cannot render: truncated" for p in album.examples)
+    [unnamed] = reruns.album_failures(repository, untitled).examples
+    assert unnamed.filename == f"{failed_there[0]}.jpg", "no recorded name: the key's last segment"
+    assert reruns.failures_across_albums(repository).listed[1] == reruns.FailedAlbum(untitled, None, 1)
+
+
+def register(repository: PhotoRepository, album: uuid.UUID, filename: str | None) -> uuid.UUID:
+    """A pending row without an object (the rules above read the table only)."""
+    photo_id = uuid.uuid4()
+    key = keys.raw_key(album, photo_id, "jpg")
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key, filename=filename))
+    return photo_id
 
 
 # -- re-execute from failure -----------------------------------------------------------------
