@@ -16,7 +16,12 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
-from photo_pipeline.services.uploads import UploadPolicy, UploadResult, title_album, upload_photo
+from photo_pipeline.services.uploads import (
+    UploadPolicy,
+    UploadResult,
+    title_album,
+    upload_photo,
+)
 from photo_pipeline.storage import ObjectStore
 
 

@@ -18,8 +18,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.albums import AlbumFigures, FailedPhotoCounts
+from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.database import (
     alembic_config,
     create_engine_for,

@@ -200,10 +200,11 @@ def run_metadata(report: AlbumReport, filenames: Mapping[uuid.UUID, str]) -> dic
 
 
 def sample_markdown(sample: Sample) -> MetadataValue:
+    caption = markdown_text(sample.caption, 300)
     if sample.data is None:
-        return MetadataValue.md(f"_{sample.caption}_")
+        return MetadataValue.md(f"_{caption}_")
     encoded = base64.b64encode(sample.data).decode("ascii")
-    return MetadataValue.md(f"![sample thumbnail](data:{sample.content_type};base64,{encoded})\n\n_{sample.caption}_")
+    return MetadataValue.md(f"![sample thumbnail](data:{sample.content_type};base64,{encoded})\n\n_{caption}_")
 
 
 def rendition_metadata(report: AlbumReport, view: AlbumView, *, rerender: bool = False) -> dict[str, dict[str, MetadataValue]]:
@@ -261,6 +262,7 @@ def album_sample(log: logging.Logger, photo_pipeline: PhotoPipelineResource, rep
         return Sample(None, None, f"sample thumbnail unavailable: {exc}")
     content_type = keys.content_type_for_extension(key.rsplit(".", 1)[-1])
     return Sample(buffer.getvalue(), content_type, "the album's latest rendered thumbnail (none rendered in this run)")
+
 
 def render_album(
     log: logging.Logger, photo_pipeline: PhotoPipelineResource, album_id: uuid.UUID, worker: str, *, rerender: bool = False
@@ -380,20 +382,21 @@ def failed_in_album_check(album: AlbumState) -> CheckOutcome:
     if failures.passed:
         description = f"album {album.label}: no failed photos"
     else:
-        names = ", ".join(photo.filename for photo in failures.examples)
+        # Uploaders' file names may hold control characters: escaped, as in any output.
+        names = ", ".join(keys.display_key(photo.filename, 80) for photo in failures.examples)
         more = f" and {failures.failed - len(failures.examples)} more" if failures.failed > len(failures.examples) else ""
         description = (
             f"album {album.label}: {failures.failed} failed photo(s): {names}{more}. Fix or replace the "
             f"originals, then re-run them with the {RERUN_JOB} job"
         )
-    metadata = album_metadata(album)
+    title = {"album_title": MetadataValue.text(album.title)} if album.title else {}
     return CheckOutcome(
         name=NO_FAILED_PHOTOS_IN_ALBUM,
         passed=failures.passed,
         description=description,
         metadata={
-            "album_id": metadata["album_id"],
-            **({"album_title": metadata["album_title"]} if "album_title" in metadata else {}),
+            "album_id": MetadataValue.text(str(album.album_id)),
+            **title,
             "failed_photos": MetadataValue.int(failures.failed),
             "failed_photo_ids": MetadataValue.json([str(p.id) for p in failures.examples]),
             "latest_failures": MetadataValue.md(failed_photos_table(failures)),
