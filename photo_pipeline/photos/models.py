@@ -114,3 +114,18 @@ class DeletedUpload(Base):
     original_key: Mapped[str] = mapped_column(ObjectKey, primary_key=True)
     photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+# albums.title: long enough for any real album name, short enough for a table cell.
+MAX_ALBUM_TITLE_CHARS = 200
+
+
+class Album(Base):
+    """An album's title, when one was given (at upload). Optional: the photo table alone defines
+    which albums exist (photos.album_id), and an album without a row here is shown by its id."""
+
+    __tablename__ = "albums"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    title: Mapped[str] = mapped_column(String(MAX_ALBUM_TITLE_CHARS), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -24,6 +24,8 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy.exc import SQLAlchemyError
 from urllib3.util.retry import Retry
 
+from photo_pipeline.photos.albums import AlbumRecord
+from photo_pipeline.photos.models import MAX_ALBUM_TITLE_CHARS
 from photo_pipeline.photos.repository import (
     CleanupRefused,
     NewPhoto,
@@ -54,6 +56,10 @@ ProgressCallback = Callable[[int], None]
 
 class UploadRejected(ValueError):
     """The file is not something we accept (empty, not an image); nothing was created."""
+
+
+class InvalidAlbumTitle(ValueError):
+    """The album title cannot be stored and shown as given; nothing was changed."""
 
 
 class UploadFailed(RuntimeError):
@@ -93,6 +99,28 @@ class UploadPolicy:
             memory_budget_bytes=settings.memory_budget_bytes,
             preview_long_side=settings.render.preview_long_side,
         )
+
+
+def clean_album_title(title: str) -> str:
+    """The title as stored: trimmed; InvalidAlbumTitle when empty, too long, or carrying
+    characters that would forge lines or reorder text where it is shown (terminal, UI, logs)."""
+    cleaned = title.strip()
+    if not cleaned:
+        raise InvalidAlbumTitle("the album title is empty")
+    if len(cleaned) > MAX_ALBUM_TITLE_CHARS:
+        raise InvalidAlbumTitle(f"the album title has {len(cleaned)} characters; at most {MAX_ALBUM_TITLE_CHARS} are kept")
+    # The same characters the photo table refuses in object keys (controls, bidi overrides,
+    # undecodable bytes), for the same reasons.
+    reason = keys.unholdable_reason(cleaned)
+    if reason is not None:
+        raise InvalidAlbumTitle(f"the album title {reason}")
+    return cleaned
+
+
+def title_album(repository: PhotoRepository, album_id: uuid.UUID, title: str) -> AlbumRecord:
+    """Give the album a title (or a new one), as the uploader names it: shown beside the album's
+    id by `photo-pipeline status` and in the renditions' metadata."""
+    return repository.set_album_title(album_id, clean_album_title(title))
 
 
 def check_upload_limits(path: Path, policy: UploadPolicy) -> int:

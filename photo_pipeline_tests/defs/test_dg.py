@@ -19,7 +19,8 @@ EXPECTED = {
     "schedules": {"reconcile_storage_schedule", "pipeline_health_schedule"},
     "resources": {"photo_pipeline"},
     "asset_checks": {
-        "no_failed_photos",
+        "no_failed_photos_in_album",
+        "no_failed_photos_in_any_album",
         "plan_within_safety_limit",
         "no_orphans_or_missing_rows",
         "failure_rate_below_threshold",

@@ -1,5 +1,6 @@
 """Re-runs on real parts: failed photos re-run by `reprocess_failed_photos` (an album picked in the
-launchpad's partition picker, as the UI's GraphQL sees it), albums re-rendered by `rerender_albums`, the per-album `no_failed_photos` check, and "re-execute from failure" of a
+launchpad's partition picker, as the UI's GraphQL sees it), albums re-rendered by `rerender_albums`,
+the failed-photo checks (per album and across albums), and "re-execute from failure" of a
 failed `process_album` run. Photo table on PostgreSQL, bucket on S3 over HTTP (moto's server),
 Dagster instance from the repository's own dagster.yaml.
 
@@ -35,7 +36,8 @@ from dagster import (
 from photo_pipeline.cli import samples
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
-    NO_FAILED_PHOTOS,
+    NO_FAILED_PHOTOS_IN_ALBUM,
+    NO_FAILED_PHOTOS_IN_ANY_ALBUM,
     album_renditions,
 )
 from photo_pipeline.defs.renditions.jobs import process_album, rerender_albums
@@ -93,10 +95,12 @@ def store(s3_env: S3Server, s3_bucket: str) -> S3ObjectStore:
     return S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
 
 
-def upload(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes, seed: int = 0) -> uuid.UUID:
+def upload(
+    repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes, filename: str | None = None
+) -> uuid.UUID:
     photo_id = uuid.uuid4()
     key = keys.raw_key(album, photo_id, "jpg")
-    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key, filename=filename))
     store.put(key, data, "image/jpeg")
     return photo_id
 
@@ -145,9 +149,19 @@ def output_metadata(result: ExecuteInProcessResult, step: str) -> Mapping[str, A
 
 
 def check_evaluations(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluation]:
+    """The per-album check's evaluations by album, after asserting the run also evaluated the
+    check across albums (once per album it rendered)."""
     evaluations = result.get_asset_check_evaluations()
-    assert all(e.asset_key == AssetKey("thumbnails") and e.check_name == NO_FAILED_PHOTOS for e in evaluations)
-    return {str(e.partition): e for e in evaluations}
+    assert all(e.asset_key == AssetKey("thumbnails") for e in evaluations)
+    per_album = [e for e in evaluations if e.check_name == NO_FAILED_PHOTOS_IN_ALBUM]
+    across = [e for e in evaluations if e.check_name == NO_FAILED_PHOTOS_IN_ANY_ALBUM]
+    assert len(across) == len(per_album) and all(e.partition is None for e in across)
+    return {str(e.partition): e for e in per_album}
+
+
+def across_albums_evaluation(result: ExecuteInProcessResult) -> AssetCheckEvaluation:
+    """The run's last evaluation of the check across albums."""
+    return [e for e in result.get_asset_check_evaluations() if e.check_name == NO_FAILED_PHOTOS_IN_ANY_ALBUM][-1]
 
 
 def failure_description(result: ExecuteInProcessResult | JobExecutionResult) -> str:
@@ -193,7 +207,12 @@ def test_failed_photos_of_an_album_are_requeued_and_rendered(
         metadata = event.asset_materialization.metadata
         assert metadata["photos_rendered"].value == 3 and metadata["photos_failed"].value == 0
         assert int(text(metadata["bytes_written"])) > 0
+        # The album from the table, as the asset records it after any render.
+        assert metadata["album_completed"].value == 3 and metadata["album_failed"].value == 0
     assert check_evaluations(result)[str(album)].passed
+    # The other album still has its failure: the check across albums says so.
+    across = across_albums_evaluation(result)
+    assert not across.passed and str(other_album) in text(across.metadata["albums"])
 
 
 def test_chosen_photo_ids_only_touch_those_photos(
@@ -420,7 +439,7 @@ def test_no_failed_photos_check_per_album(
     clean, broken = uuid.uuid4(), uuid.uuid4()
     photos(repository, store, clean, 1)
     photos(repository, store, broken, 1)
-    corrupt = upload(repository, store, broken, samples.corrupt_jpeg())
+    corrupt = upload(repository, store, broken, samples.corrupt_jpeg(), "DSC_0042.jpg")
 
     clean_run = render(instance, process_album.name, clean)
     broken_run = render(instance, process_album.name, broken)
@@ -432,8 +451,41 @@ def test_no_failed_photos_check_per_album(
     assert evaluation.metadata["failed_photos"].value == 1
     assert evaluation.metadata["failed_photo_ids"].value == [str(corrupt)]
     assert "cannot render" in text(evaluation.metadata["latest_failures"])
+    # By the uploader's file name beside the id, in the table and in the description.
+    assert f"| DSC\\_0042.jpg | `{corrupt}` |" in text(evaluation.metadata["latest_failures"])
+    assert "1 failed photo(s): DSC_0042.jpg" in (evaluation.description or "")
     # Stored per album partition, so one album's failures do not colour another's check.
     assert evaluation.partition == str(broken)
+
+
+def test_failures_across_albums_without_dagster(repository: PhotoRepository) -> None:
+    titled, untitled, clean = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    repository.set_album_title(titled, "Studio")
+    failed_here = [register(repository, titled, f"scan-{i}.tif") for i in range(3)]
+    failed_there = [register(repository, untitled, None)]
+    register(repository, clean, "fine.jpg")
+    fail_by_hand(repository, failed_here, "cannot render: truncated")
+    fail_by_hand(repository, failed_there)
+
+    across = reruns.failures_across_albums(repository, limit=1)
+    assert (across.albums, across.photos, across.passed) == (2, 4, False)
+    assert across.listed == [reruns.FailedAlbum(titled, "Studio", 3)], "the most failed first, up to the limit"
+
+    album = reruns.album_failures(repository, titled, examples=2)
+    assert album.failed == 3 and len(album.examples) == 2
+    assert {p.filename for p in album.examples} <= {"scan-0.tif", "scan-1.tif", "scan-2.tif"}
+    assert all(p.error == "cannot render: truncated" for p in album.examples)
+    [unnamed] = reruns.album_failures(repository, untitled).examples
+    assert unnamed.filename == f"{failed_there[0]}.jpg", "no recorded name: the key's last segment"
+    assert reruns.failures_across_albums(repository).listed[1] == reruns.FailedAlbum(untitled, None, 1)
+
+
+def register(repository: PhotoRepository, album: uuid.UUID, filename: str | None) -> uuid.UUID:
+    """A pending row without an object (the rules above read the table only)."""
+    photo_id = uuid.uuid4()
+    key = keys.raw_key(album, photo_id, "jpg")
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key, filename=filename))
+    return photo_id
 
 
 # -- re-execute from failure -----------------------------------------------------------------

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 from dagster import (
-    AssetMaterialization,
     Config,
     Failure,
     MetadataValue,
@@ -25,11 +24,11 @@ from pydantic import Field
 
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
+    NO_FAILED_PHOTOS_IN_ALBUM,
     TRANSIENT_RETRY,
+    album_rendition_events,
     albums_partitions,
-    no_failed_photos_evaluation,
     render_album,
-    rendition_metadata,
 )
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.services import reruns
@@ -48,7 +47,7 @@ class ReprocessFailedConfig(Config):
     photo_ids: list[str] = Field(
         default_factory=list,
         description=(
-            "Only these photos of the album (ids as the no_failed_photos check lists them). Empty: "
+            "Only these photos of the album (ids as the no_failed_photos_in_album check lists them). Empty: "
             "every failed photo of the album. Photos that are not failed (or missing, with "
             "include_missing) are listed in the step's metadata with why."
         ),
@@ -122,7 +121,7 @@ def requeue_metadata(outcome: reruns.RequeueOutcome) -> dict[str, MetadataValue]
     name="render_albums",
     description=(
         "Render each touched album's pending photos and record the thumbnails/previews "
-        "materializations and the no_failed_photos check for that album partition."
+        "materializations and the failed-photo checks for that album partition."
     ),
     retry_policy=TRANSIENT_RETRY,
     tags={"kind": "rendering"},
@@ -132,12 +131,11 @@ def render_albums(context: OpExecutionContext, photo_pipeline: PhotoPipelineReso
     for album in albums:
         ensure_album_partition(context, album)
         report = render_album(context.log, photo_pipeline, uuid.UUID(album), context.run.run_id)
-        # The same events the album_renditions asset records, so the asset's history in the UI
-        # shows this re-run like any other render of the album.
-        for asset, metadata in rendition_metadata(report).items():
-            context.log_event(AssetMaterialization(asset_key=asset, partition=album, metadata=metadata))
-        # log_event accepts check evaluations at run time (1.13), though its annotation omits them.
-        context.log_event(no_failed_photos_evaluation(photo_pipeline, uuid.UUID(album)))  # type: ignore[arg-type]
+        # The same events the album_renditions asset records (materializations and checks), so
+        # the asset's history in the UI shows this re-run like any other render of the album.
+        for event in album_rendition_events(context.log, photo_pipeline, report):
+            # log_event accepts check evaluations at run time (1.13), though its annotation omits them.
+            context.log_event(event)  # type: ignore[arg-type]
         rendered, failed = rendered + report.rendered, failed + report.failed
     if not albums:
         context.log.info("no photo was requeued: nothing to render")
@@ -167,8 +165,8 @@ def ensure_album_partition(context: OpExecutionContext, album: str) -> None:
         "An operator's re-run of an album's failed photos (optionally only some, by photo_ids; "
         "optionally missing ones too): back to pending, then rendered again. Pick the album in the "
         "launchpad's partition picker, or backfill several albums from the Partitions tab. Fix the "
-        "cause first (replace a corrupt original, restore a missing one); the no_failed_photos "
-        "check on `thumbnails` lists each album's failed photos."
+        "cause first (replace a corrupt original, restore a missing one); the "
+        f"{NO_FAILED_PHOTOS_IN_ALBUM} check on `thumbnails` lists each album's failed photos."
     ),
     tags={"photo_pipeline/kind": "rerun"},
 )

@@ -1,7 +1,7 @@
 """when a photo was first completed (upload-to-completed latency ignores re-renders)
 
-Revision ID: 0005_first_completed_at
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-29
 """
 
@@ -12,10 +12,8 @@ from alembic import op
 
 from photo_pipeline.photos.models import UTCDateTime
 
-# A descriptive id rather than "0005": another branch may add its own revision after 0004, and two
-# files both claiming "0005" could not even be loaded; two heads are re-chained with one line.
-revision = "0005_first_completed_at"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
