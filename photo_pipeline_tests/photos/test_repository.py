@@ -15,7 +15,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Uuid, bindparam, inspect, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from photo_pipeline.photos.albums import AlbumFigures, FailedPhotoCounts
@@ -27,7 +27,7 @@ from photo_pipeline.photos.database import (
     head_revision,
     migrate,
 )
-from photo_pipeline.photos.models import Base, PhotoStatus
+from photo_pipeline.photos.models import Base, PhotoStatus, UTCDateTime
 from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import (
     CleanupRefused,
@@ -36,6 +36,7 @@ from photo_pipeline.photos.repository import (
     PhotoNotFound,
     PhotoRecord,
     PhotoRepository,
+    utc_now,
 )
 from photo_pipeline.storage import keys
 
@@ -134,21 +135,42 @@ def alembic(url: str, direction: str, revision: str) -> None:
 
 
 def test_migration_0005_adds_album_titles_beside_existing_photos(database_url: str) -> None:
+    # Rows are written and read with plain SQL at older revisions: the model is the newest schema.
     alembic(database_url, "upgrade", "0004")
-    repository = PhotoRepository(create_engine_for(database_url))
-    album = uuid.uuid4()
-    [photo] = register(repository, album, 1)
-    assert "albums" not in inspect(repository.engine).get_table_names()
+    engine = create_engine_for(database_url)
+    album, photo = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO photos (id, album_id, original_key, status, attempts, created_at, updated_at) "
+                "VALUES (:id, :album, :key, 'pending', 0, :now, :now)"
+            ).bindparams(bindparam("id", type_=Uuid()), bindparam("album", type_=Uuid()), bindparam("now", type_=UTCDateTime())),
+            {"id": photo, "album": album, "key": f"raw/{album}/{photo}.jpg", "now": utc_now()},
+        )
+    assert "albums" not in inspect(engine).get_table_names()
 
     alembic(database_url, "upgrade", "0005")
     assert current_revision(database_url) == "0005"
-    assert repository.set_album_title(album, "Holiday").title == "Holiday"
-    assert repository.album_titles([album]) == {album: "Holiday"}
-    assert row(repository, photo).album_id == album, "the photos are untouched"
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO albums (id, title, created_at) VALUES (:id, 'Holiday', :now)").bindparams(
+                bindparam("id", type_=Uuid()), bindparam("now", type_=UTCDateTime())
+            ),
+            {"id": album, "now": utc_now()},
+        )
+        assert conn.execute(text("SELECT title FROM albums")).scalar_one() == "Holiday"
 
     alembic(database_url, "downgrade", "0004")
-    assert "albums" not in inspect(repository.engine).get_table_names()
-    assert row(repository, photo).status is PhotoStatus.PENDING
+    assert "albums" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM photos")).scalar_one() == "pending", "the photos are untouched"
+    engine.dispose()
+
+    migrate(database_url)  # and to the newest revision, where the repository reads titles
+    repository = PhotoRepository(create_engine_for(database_url))
+    assert repository.set_album_title(album, "Holiday").title == "Holiday"
+    assert repository.album_titles([album]) == {album: "Holiday"}
+    assert row(repository, photo).album_id == album
     repository.engine.dispose()
 
 
