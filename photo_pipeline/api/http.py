@@ -115,17 +115,23 @@ class RequestLog:
             return
         started = time.perf_counter()
         status = 500  # if the app fails before answering, the server answers 500
+        logged = False
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, logged
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Before the last bytes leave: a client holding the whole answer finds the line written.
+                self._log(scope, status, time.perf_counter() - started)
+                logged = True
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            self._log(scope, status, time.perf_counter() - started)
+            if not logged:
+                self._log(scope, status, time.perf_counter() - started)
 
     def _log(self, scope: Scope, status: int, seconds: float) -> None:
         client = scope.get("client")
