@@ -63,7 +63,10 @@ def normalise_origin(text: str) -> str:
         port = parts.port
     except ValueError:
         raise PydanticCustomError("setting", "has an origin with an unusable port: {value}", shown) from None
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None or parts.password is not None:
+    if parts.username is not None or parts.password is not None:
+        # Never echoed: user:password@ is a credential.
+        raise PydanticCustomError("setting", "must be origins without user:password@")
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise PydanticCustomError("setting", "must be origins like https://www.example.com, got {value}", shown)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise PydanticCustomError("setting", "must be origins without a path, got {value}", shown)

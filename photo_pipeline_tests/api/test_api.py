@@ -4,6 +4,8 @@ moto's S3 server, runs requested on a Dagster instance with the queued run coord
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,11 +17,12 @@ import requests
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from photo_pipeline.cli import samples
+from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
 from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
-from photo_pipeline.storage import keys
+from photo_pipeline.storage import LocalObjectStore, keys
 from photo_pipeline_tests.api.conftest import (
     AUTH,
     TOKEN,
@@ -30,7 +33,7 @@ from photo_pipeline_tests.api.conftest import (
     s3_store,
     serve_in_thread,
 )
-from photo_pipeline_tests.conftest import S3Server
+from photo_pipeline_tests.conftest import BIN, S3Server
 
 JPEG = samples.photo_jpeg(640, 480)
 SITE = "https://www.example.com"
@@ -317,3 +320,52 @@ def test_an_unreachable_database_or_bucket_answers_503_without_secrets(
         }
         for answer in (health, album):
             assert secret not in answer.text and "Traceback" not in answer.text
+
+
+# -- the embedded folder store, relayed by the API ------------------------------------------------
+
+
+def test_with_the_folder_store_the_api_relays_presigned_puts_and_gets(queued_instance: DagsterInstance, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'photos.db'}"
+    migrate(database)
+    store = LocalObjectStore(tmp_path / "objects")
+    with serve_in_thread(api_settings(tmp_path, database, None), requester_on(queued_instance), store=store) as api:
+        album = uuid.uuid4()
+        [upload] = create(api, album, declare()).json()["uploads"]
+        assert upload["url"].startswith(api.url("/api/local-objects/raw/")), "a URL a browser can reach"
+        tampered = upload["url"].replace("X-Signature=", "X-Signature=0")
+        refused = requests.put(tampered, data=JPEG, headers=upload["headers"], timeout=10)
+        assert refused.status_code == 403 and "bad signature" in refused.json()["error"]
+        short = requests.put(upload["url"], data=JPEG[:-1], headers={**upload["headers"], "Content-Length": str(len(JPEG) - 1)}, timeout=10)
+        assert short.status_code >= 400 and not store.exists(upload["key"]), "the signed length is enforced"
+        assert put(upload, JPEG).status_code == 200 and store.get(upload["key"]) == JPEG
+        assert put(upload, JPEG).status_code == 412
+        assert api.post(f"/api/photos/{upload['photo_id']}/complete").json()["processing"] == "submitted"
+
+        processor = PhotoProcessor(api.repository, store, RenderOptions(preview_long_side=320, thumb_long_side=80), ProcessingLimits())
+        assert processor.process_album(album, worker="test").rendered == 1
+        [photo] = api.get(f"/api/albums/{album}").json()["photos"]
+        thumbnail = requests.get(photo["thumbnail_url"], timeout=10)
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+        assert thumbnail.content == store.get(api.repository.get(uuid.UUID(photo["photo_id"])).thumb_key or "")
+        forged = requests.get(photo["thumbnail_url"].replace("X-Expires=", "X-Expires=9"), timeout=10)
+        assert forged.status_code == 403
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_serve_refuses_to_start_without_a_usable_token(photo_database: str, tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
+    base.update({"PHOTO_DATABASE_URL": photo_database, "PHOTO_PIPELINE_HOME": str(tmp_path)})
+    port = str(free_port())
+    for token, expected in (
+        (None, "PHOTO_API_TOKEN is not set: the API refuses to start without a bearer token"),
+        ("short-secret-value", "PHOTO_API_TOKEN must be at least 24 characters long"),
+    ):
+        env = {**base, **({"PHOTO_API_TOKEN": token} if token else {})}
+        result = subprocess.run([str(BIN / "photo-pipeline"), "serve", "--port", port], env=env, capture_output=True, text=True, timeout=60, check=False)
+        output = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode != 0 and expected in output, output
+        assert token is None or token not in output, "the token is never echoed"
+        assert "Traceback" not in output

@@ -191,7 +191,7 @@ def test_uploads_reach_completed_with_the_daemon_running(
         album = uuid.uuid4()
         files = photo_files(tmp_path, 3, corrupt=True)
         started = time.monotonic()
-        rows, percentages, text = upload_in_browser(browser, f"{origin}/upload", album, files, PROCESSED_SECONDS)
+        rows, _percentages, _text = upload_in_browser(browser, f"{origin}/upload", album, files, PROCESSED_SECONDS)
         seconds = time.monotonic() - started
     finally:
         stop_process_group(serve)
