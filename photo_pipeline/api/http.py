@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from photo_pipeline.redaction import redact
+from photo_pipeline.storage import SPOOL_MEMORY_BYTES
 
 log = logging.getLogger("photo_pipeline.api")
 
@@ -191,6 +193,27 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, f"the request body is over {limit} bytes (PHOTO_API_MAX_REQUEST_KB)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def spool_body(request: Request, limit: int) -> tempfile.SpooledTemporaryFile[bytes]:
+    """The body in a spooled temporary file (memory up to SPOOL_MEMORY_BYTES, disk beyond),
+    rewound; 413 beyond `limit` bytes. The caller closes it (a context manager)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the body has {int(declared)} bytes; at most {limit} are accepted")
+    spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, prefix="upload-")  # noqa: SIM115 (the caller closes it)
+    try:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise ApiError(413, f"the body is over {limit} bytes")
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 async def read_json(request: Request, model: type[Model], limit: int, *, empty_is: Model | None = None) -> Model:

@@ -60,7 +60,8 @@ def _operation(endpoint: Endpoint, ref: dict[type[BaseModel], dict[str, Any]]) -
         "parameters": [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
             for name in _PARAMETER.findall(endpoint.path)
-        ],
+        ]
+        + [{"name": name, "in": "query", "required": False, "schema": schema, "description": text} for name, schema, text in endpoint.query],
         "responses": {
             str(status): {"description": description, **({"content": {"application/json": {"schema": ref[model]}}} if model else {})}
             for status, description, model in endpoint.responses

@@ -26,8 +26,8 @@ from photo_pipeline.api.http import (
     json_response,
     parse_id,
     query_int,
-    read_body,
     read_json,
+    spool_body,
 )
 from photo_pipeline.instance.run_requests import AlbumRunRequester
 from photo_pipeline.photos.models import PhotoStatus
@@ -78,8 +78,9 @@ class RunRequests:
             with self._lock:
                 outcome = self._requester.request(album_id)
         except (DagsterError, SQLAlchemyError, OSError) as exc:
-            log.warning("album %s: the run could not be requested now (%s); the sensors will", album_id, type(exc).__name__, exc_info=True)
-            return f"not requested now ({type(exc).__name__}: {redact(str(exc))[:200]}); the sensors pick the photo up", None
+            # The details stay in the server's log: a database error's text is not the client's business.
+            log.warning("album %s: the run could not be requested now; the sensors will", album_id, exc_info=True)
+            return f"not requested now ({type(exc).__name__}); the sensors pick the photo up", None
         return outcome.decision.value, outcome.run_id
 
 
@@ -239,6 +240,11 @@ async def check_album_endpoint(request: Request) -> Response:
     if check.report is not None and check.report.albums_to_render:
         processing, _run_id = await in_thread(api.run_requests().request, album_id)
         out = out.model_copy(update={"processing": processing})
+    if check.report is not None and not check.report.ok:
+        # Applied in part: the other kinds of repair ran; a retry finishes the rest.
+        message = f"applied only in part; failed: {check.report.describe_errors()}"
+        request.scope.setdefault("state", {})["photo_pipeline.outcome"] = message
+        return json_response(out.model_copy(update={"error": message}), 503)
     return json_response(out)
 
 
@@ -352,9 +358,9 @@ async def put_local_object(request: Request) -> Response:
     store = api.store
     if not isinstance(store, LocalObjectStore):
         raise ApiError(404, "no such route: objects live in an S3 bucket, PUT to the presigned URL")
-    body = await read_body(request, api.settings.max_original_bytes)
-    await in_thread(store.accept_presigned_put, _file_url(store, request), body, dict(request.headers))
-    return Response(status_code=200, headers={"ETag": '"local"'})
+    with await spool_body(request, api.settings.max_original_bytes) as body:
+        await in_thread(store.accept_presigned_put, _file_url(store, request), body, dict(request.headers))
+    return Response(status_code=200)
 
 
 async def get_local_object(request: Request) -> Response:
@@ -383,6 +389,8 @@ class Endpoint:
     responses: tuple[tuple[int, str, type[schemas.BaseModel] | None], ...] = ()
     authenticated: bool = True
     listed: bool = True  # in /openapi.json
+    # Query parameters: (name, JSON schema, description).
+    query: tuple[tuple[str, dict[str, Any], str], ...] = ()
 
 
 _ERROR = schemas.ErrorOut
@@ -444,6 +452,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Counts per status and the album's photos (query: limit, after, or ids=a,b,c), with short-lived rendition URLs",
         None,
         ((200, "the album", schemas.AlbumOut), _BAD_ID, *_AUTH, _UNAVAILABLE),
+        query=(
+            ("limit", {"type": "integer", "minimum": 1, "maximum": ALBUM_PAGE_MAX, "default": ALBUM_PAGE_DEFAULT}, "photos per page"),
+            ("after", {"type": "string", "format": "uuid"}, "the previous page's next_after"),
+            ("ids", {"type": "string"}, "comma-separated photo ids: only these photos of the album"),
+        ),
     ),
     Endpoint(
         "POST",

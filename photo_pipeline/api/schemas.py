@@ -112,6 +112,7 @@ class CheckOut(_Strict):
     )
     errors: dict[str, str] | None = None
     processing: str | None = Field(default=None, description="what became of the album's run request after applying")
+    error: str | None = Field(default=None, description="set when the plan was applied only in part (HTTP 503)")
 
 
 class HealthOut(_Strict):

@@ -108,6 +108,8 @@ def test_the_api_needs_the_bearer_token_and_never_logs_it(api: ApiServer, caplog
     }
     assert description["paths"]["/api/albums/{album_id}/uploads"]["post"]["security"] == [{"bearer": []}]
     assert "UploadsIn" in description["components"]["schemas"]
+    album_parameters = {p["name"]: p["in"] for p in description["paths"]["/api/albums/{album_id}"]["get"]["parameters"]}
+    assert album_parameters == {"album_id": "path", "limit": "query", "after": "query", "ids": "query"}
 
 
 def test_unknown_routes_and_methods_answer_json(api: ApiServer) -> None:

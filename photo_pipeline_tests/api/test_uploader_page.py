@@ -21,9 +21,12 @@ import pytest
 from dagster import DagsterInstance
 
 from photo_pipeline.cli import samples
+from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository
-from photo_pipeline.storage import keys
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import LocalObjectStore, keys
 from photo_pipeline_tests.api.conftest import (
     TOKEN,
     ApiServer,
@@ -224,3 +227,36 @@ def test_uploads_reach_completed_with_the_daemon_running(
     # Every request was logged with its outcome, and neither the token nor a signature was.
     assert f"POST /api/albums/{album}/uploads -> 201" in served and "/complete -> 200" in served
     assert TOKEN not in served and "X-Amz-Signature" not in served and "Traceback" not in served
+
+
+# -- the embedded folder store: the page uploads through the API's relay -------------------------
+
+
+def test_with_the_folder_store_the_page_uploads_through_the_api(queued_instance: DagsterInstance, browser: Any, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'photos.db'}"
+    migrate(database)
+    store = LocalObjectStore(tmp_path / "objects")
+    album = uuid.uuid4()
+    with serve_in_thread(api_settings(tmp_path, database, None), requester_on(queued_instance), store=store) as api:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(api.url("/upload"))
+            page.fill("#token", TOKEN)
+            page.fill("#album", str(album))
+            page.set_input_files("#files", [str(path) for path in photo_files(tmp_path, 2)])
+            page.click("#start")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#uploads tbody tr')].filter(r => r.dataset.state === 'processing').length === 2",
+                timeout=FINISHED_SECONDS * 1000,
+            )
+            # The run the page's `complete` requested, carried out here (no daemon in this test).
+            processor = PhotoProcessor(api.repository, store, RenderOptions(preview_long_side=320, thumb_long_side=80), ProcessingLimits())
+            assert processor.process_album(album, worker="test").rendered == 2
+            page.wait_for_function(SETTLED, arg=2, timeout=FINISHED_SECONDS * 1000)
+            page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+            rows = page.eval_on_selector_all("#uploads tbody tr", ROWS)
+        finally:
+            context.close()
+    assert [(row["state"], row["percent"]) for row in rows] == [("done", "100"), ("done", "100")], rows
+    assert all(row["thumbnailWidth"] == 80 for row in rows), "thumbnails served by the API's relay"
