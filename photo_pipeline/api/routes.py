@@ -14,7 +14,6 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from dagster._core.errors import DagsterError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from starlette.responses import HTMLResponse, Response
 
 from photo_pipeline.api import schemas
 from photo_pipeline.api.http import (
+    OUTCOME,
     ApiError,
     json_response,
     parse_id,
@@ -29,7 +29,7 @@ from photo_pipeline.api.http import (
     read_json,
     spool_body,
 )
-from photo_pipeline.instance.run_requests import AlbumRunRequester
+from photo_pipeline.instance.run_requests import RUN_REQUEST_ERRORS, AlbumRunRequester
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.reconcile.apply import SafetyLimitExceeded
@@ -77,7 +77,7 @@ class RunRequests:
         try:
             with self._lock:
                 outcome = self._requester.request(album_id)
-        except (DagsterError, SQLAlchemyError, OSError) as exc:
+        except RUN_REQUEST_ERRORS as exc:
             # The details stay in the server's log: a database error's text is not the client's business.
             log.warning("album %s: the run could not be requested now; the sensors will", album_id, exc_info=True)
             return f"not requested now ({type(exc).__name__}); the sensors pick the photo up", None
@@ -234,7 +234,7 @@ async def check_album_endpoint(request: Request) -> Response:
     except SafetyLimitExceeded as exc:
         refused = AlbumCheck(album_id, exc.plan, None)
         message = "the safety limit refuses this plan: " + "; ".join(exc.plan.violations)
-        request.scope.setdefault("state", {})["photo_pipeline.outcome"] = message
+        request.scope.setdefault("state", {})[OUTCOME] = message
         return json_response(schemas.CheckRefusedOut(error=message, plan=_check_out(refused, dry_run=False)), 409)
     out = _check_out(check, dry_run=not body.apply)
     if check.report is not None and check.report.albums_to_render:
@@ -243,7 +243,7 @@ async def check_album_endpoint(request: Request) -> Response:
     if check.report is not None and not check.report.ok:
         # Applied in part: the other kinds of repair ran; a retry finishes the rest.
         message = f"applied only in part; failed: {check.report.describe_errors()}"
-        request.scope.setdefault("state", {})["photo_pipeline.outcome"] = message
+        request.scope.setdefault("state", {})[OUTCOME] = message
         return json_response(out.model_copy(update={"error": message}), 503)
     return json_response(out)
 
