@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -337,8 +337,6 @@ def public_url(request: Request, store: ObjectStore, url: str) -> str:
 
 
 def _local_key(store: LocalObjectStore, path: str) -> str:
-    from urllib.parse import unquote
-
     root = store.root.as_posix().rstrip("/") + "/"
     local = unquote(path)
     if not local.startswith(root):

@@ -4,8 +4,8 @@ moto's S3 server, runs requested on a Dagster instance with the queued run coord
 from __future__ import annotations
 
 import logging
-import shutil
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -380,15 +380,17 @@ def test_a_run_request_that_fails_is_reported_and_leaves_the_photo_to_the_sensor
     bucket = s3_server.new_bucket()
     settings = api_settings(tmp_path / "home", photo_database, bucket)
     (tmp_path / "dagster").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
-        with serve_in_thread(settings, requester_on(instance), store=s3_store(s3_server, bucket)) as api:
-            album = uuid.uuid4()
-            [upload] = create(api, album, declare()).json()["uploads"]
-            put(upload, JPEG)
-            # The instance's run storage is gone (a full disk, a deleted volume).
-            shutil.rmtree(tmp_path / "dagster" / "history")
-            with caplog.at_level(logging.WARNING, logger="photo_pipeline.api"):
-                done = api.post(f"/api/photos/{upload['photo_id']}/complete")
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance,
+        serve_in_thread(settings, requester_on(instance), store=s3_store(s3_server, bucket)) as api,
+    ):
+        album = uuid.uuid4()
+        [upload] = create(api, album, declare()).json()["uploads"]
+        put(upload, JPEG)
+        # The instance's run storage is gone (a full disk, a deleted volume).
+        shutil.rmtree(tmp_path / "dagster" / "history")
+        with caplog.at_level(logging.WARNING, logger="photo_pipeline.api"):
+            done = api.post(f"/api/photos/{upload['photo_id']}/complete")
     assert done.status_code == 200, done.text
     body = done.json()
     assert body["status"] == "pending" and body["run_id"] is None

@@ -7,8 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository

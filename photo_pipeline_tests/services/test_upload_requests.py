@@ -23,7 +23,12 @@ from photo_pipeline.services.upload_requests import (
     issue_uploads,
     verify_arrival,
 )
-from photo_pipeline.services.uploads import UnsupportedUpload, UploadPolicy, UploadRejected, UploadTooLarge
+from photo_pipeline.services.uploads import (
+    UnsupportedUpload,
+    UploadPolicy,
+    UploadRejected,
+    UploadTooLarge,
+)
 from photo_pipeline.storage import LocalObjectStore, keys
 
 JPEG = samples.photo_jpeg(320, 240)

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from photo_pipeline.storage import LocalObjectStore, PresignedUploadRejected, S3ObjectStore, make_s3_client
+from photo_pipeline.storage import (
+    LocalObjectStore,
+    PresignedUploadRejected,
+    S3ObjectStore,
+    make_s3_client,
+)
 from photo_pipeline_tests.conftest import S3Server
 
 
