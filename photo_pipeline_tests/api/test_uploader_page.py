@@ -65,6 +65,8 @@ SETTLED = """count => {
     ['done', 'failed', 'stalled'].includes(r.dataset.state) && r.dataset.cleanup !== 'running');
 }"""
 
+IMAGES_LOADED = "() => [...document.querySelectorAll('img.thumb')].every(image => image.complete)"
+
 
 def photo_files(tmp_path: Path, count: int, *, corrupt: bool = False) -> list[Path]:
     files = []
@@ -92,6 +94,8 @@ def upload_in_browser(browser: Any, page_url: str, album: uuid.UUID, files: list
         page.set_input_files("#files", [str(path) for path in files])
         page.click("#start")
         page.wait_for_function(SETTLED, arg=len(files), timeout=seconds * 1000)
+        # Thumbnails load after their row says done: wait until each has loaded or failed.
+        page.wait_for_function(IMAGES_LOADED, timeout=FINISHED_SECONDS * 1000)
         rows = page.eval_on_selector_all("#uploads tbody tr", ROWS)
         return rows, page.evaluate("window.__percentages"), page.inner_text("body")
     finally:
@@ -254,7 +258,7 @@ def test_with_the_folder_store_the_page_uploads_through_the_api(queued_instance:
             processor = PhotoProcessor(api.repository, store, RenderOptions(preview_long_side=320, thumb_long_side=80), ProcessingLimits())
             assert processor.process_album(album, worker="test").rendered == 2
             page.wait_for_function(SETTLED, arg=2, timeout=FINISHED_SECONDS * 1000)
-            page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+            page.wait_for_function(IMAGES_LOADED, timeout=FINISHED_SECONDS * 1000)
             rows = page.eval_on_selector_all("#uploads tbody tr", ROWS)
         finally:
             context.close()
