@@ -461,6 +461,33 @@ def demo(ctx: Context) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (behind a reverse proxy: keep loopback).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@pass_context
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the HTTP API and the uploader page (/upload) with uvicorn; needs PHOTO_API_TOKEN."""
+    import uvicorn
+
+    from photo_pipeline.api.app import ApiNotConfigured, create_app, require_token
+    from photo_pipeline.instance.run_requests import album_run_requester
+
+    settings = ctx.settings
+    try:
+        # Checked before anything is opened: the API never runs without its token.
+        require_token(settings)
+    except ApiNotConfigured as exc:
+        raise click.ClickException(str(exc)) from None
+    repository = ctx.repository(migrate_first=ctx.uses_embedded_database)
+    app = create_app(settings, album_run_requester, repository=repository, store=ctx.store())
+    # Every request is logged by the app (without query strings or headers); uvicorn's access
+    # log would print query strings, which carry the presigned URLs' signatures.
+    for name in ("photo_pipeline.api", "uvicorn.error"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    err_console.print(f"photo_pipeline API on http://{host}:{port} (uploader: /upload, description: /openapi.json)")
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False)
+
+
+@main.command()
 @click.option("--port", default=3000, show_default=True)
 @pass_context
 def ui(ctx: Context, port: int) -> None:

@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -179,6 +181,22 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
         query = select(*Photo.__table__.columns).where(Photo.album_id == album_id).order_by(Photo.created_at, Photo.id)
         if limit is not None:
             query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def album_page(self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None) -> list[PhotoRecord]:
+        """Up to `limit` of the album's photos in upload order (created_at, id), after the photo
+        `after` (keyset pagination: pages stay cheap deep into a large album). A cursor that is
+        not a photo of the album yields nothing."""
+        query = (
+            select(*Photo.__table__.columns)
+            .where(Photo.album_id == album_id)
+            .order_by(Photo.created_at, Photo.id)
+            .limit(limit)
+        )
+        if after is not None:
+            cursor = select(Photo.created_at).where(Photo.id == after, Photo.album_id == album_id).scalar_subquery()
+            query = query.where(or_(Photo.created_at > cursor, and_(Photo.created_at == cursor, Photo.id > after)))
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
 
