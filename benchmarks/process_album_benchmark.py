@@ -1,27 +1,38 @@
-"""Album throughput: `process_album` in a real Dagster run against the project's renderer alone,
-on the same photos and the same number of render threads, side by side in one run.
+"""Album throughput: `process_album` in a real Dagster run against the project's renderer alone
+and against libvips, on the same photos and the same number of render threads, side by side in
+one run.
 
-(a) renderer alone: the originals as bytes in memory, `render_renditions` with the settings the
-    run uses (default preview 1600, thumbnail 400, default watermark) on a pool of PHOTO_WORKERS
-    threads; photos/s.
+(a) the engines alone, the originals as bytes in memory, on a pool of PHOTO_WORKERS threads,
+    taking turns, measured before and after the runs (the ratios use the mean of both):
+    - libvips: render_benchmark.py's `vips_render` (pyvips `thumbnail_buffer` to the preview,
+      the thumbnail from it, the renderer's JPEG settings, one libvips thread per photo; it
+      draws no watermark);
+    - the renderer: `render_renditions` with the settings the run uses (default preview 1600,
+      thumbnail 400, default watermark).
+    Both after `return_freed_memory_promptly()`, the allocator setting every run makes (each
+    large pixel block its own mmap, so RSS follows the memory budget; it costs page faults); the
+    renderer is also measured once before it, with glibc's default, and that figure printed.
 (b) `process_album`: a real run (`execute_job` of the product's job, with the job's own
-    executor) on a Dagster instance built from the repository's production dagster.yaml on
-    PostgreSQL; the photo table on PostgreSQL; S3 over HTTP on a moto server this script starts.
-    One album per size (--albums, default 40 and 200 photos, the originals of (a) repeated), run
-    with the job's own executor and, for comparison, with the in-process executor (run config of
-    the default `multi_or_in_process_executor`; --executors picks). Photos/s over the run
-    (RUN_START to RUN_SUCCESS event, so including the run's fixed cost) and over the processing
-    alone (first claim to last outcome, from the asset's metadata), each against (a); the fixed
-    cost split into run start -> step start (executor), step start -> first claim (resources,
-    checks), last outcome -> step end (metadata, asset check), step end -> run end (executor).
+    executor, which runs in process) on a Dagster instance built from the repository's
+    production dagster.yaml on PostgreSQL; the photo table on PostgreSQL; S3 over HTTP on a moto
+    server this script starts in its own process. One album per size (--albums, default 40 and
+    200 photos, the originals of (a) repeated). Photos/s over the run (RUN_START to RUN_SUCCESS
+    event, so including the run's fixed cost) and over the processing alone (first claim to
+    last outcome, from the asset's metadata), each against (a); the three ratios
+    album / renderer, renderer / libvips, album / libvips; the fixed cost split into run start ->
+    step start (executor), step start -> first claim (resources, checks), last outcome -> step
+    end (metadata, asset check), step end -> run end (executor); the peak RSS of the benchmark
+    process during the run (VmHWM, reset before each run through /proc/self/clear_refs; it
+    includes the originals of (a) held in memory, printed apart).
 (c) the processing service alone (`PhotoProcessor.process_album`, no Dagster) on the same
     database and bucket, for the smallest album size: what the pipeline itself reaches.
 
-12-megapixel JPEGs made in code (`samples.photo_jpeg(4000, 3000, seed=i)`). Prints; asserts
-nothing. A few minutes at most with the defaults.
+12-megapixel JPEGs made in code (`samples.photo_jpeg(4000, 3000, seed=i)`). Needs pyvips
+(pip install pyvips pyvips-binary scikit-image numpy, or the `bench` extra). Prints; asserts
+nothing. A few minutes at most with the defaults; --quick: the 40-photo album only.
 
     flock /tmp/bench.lock env PYTHONPATH=. /work/main/.venv/bin/python benchmarks/process_album_benchmark.py \\
-        [--photos 40] [--albums 40,200] [--executors job,in_process] [--workers N] [--io-threads N]
+        [--quick] [--photos 40] [--albums 40,200] [--executors job,in_process] [--workers N] [--io-threads N]
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +55,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
+
+# libvips exactly as the renderer benchmark runs it (importing it sets VIPS_CONCURRENCY=1 first).
+from render_benchmark import vips_render  # noqa: E402
 
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 # The run's log lines stay in its event log; the console gets warnings only.
@@ -73,24 +87,54 @@ class RunFigures:
     from_step: float  # STEP_SUCCESS -> RUN_SUCCESS
     wall_seconds: float  # the execute_job call
     success: bool
+    peak_rss_mib: float = 0.0  # VmHWM of this process during the run
 
 
-def measure_renderer(originals: list[bytes], workers: int) -> float:
-    """Photos/s of `render_renditions` alone over the originals, `workers` threads."""
+Render = Callable[[bytes], object]
+
+
+def engines() -> dict[str, Render]:
+    """libvips and the renderer, each as the run would use it (the run's render settings)."""
+    import pyvips
+
     from photo_pipeline.rendering.render import (
         render_options_from_settings,
         render_renditions,
     )
     from photo_pipeline.settings import Settings
 
+    pyvips.cache_set_max(0)  # a repeated photo is rendered again, as the run does
     options = render_options_from_settings(Settings.from_env().render)
-    render_renditions(originals[0], options)  # fonts and codecs loaded before the clock starts
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render") as pool:
-        started = time.perf_counter()
-        renditions = list(pool.map(lambda data: render_renditions(data, options), originals))
-        seconds = time.perf_counter() - started
-    assert len(renditions) == len(originals)
-    return len(originals) / seconds
+    return {
+        "libvips": lambda data: vips_render(data, options),
+        "renderer": lambda data: render_renditions(data, options),
+    }
+
+
+def measure_engines(originals: list[bytes], workers: int, names: list[str] | None = None) -> dict[str, float]:
+    """Photos/s of each engine over all the originals on `workers` threads; the engines take
+    turns, so a change in the machine's load falls on both."""
+    chosen = {name: render for name, render in engines().items() if names is None or name in names}
+    rates: dict[str, float] = {}
+    for name, render in chosen.items():
+        render(originals[0])  # codecs, fonts and the watermark loaded before the clock starts
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+            started = time.perf_counter()
+            done = sum(1 for _ in pool.map(render, originals))
+            rates[name] = done / (time.perf_counter() - started)
+    return rates
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM afresh (Linux: writing 5 to clear_refs resets the peak resident set size)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def start_moto_process() -> tuple[subprocess.Popen[bytes], str, int]:
@@ -180,12 +224,14 @@ def run_album(album: uuid.UUID, photos: int, executor: str) -> RunFigures:
 
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("albums", [str(album)])
+        reset_peak_rss()
         started = time.perf_counter()
         run_config = {**QUIET, **(IN_PROCESS if executor == "in_process" else {})}
         result = execute_job(
             reconstructable(process_album_job), instance=instance, run_config=run_config, tags={"dagster/partition": str(album)}
         )
         wall = time.perf_counter() - started
+        peak = peak_rss_mib()
         stamps: dict[DagsterEventType, float] = {}
         metadata: dict[str, object] = {}
         for record in instance.all_logs(result.run_id):
@@ -215,6 +261,7 @@ def run_album(album: uuid.UUID, photos: int, executor: str) -> RunFigures:
         from_step=run_end - step_end,
         wall_seconds=wall,
         success=result.success,
+        peak_rss_mib=peak,
     )
 
 
@@ -230,9 +277,12 @@ def measure_processor(originals: list[bytes], photos: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=40, help="distinct originals made (the renderer's set)")
+    parser.add_argument("--photos", type=int, default=40, help="distinct originals made (the engines' set)")
     parser.add_argument("--albums", default="40,200", help="album sizes, comma-separated")
-    parser.add_argument("--executors", default="job,in_process", help="'job' (the job's own executor), 'in_process'")
+    parser.add_argument("--quick", action="store_true", help="the 40-photo album only")
+    parser.add_argument(
+        "--executors", default="job", help="'job' (the job's own executor, in process), 'in_process' (run config)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="render threads (PHOTO_WORKERS); default: the settings' default")
     parser.add_argument("--io-threads", type=int, default=None, help="PHOTO_IO_THREADS; default: the settings' default")
     args = parser.parse_args()
@@ -243,19 +293,25 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     from photo_pipeline.cli import samples
+    from photo_pipeline.rendering.memory_budget import return_freed_memory_promptly
     from photo_pipeline.settings import Settings
 
     settings = Settings.from_env()
-    sizes = [int(size) for size in args.albums.split(",")]
+    sizes = [40] if args.quick else [int(size) for size in args.albums.split(",")]
     executors = args.executors.split(",")
     originals = [samples.photo_jpeg(4000, 3000, seed=i) for i in range(args.photos)]
+    originals_mib = sum(map(len, originals)) / 2**20
     print(
-        f"{len(originals)} JPEGs of 4000x3000 ({sum(map(len, originals)) / 1e6:.0f} MB); preview "
+        f"{len(originals)} JPEGs of 4000x3000 ({originals_mib:.0f} MiB held in memory); preview "
         f"{settings.render.preview_long_side}, thumbnail {settings.render.thumb_long_side}; "
         f"render threads {settings.workers}, I/O threads {settings.io_threads}, {os.cpu_count()} cores"
     )
-    reference = measure_renderer(originals, settings.workers)
-    print(f"(a) renderer alone, in memory: {reference:.2f} photos/s")
+    workers = settings.workers
+    default_allocator = measure_engines(originals, workers, ["renderer"])["renderer"]
+    # From here on, the allocator setting every run makes (process-wide, once): the engines alone
+    # pay the same page faults for their pixel blocks as the run's render threads.
+    return_freed_memory_promptly()
+    before = measure_engines(originals, workers)
 
     with tempfile.TemporaryDirectory() as folder, services(Path(folder)) as s3_server:
         direct = measure_processor(originals, min(sizes))
@@ -264,33 +320,43 @@ def main() -> None:
         s3_cpu = cpu_seconds(s3_server.pid) - s3_cpu_before
         runs_wall = time.perf_counter() - wall_before
     # Measured again after the runs: the machine's load may have changed meanwhile.
-    reference_after = measure_renderer(originals, settings.workers)
-    print(f"(a) renderer alone, measured again after the runs: {reference_after:.2f} photos/s")
-    reference = (reference + reference_after) / 2
-    print(f"(a) used for the ratios (mean of both): {reference:.2f} photos/s")
-    print(f"(c) processing service alone, {min(sizes)} photos: {direct:.2f} photos/s = {direct / reference:.2f} x (a)")
+    after = measure_engines(originals, workers)
+    rates = {name: (before[name] + after[name]) / 2 for name in before}
+    renderer, libvips = rates["renderer"], rates["libvips"]
 
-    print()
-    print("(b) process_album, real Dagster run, PostgreSQL + S3 over HTTP (moto)")
+    print("\n(a) the engines alone, photos in memory, photos/s (before / after the runs -> mean used for the ratios)")
+    for name in rates:
+        print(f"    {name:>8}: {before[name]:6.2f} / {after[name]:6.2f} -> {rates[name]:6.2f}")
+    print(f"    renderer / libvips: {renderer / libvips:.2f} (the renderer draws the default watermark, libvips none)")
     print(
-        f"{'executor':>10} {'album':>5} {'ok':>3} {'run s':>6} {'ph/s':>5} {'(b)/(a)':>7} {'proc s':>6} {'ph/s':>5} "
-        f"{'/(a)':>5} | {'fixed s':>7} = {'->step':>6} {'->claim':>7} {'last->':>6} {'step->':>6} {'wall s':>6}"
+        f"    renderer with glibc's default allocator (before the run's setting): {default_allocator:.2f} "
+        f"({default_allocator / renderer:.2f} x the renderer above)"
+    )
+    print(f"(c) processing service alone, {min(sizes)} photos: {direct:.2f} photos/s = {direct / renderer:.2f} x renderer")
+
+    print("\n(b) process_album, real Dagster run, PostgreSQL + S3 over HTTP (moto in its own process)")
+    print(
+        f"{'executor':>10} {'album':>5} {'ok':>3} {'run s':>6} {'ph/s':>6} {'/rend':>5} {'/vips':>5} {'proc s':>6} "
+        f"{'ph/s':>6} {'/rend':>5} {'peak MiB':>8} | {'fixed s':>7} = {'->step':>6} {'->claim':>7} {'last->':>6} "
+        f"{'step->':>6} {'wall s':>6}"
     )
     for f in figures:
         over_run = f.rendered / f.run_seconds
         over_processing = f.rendered / f.processing_seconds
         print(
             f"{f.executor:>10} {f.photos:>5} {'yes' if f.success and f.rendered == f.photos else 'NO':>3} "
-            f"{f.run_seconds:>6.2f} {over_run:>5.2f} {over_run / reference:>7.2f} {f.processing_seconds:>6.2f} "
-            f"{over_processing:>5.2f} {over_processing / reference:>5.2f} | {f.start_cost + f.end_cost:>7.2f} = "
-            f"{f.to_step:>6.2f} {f.to_claim:>7.2f} {f.from_last:>6.2f} {f.from_step:>6.2f} {f.wall_seconds:>6.2f}"
+            f"{f.run_seconds:>6.2f} {over_run:>6.2f} {over_run / renderer:>5.2f} {over_run / libvips:>5.2f} "
+            f"{f.processing_seconds:>6.2f} {over_processing:>6.2f} {over_processing / renderer:>5.2f} "
+            f"{f.peak_rss_mib:>8.0f} | {f.start_cost + f.end_cost:>7.2f} = {f.to_step:>6.2f} {f.to_claim:>7.2f} "
+            f"{f.from_last:>6.2f} {f.from_step:>6.2f} {f.wall_seconds:>6.2f}"
         )
     # The S3 server shares the two cores with the render threads here; a real bucket does not.
     print(f"S3 server (moto, own process) CPU while seeding and running the albums: {s3_cpu:.1f} s in {runs_wall:.1f} s = {s3_cpu / runs_wall:.2f} cores")
     print(
-        "run s: RUN_START -> RUN_SUCCESS; proc s: first claim -> last outcome (asset metadata); fixed s = run s - proc s "
-        "= run start -> step start + step start -> first claim + last outcome -> step end + step end -> run end; "
-        "wall s: the whole execute_job call"
+        "/rend, /vips: photos/s over the run / the renderer alone, / libvips alone (the ratios album / renderer and "
+        "album / libvips); run s: RUN_START -> RUN_SUCCESS; proc s: first claim -> last outcome (asset metadata); "
+        "fixed s = run s - proc s; wall s: the whole execute_job call; peak MiB: this process's peak RSS during the "
+        f"run, including the {originals_mib:.0f} MiB of originals the engines use"
     )
 
 

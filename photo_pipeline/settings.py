@@ -22,10 +22,21 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from PIL import ImageColor
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -44,6 +55,36 @@ REGENERATE = "python -m photo_pipeline.settings --update-docs"
 
 class SettingsError(ValueError):
     """A configuration value is present but unusable."""
+
+
+# A bearer token shorter than this is guessable; `secrets.token_urlsafe(32)` gives 43 characters.
+MIN_API_TOKEN_LENGTH = 24
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_origin(text: str) -> str:
+    """An origin as browsers send it in the `Origin` header: scheme://host[:port], lower case, the
+    default port dropped. PydanticCustomError for anything else (a path, a wildcard, credentials)."""
+    raw = text.strip()
+    parts = urlsplit(raw)
+    shown = {"value": repr(raw)}
+    if raw == "*":
+        raise PydanticCustomError("setting", "must list the site's origins; '*' would let any page call the API")
+    try:
+        port = parts.port
+    except ValueError:
+        raise PydanticCustomError("setting", "has an origin with an unusable port: {value}", shown) from None
+    if parts.username is not None or parts.password is not None:
+        # Never echoed: user:password@ is a credential.
+        raise PydanticCustomError("setting", "must be origins without user:password@")
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise PydanticCustomError("setting", "must be origins like https://www.example.com, got {value}", shown)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise PydanticCustomError("setting", "must be origins without a path, got {value}", shown)
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    suffix = f":{port}" if port is not None and port != _DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme.lower()}://{host}{suffix}"
 
 
 def default_workers() -> int:
@@ -264,6 +305,29 @@ class EnvironmentSettings(BaseSettings):
         le=1_000_000,
     )
 
+    # The HTTP API (`photo-pipeline serve`; see the guide's The HTTP API).
+    api_token: SecretStr | None = _setting(
+        None,
+        description="bearer token the API's clients send (`Authorization: Bearer …`); a secret: never shown, "
+        "logged or echoed; generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+        shown_default="unset: `serve` refuses to start",
+        accepted=f"{MIN_API_TOKEN_LENGTH}+ printable ASCII characters, no spaces",
+    )
+    api_allowed_origins: tuple[str, ...] = _setting(
+        (),
+        description="origins of the site's pages that call the API and PUT to the bucket from browsers (CORS); "
+        "`doctor` checks the bucket's CORS rule for each",
+        shown_default="none: same origin only",
+        accepted="comma-separated `scheme://host[:port]`",
+    )
+    api_max_files: int = _setting(100, description="files one upload request may declare", ge=1, le=10_000)
+    api_max_request_kb: int = _setting(
+        256, description="largest request body the API reads (JSON); larger ones are refused with 413", ge=1, le=65_536
+    )
+    api_view_url_seconds: int = _setting(
+        300, description="lifetime of the thumbnail and preview URLs `GET /api/albums/{id}` hands out", ge=10, le=7 * DAY
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -336,6 +400,28 @@ class EnvironmentSettings(BaseSettings):
             # Never echo the value: it may carry credentials.
             raise PydanticCustomError("setting", "must be an http(s) URL with a host name")
         return value.strip()
+
+    @field_validator("api_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        # Never echo the value: it is the secret itself.
+        if len(token) < MIN_API_TOKEN_LENGTH:
+            raise PydanticCustomError(
+                "setting", "must be at least {length} characters long", {"length": MIN_API_TOKEN_LENGTH}
+            )
+        if not all(33 <= ord(character) <= 126 for character in token):
+            raise PydanticCustomError("setting", "must be printable ASCII without spaces (it travels in an HTTP header)")
+        return SecretStr(token)
+
+    @field_validator("api_allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return tuple(normalise_origin(item) for item in value.split(",") if item.strip())
 
     @field_validator("background")
     @classmethod
@@ -412,6 +498,8 @@ ENV_DATABASE_URL = EnvironmentSettings.variable("database_url")
 ENV_HOME = EnvironmentSettings.variable("pipeline_home")
 ENV_BUCKET = EnvironmentSettings.variable("bucket")
 ENV_PUBLIC_ENDPOINT_URL = EnvironmentSettings.variable("public_endpoint_url")
+ENV_API_TOKEN = EnvironmentSettings.variable("api_token")
+ENV_API_ALLOWED_ORIGINS = EnvironmentSettings.variable("api_allowed_origins")
 
 
 # --- What a bad value reads as: one sentence naming the variable, never pydantic's report. ---
@@ -521,6 +609,12 @@ class Settings:
     reconcile_min_changes: int = _DECLARED.reconcile_min_changes
     reconcile_cron: str = _DECLARED.reconcile_cron
     reconcile_rerender_limit: int = _DECLARED.reconcile_rerender_limit
+    # A secret: kept out of repr (and so out of tracebacks' locals and logs) twice over.
+    api_token: SecretStr | None = field(default=_DECLARED.api_token, repr=False)
+    api_allowed_origins: tuple[str, ...] = _DECLARED.api_allowed_origins
+    api_max_files: int = _DECLARED.api_max_files
+    api_max_request_kb: int = _DECLARED.api_max_request_kb
+    api_view_url_seconds: int = _DECLARED.api_view_url_seconds
 
     @property
     def objects_dir(self) -> Path:
@@ -554,6 +648,10 @@ class Settings:
     @property
     def max_original_bytes(self) -> int:
         return self.max_original_mb * MIB
+
+    @property
+    def api_max_request_bytes(self) -> int:
+        return self.api_max_request_kb * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -592,6 +690,11 @@ def _settings_from(declared: EnvironmentSettings) -> Settings:
         reconcile_min_changes=declared.reconcile_min_changes,
         reconcile_cron=declared.reconcile_cron,
         reconcile_rerender_limit=declared.reconcile_rerender_limit,
+        api_token=declared.api_token,
+        api_allowed_origins=declared.api_allowed_origins,
+        api_max_files=declared.api_max_files,
+        api_max_request_kb=declared.api_max_request_kb,
+        api_view_url_seconds=declared.api_view_url_seconds,
     )
 
 

@@ -34,15 +34,19 @@ from photo_pipeline.photos.repository import (
     PhotoRepository,
 )
 from photo_pipeline.redaction import RedactingFilter, install_log_redaction, redact
+from photo_pipeline.services.albums import AlbumState, album_states
 from photo_pipeline.services.uploads import (
+    InvalidAlbumTitle,
     UploadFailed,
     UploadPolicy,
     UploadRejected,
+    clean_album_title,
     cleanup_photo,
+    title_album,
     upload_photo,
 )
 from photo_pipeline.settings import ENV_DATABASE_URL, Settings, SettingsError, default_database_url
-from photo_pipeline.storage import ObjectStore, StorageError, build_object_store
+from photo_pipeline.storage import ObjectStore, StorageError, build_object_store, keys
 
 console = Console()
 err_console = Console(stderr=True)
@@ -122,16 +126,29 @@ def init_db(ctx: Context) -> None:
     console.print(f"[green]database ready[/] {ctx.settings.database_url_for_display()}")
 
 
+def parse_title(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return clean_album_title(value)
+    except InvalidAlbumTitle as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.argument("album_id", callback=parse_uuid("ALBUM_ID"))
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--title", callback=parse_title, help="Give the album this title (shown by status and in the Dagster UI).")
 @pass_context
-def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
+def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...], title: str | None) -> None:
     """Upload FILES into ALBUM_ID the way a browser does: row, presigned PUT, verification.
 
     A file that never lands is retried, then cleaned up (row and object) and reported.
     """
     repository, store = ctx.repository(), ctx.store()
+    if title is not None:
+        titled = title_album(repository, album_id, title)
+        console.print(f"album {album_id}: titled \"{terminal_text(titled.title)}\"", highlight=False, soft_wrap=True)
     policy = UploadPolicy.from_settings(ctx.settings)
     failures = 0
     uploaded = 0
@@ -140,7 +157,7 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
     ) as progress:
         for path in files:
             size = path.stat().st_size if path.is_file() else 0
-            task = progress.add_task(path.name, total=size or None)
+            task = progress.add_task(terminal_text(path.name), total=size or None)
 
             def advance(n: int, task: TaskID = task) -> None:
                 if n < 0:
@@ -165,7 +182,7 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...]) -> None:
                 log.debug("upload of %s failed", path, exc_info=True)
                 progress.console.print(f"[red]failed[/] {path}: {type(exc).__name__}: {redact(str(exc))}")
                 continue
-            progress.console.print(f"[green]uploaded[/] {path.name} -> photo {result.photo_id} ({result.key})")
+            progress.console.print(f"[green]uploaded[/] {terminal_text(path.name)} -> photo {result.photo_id} ({result.key})", highlight=False)
             uploaded += 1
     if uploaded:
         request_runs([album_id])
@@ -218,32 +235,87 @@ def arrived(ctx: Context, photo_ids: list[uuid.UUID]) -> None:
         raise SystemExit(1)
 
 
+# Failed photos listed per album (the counts cover all): a few per album in the overview, more
+# when one album is asked for.
+FAILED_LISTED_PER_ALBUM = 5
+FAILED_LISTED_FOR_ONE_ALBUM = 50
+# Albums whose failed photos the human output lists one by one; --album shows any album's.
+FAILED_ALBUMS_LISTED = 20
+
+
 @main.command()
 @click.option("--album", "album_id", callback=parse_uuid("--album"), help="Only this album.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_context
 def status(ctx: Context, album_id: uuid.UUID | None, as_json: bool) -> None:
-    """Photo counts per status, per album."""
+    """Photo counts per status, per album (full ids and titles), and the failed photos by file name."""
     repository = ctx.repository()
-    by_album = repository.status_counts_by_album()
-    if album_id is not None:
-        by_album = {album_id: by_album.get(album_id, {s: 0 for s in PhotoStatus})}
-    totals = {s: sum(counts.get(s, 0) for counts in by_album.values()) for s in PhotoStatus}
+    listed = FAILED_LISTED_FOR_ONE_ALBUM if album_id is not None else FAILED_LISTED_PER_ALBUM
+    states = album_states(repository, [album_id] if album_id is not None else None, failed_examples=listed)
+    ordered = sorted(states.values(), key=lambda a: str(a.album_id))
+    totals = {s: sum(a.counts[s] for a in ordered) for s in PhotoStatus}
     if as_json:
-        payload = {
-            "totals": {s.value: n for s, n in totals.items()},
-            "albums": {str(a): {s.value: counts.get(s, 0) for s in PhotoStatus} for a, counts in sorted(by_album.items(), key=lambda kv: str(kv[0]))},
-        }
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json.dumps(status_payload(ordered, totals), indent=2))
         return
-    table = Table(title="photos per status")
-    table.add_column("album")
+    console.print(status_table(ordered, totals))
+    print_failed_photos([a for a in ordered if a.failed])
+
+
+def status_payload(albums: list[AlbumState], totals: dict[PhotoStatus, int]) -> dict[str, object]:
+    return {
+        "totals": {s.value: n for s, n in totals.items()},
+        "albums": {
+            str(a.album_id): {
+                "title": a.title,
+                **{s.value: a.counts[s] for s in PhotoStatus},
+                # The latest failures (all of them are counted in "failed"), by id and file name.
+                "failed_photos": [{"id": str(p.id), "file": p.filename, "error": p.error} for p in a.failures.examples],
+            }
+            for a in albums
+        },
+        "albums_with_failed_photos": [str(a.album_id) for a in albums if a.failed],
+    }
+
+
+def terminal_text(text: str, limit: int = 160) -> str:
+    """Uploader- or decoder-given text made safe for the terminal: control and bidi characters
+    escaped, rich markup neutralised."""
+    return escape(keys.display_key(text, limit))
+
+
+def status_table(albums: list[AlbumState], totals: dict[PhotoStatus, int]) -> Table:
+    # No borders and one space between columns: a full id and the five statuses fit 80 columns.
+    table = Table(title="photos per album", box=None, pad_edge=False, collapse_padding=True)
+    # Full ids, never shortened: they are what --album, the UI's partitions and the jobs take.
+    table.add_column("album", no_wrap=True, min_width=36)
     for s in PhotoStatus:
         table.add_column(s.value, justify="right")
-    for album, counts in sorted(by_album.items(), key=lambda kv: str(kv[0])):
-        table.add_row(str(album), *(str(counts.get(s, 0)) for s in PhotoStatus))
+    for album in albums:
+        cell = str(album.album_id) + (f"\n[dim]{terminal_text(album.title, 36)}[/]" if album.title else "")
+        counts = [str(album.counts[s]) for s in PhotoStatus]
+        if album.failed:
+            counts[list(PhotoStatus).index(PhotoStatus.FAILED)] = f"[bold red]{album.failed} ✗[/]"
+        table.add_row(cell, *counts)
     table.add_row("[bold]total[/]", *(f"[bold]{totals[s]}[/]" for s in PhotoStatus))
-    console.print(table)
+    return table
+
+
+def print_failed_photos(failing: list[AlbumState]) -> None:
+    """Each album with failed photos, by title and full id, and its latest failures by file name."""
+    if not failing:
+        return
+    console.print(f"\n[bold red]✗ {len(failing)} album(s) with failed photos[/] (re-run them with the reprocess_failed_photos job once the originals are fixed)")
+    for album in failing[:FAILED_ALBUMS_LISTED]:
+        title = f"{terminal_text(album.title)} " if album.title else ""
+        console.print(f"\n{title}(album {album.album_id}): [red]{album.failed} failed[/]", highlight=False, soft_wrap=True)
+        for photo in album.failures.examples:
+            console.print(f"  {photo.id}  {terminal_text(photo.filename)}", highlight=False, soft_wrap=True)
+            if photo.error:
+                console.print(f"      {terminal_text(photo.error, 300)}", highlight=False, soft_wrap=True)
+        if album.failed > len(album.failures.examples):
+            console.print(f"  … {album.failed - len(album.failures.examples)} more: photo-pipeline status --album {album.album_id}", highlight=False, soft_wrap=True)
+    if len(failing) > FAILED_ALBUMS_LISTED:
+        console.print(f"\n… and {len(failing) - FAILED_ALBUMS_LISTED} more album(s) with failed photos (see --json)")
 
 
 @main.command()
@@ -387,6 +459,33 @@ def demo(ctx: Context) -> None:
     console.print("open the Dagster UI to see the runs: [bold]photo-pipeline ui[/]")
     if not all(album.run_success for album in albums):
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (behind a reverse proxy: keep loopback).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@pass_context
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the HTTP API and the uploader page (/upload) with uvicorn; needs PHOTO_API_TOKEN."""
+    import uvicorn
+
+    from photo_pipeline.api.app import ApiNotConfigured, create_app, require_token
+    from photo_pipeline.instance.run_requests import album_run_requester
+
+    settings = ctx.settings
+    try:
+        # Checked before anything is opened: the API never runs without its token.
+        require_token(settings)
+    except ApiNotConfigured as exc:
+        raise click.ClickException(str(exc)) from None
+    repository = ctx.repository(migrate_first=ctx.uses_embedded_database)
+    app = create_app(settings, album_run_requester, repository=repository, store=ctx.store())
+    # Every request is logged by the app (without query strings or headers); uvicorn's access
+    # log would print query strings, which carry the presigned URLs' signatures.
+    for name in ("photo_pipeline.api", "uvicorn.error"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    err_console.print(f"photo_pipeline API on http://{host}:{port} (uploader: /upload, description: /openapi.json)")
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False)
 
 
 @main.command()

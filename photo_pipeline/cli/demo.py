@@ -16,7 +16,12 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
-from photo_pipeline.services.uploads import UploadPolicy, UploadResult, upload_photo
+from photo_pipeline.services.uploads import (
+    UploadPolicy,
+    UploadResult,
+    title_album,
+    upload_photo,
+)
 from photo_pipeline.storage import ObjectStore
 
 
@@ -102,6 +107,8 @@ def run_demo(
     albums = []
     for name, photos in DEMO_ALBUMS:
         album_id = uuid.uuid4()
+        # Titled as an uploader would (--title): status and the UI show "Studio", not only a UUID.
+        title_album(repository, album_id, name)
         uploads = []
         for path in write_samples(samples_dir / name.lower(), photos):
             result = upload_photo(repository, store, album_id, path, policy=UploadPolicy(attempts=2))

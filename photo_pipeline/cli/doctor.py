@@ -108,6 +108,75 @@ def check_cors(store: ObjectStore) -> Check:
     )
 
 
+# What a browser asks before its presigned PUT (Content-Length needs no permission).
+PREFLIGHT_HEADERS = "content-type,if-none-match"
+
+
+def check_cors_for_origins(store: ObjectStore, settings: Settings) -> list[Check]:
+    """For each origin in PHOTO_API_ALLOWED_ORIGINS, the preflight a browser on that origin sends
+    before its presigned PUT, sent through the public endpoint: the bucket's CORS rule (or
+    MinIO's server-wide setting, or a proxy in front of it) answers exactly as it will answer
+    the browser. Without configured origins: whether any rule allows browser PUTs at all."""
+    if not isinstance(store, S3ObjectStore):
+        return [Check("CORS", "ok", "not needed for the local folder store (the API relays uploads itself)")]
+    if not settings.api_allowed_origins:
+        generic = check_cors(store)
+        hint = "; set PHOTO_API_ALLOWED_ORIGINS to check each site origin with a real preflight"
+        return [Check(generic.name, generic.level, generic.detail + hint)]
+    try:
+        upload = store.presign_put(f"{PROBE_PREFIX}cors-probe-{uuid.uuid4()}.jpg", "image/jpeg", 120)
+    except StorageError as exc:
+        return [Check("CORS", "fail", f"cannot sign a probe URL: {redact(str(exc))}")]
+    return [_preflight(upload.url, origin) for origin in settings.api_allowed_origins]
+
+
+def _preflight(url: str, origin: str) -> Check:
+    name = f"CORS for {origin}"
+    where = url_for_display(url)
+    try:
+        response = requests.options(
+            url,
+            headers={"Origin": origin, "Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": PREFLIGHT_HEADERS},
+            timeout=15,
+        )
+    except requests.RequestException as exc:
+        return Check(name, "fail", f"the preflight to {where} got no answer: {redact(str(exc))}")
+    problems = preflight_problems(response.headers, origin)
+    if not problems:
+        return Check(name, "ok", "the bucket lets pages of this origin PUT to presigned URLs (preflight answered)")
+    return Check(
+        name,
+        "fail",
+        f"browsers on {origin} cannot upload: the preflight to {where} answered HTTP {response.status_code} "
+        f"{'; '.join(problems)}. Add a CORS rule to the bucket allowing the origin {origin}, the methods PUT and GET "
+        "and the headers Content-Type and If-None-Match (see docs/operations.md, The HTTP API)",
+    )
+
+
+def preflight_problems(headers: Any, origin: str) -> list[str]:
+    """What a preflight answer lacks for a browser's presigned PUT from `origin` (empty: nothing)."""
+    allowed_origin = headers.get("Access-Control-Allow-Origin")
+    if allowed_origin not in (origin, "*"):
+        return ["without allowing this origin (no matching Access-Control-Allow-Origin)"]
+    problems = []
+    methods = {m.strip().upper() for m in headers.get("Access-Control-Allow-Methods", "").split(",") if m.strip()}
+    if "PUT" not in methods and "*" not in methods:
+        problems.append(f"allowing the methods {', '.join(sorted(methods)) or 'none'}, not PUT")
+    allowed = {h.strip().lower() for h in headers.get("Access-Control-Allow-Headers", "").split(",") if h.strip()}
+    missing = [h for h in PREFLIGHT_HEADERS.split(",") if h not in allowed and "*" not in allowed]
+    if missing:
+        problems.append(f"not allowing the headers {', '.join(missing)}")
+    return problems
+
+
+def check_api(settings: Settings) -> Check:
+    """The API's settings, never the token's value."""
+    origins = ", ".join(settings.api_allowed_origins) or "none (same-origin pages only)"
+    if settings.api_token is None:
+        return Check("API", "ok", "PHOTO_API_TOKEN is unset: `photo-pipeline serve` refuses to start (set it where the API runs)")
+    return Check("API", "ok", f"PHOTO_API_TOKEN is set (not shown); allowed origins: {origins}")
+
+
 def check_settings() -> tuple[Check, Settings | None]:
     """Every PHOTO_* variable parsed and range-checked; a bad one fails the doctor by name."""
     try:
@@ -125,7 +194,7 @@ def run_all_checks() -> list[Check]:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    checks = [check_database(settings)]
+    checks = [check_database(settings), check_api(settings)]
     try:
         store = build_object_store(settings)
     except (StorageError, ValueError) as exc:
@@ -135,5 +204,5 @@ def run_checks(settings: Settings) -> list[Check]:
     if bucket.level == "fail":
         return checks
     checks.append(check_presigned_put(store, settings))
-    checks.append(check_cors(store))
+    checks.extend(check_cors_for_origins(store, settings))
     return checks

@@ -29,6 +29,8 @@ from enum import Enum
 from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.errors import DagsterError
+from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRecord
@@ -46,6 +48,11 @@ PARTITION_TAG = "dagster/partition"
 TRIGGER_TAG = "photo_pipeline/trigger"
 TRIGGER = "arrived"
 ALBUMS_PARTITIONS = "albums"
+
+# What a run request may fail with (the instance's storage, the code location, the machine).
+# Such a failure loses no photo: it stays pending and the sensors request its run within their
+# interval, so callers report it as a warning, not as the client's error.
+RUN_REQUEST_ERRORS: tuple[type[Exception], ...] = (DagsterError, SQLAlchemyError, OSError)
 
 # A run in one of these states has not claimed yet (or is about to): it will see the photo.
 NOT_YET_CLAIMING = frozenset({DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING})

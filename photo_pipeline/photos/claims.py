@@ -19,6 +19,8 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    func,
+    literal,
     or_,
     select,
     update,
@@ -228,6 +230,8 @@ class ClaimQueries:
             original_etag=original_etag,
             error=note,
             completed_at=now,
+            # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
+            first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
         )
 
     def fail(self, claim: ClaimedPhoto, error: str) -> bool:

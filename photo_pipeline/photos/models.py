@@ -72,6 +72,7 @@ class Photo(Base):
         Index("ix_photos_status_claimed", "status", "claimed_at"),
         Index("ix_photos_thumb_key", "thumb_key"),
         Index("ix_photos_preview_key", "preview_key"),
+        Index("ix_photos_first_completed_at", "first_completed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -98,6 +99,9 @@ class Photo(Base):
     filename: Mapped[str | None] = mapped_column(String(512))
     content_type: Mapped[str | None] = mapped_column(String(128))
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the first completion only (re-renders move completed_at, never this): health's
+    # upload-to-completed latency is measured to it.
+    first_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -110,3 +114,18 @@ class DeletedUpload(Base):
     original_key: Mapped[str] = mapped_column(ObjectKey, primary_key=True)
     photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+# albums.title: long enough for any real album name, short enough for a table cell.
+MAX_ALBUM_TITLE_CHARS = 200
+
+
+class Album(Base):
+    """An album's title, when one was given (at upload). Optional: the photo table alone defines
+    which albums exist (photos.album_id), and an album without a row here is shown by its id."""
+
+    __tablename__ = "albums"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    title: Mapped[str] = mapped_column(String(MAX_ALBUM_TITLE_CHARS), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

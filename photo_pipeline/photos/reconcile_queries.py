@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     delete,
     func,
     select,
@@ -53,14 +54,27 @@ class ReconciliationQueries:
                 return
             last = getattr(rows[-1], column.key)
 
-    def rows_by_original_key(self) -> Iterator[PhotoRecord]:
-        return (record for _, record in self._iter_ordered(Photo.original_key))
+    def rows_by_original_key(self, prefix: str | None = None) -> Iterator[PhotoRecord]:
+        """Rows in original-key order; with `prefix`, only those whose key starts with it (one
+        album's slice, to compare with the listing of the same prefix)."""
+        return (record for _, record in self._iter_ordered(Photo.original_key, where=self._starts_with(Photo.original_key, prefix)))
 
-    def rows_by_thumb_key(self) -> Iterator[tuple[str, PhotoRecord]]:
-        return self._iter_ordered(Photo.thumb_key)
+    def rows_by_thumb_key(self, prefix: str | None = None) -> Iterator[tuple[str, PhotoRecord]]:
+        return self._iter_ordered(Photo.thumb_key, where=self._starts_with(Photo.thumb_key, prefix))
 
-    def rows_by_preview_key(self) -> Iterator[tuple[str, PhotoRecord]]:
-        return self._iter_ordered(Photo.preview_key)
+    def rows_by_preview_key(self, prefix: str | None = None) -> Iterator[tuple[str, PhotoRecord]]:
+        return self._iter_ordered(Photo.preview_key, where=self._starts_with(Photo.preview_key, prefix))
+
+    def _starts_with(self, column: Any, prefix: str | None) -> Any:
+        """Keys starting with `prefix`, as a byte-ordered range rather than LIKE: SQLite's LIKE
+        ignores case, and the listing it is compared with does not."""
+        if prefix is None:
+            return None
+        if not prefix:
+            raise ValueError("an empty prefix selects everything: pass None")
+        ordered = _byte_ordered(column, self.engine.dialect.name)
+        successor = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return and_(ordered >= prefix, ordered < successor)
 
     def _update_guarded(self, ids: Sequence[uuid.UUID], statuses: Collection[PhotoStatus], **values: Any) -> int:
         changed = 0

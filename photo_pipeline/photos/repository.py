@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -27,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from photo_pipeline.photos.albums import AlbumQueries
 from photo_pipeline.photos.claims import ClaimQueries
 from photo_pipeline.photos.database import create_engine_for, in_chunks
 from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus
@@ -85,6 +88,13 @@ class PhotoRecord:
     completed_at: datetime | None
     missing_since: datetime | None
     original_etag: str | None = None
+    first_completed_at: datetime | None = None
+
+    @property
+    def display_filename(self) -> str:
+        """The name the uploader gave the file; for a row without one (adopted before names were
+        recorded), the last segment of its key. For display: escape it where markup is parsed."""
+        return self.filename or self.original_key.rsplit("/", 1)[-1]
 
 
 
@@ -128,7 +138,7 @@ def isolate_refused_rows(
     return isolate_refused_rows(rows[:half], write, refused) + isolate_refused_rows(rows[half:], write, refused)
 
 
-class PhotoRepository(ClaimQueries):
+class PhotoRepository(ClaimQueries, AlbumQueries):
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
         self.engine = engine
         self._clock = clock
@@ -171,6 +181,22 @@ class PhotoRepository(ClaimQueries):
         query = select(*Photo.__table__.columns).where(Photo.album_id == album_id).order_by(Photo.created_at, Photo.id)
         if limit is not None:
             query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def album_page(self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None) -> list[PhotoRecord]:
+        """Up to `limit` of the album's photos in upload order (created_at, id), after the photo
+        `after` (keyset pagination: pages stay cheap deep into a large album). A cursor that is
+        not a photo of the album yields nothing."""
+        query = (
+            select(*Photo.__table__.columns)
+            .where(Photo.album_id == album_id)
+            .order_by(Photo.created_at, Photo.id)
+            .limit(limit)
+        )
+        if after is not None:
+            cursor = select(Photo.created_at).where(Photo.id == after, Photo.album_id == album_id).scalar_subquery()
+            query = query.where(or_(Photo.created_at > cursor, and_(Photo.created_at == cursor, Photo.id > after)))
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
 
@@ -294,6 +320,17 @@ class PhotoRepository(ClaimQueries):
     def pending_in_albums(self, album_ids: Collection[uuid.UUID], per_album: int) -> dict[uuid.UUID, list[PhotoRecord]]:
         """`pending_in_album` for many albums in one query (a sensor tick looks at up to hundreds
         of albums: one round trip each would cost seconds)."""
+        return self._latest_in_albums(album_ids, PhotoStatus.PENDING, per_album)
+
+    def failed_in_albums(self, album_ids: Collection[uuid.UUID], per_album: int) -> dict[uuid.UUID, list[PhotoRecord]]:
+        """Each album's most recently failed photos (up to `per_album`), in one query: what the
+        operator is shown, with file names and errors, beside the album's failed count."""
+        return self._latest_in_albums(album_ids, PhotoStatus.FAILED, per_album)
+
+    def _latest_in_albums(
+        self, album_ids: Collection[uuid.UUID], status: PhotoStatus, per_album: int
+    ) -> dict[uuid.UUID, list[PhotoRecord]]:
+        """Per album, its photos in `status`, most recently changed first, up to `per_album`."""
         if not album_ids:
             return {}
         rank = (
@@ -301,18 +338,19 @@ class PhotoRepository(ClaimQueries):
             .over(partition_by=Photo.album_id, order_by=(Photo.updated_at.desc(), Photo.id))
             .label("rank")
         )
-        ranked = (
-            select(*Photo.__table__.columns, rank)
-            .where(Photo.album_id.in_(list(album_ids)), Photo.status == PhotoStatus.PENDING.value)
-            .subquery()
-        )
-        columns = [ranked.c[c.name] for c in Photo.__table__.columns]
-        query = select(*columns).where(ranked.c.rank <= per_album).order_by(ranked.c.album_id, ranked.c.rank)
         found: dict[uuid.UUID, list[PhotoRecord]] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                record = self._record(row)
-                found.setdefault(record.album_id, []).append(record)
+            for chunk in in_chunks(list(album_ids)):
+                ranked = (
+                    select(*Photo.__table__.columns, rank)
+                    .where(Photo.album_id.in_(chunk), Photo.status == status.value)
+                    .subquery()
+                )
+                columns = [ranked.c[c.name] for c in Photo.__table__.columns]
+                query = select(*columns).where(ranked.c.rank <= per_album).order_by(ranked.c.album_id, ranked.c.rank)
+                for row in conn.execute(query):
+                    record = self._record(row)
+                    found.setdefault(record.album_id, []).append(record)
         return found
 
     def find_by_original_keys(self, keys: Collection[str]) -> dict[str, PhotoRecord]:

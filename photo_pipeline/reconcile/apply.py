@@ -45,9 +45,9 @@ class SafetyLimitExceeded(RuntimeError):
         self.plan = plan
         reasons = "; ".join(plan.violations)
         super().__init__(
-            f"reconciliation refused: {reasons}. Review the plan with `photo-pipeline reconcile --dry-run`; "
-            "if it is right, apply it with `photo-pipeline reconcile --force` (or run reconcile_storage with "
-            "config force: true)."
+            f"reconciliation refused: {reasons}. Review the plan (on the storage_reconciliation asset, or with "
+            "`photo-pipeline reconcile --dry-run`); if it is right, apply it with `photo-pipeline reconcile --force` "
+            "(or launch reconcile_storage with dry_run: false, force: true)."
         )
 
 
@@ -107,18 +107,27 @@ class Reconciler:
         self._log = logger
         self._page_size = page_size
 
-    def plan(self) -> ReconciliationPlan:
+    def plan(self, album_id: uuid.UUID | None = None) -> ReconciliationPlan:
         """Read both sides (streamed) and decide. A listing error (timeout, 5xx, access, no such
-        bucket) propagates as StorageError: the run aborts and nothing changes."""
+        bucket) propagates as StorageError: the run aborts and nothing changes.
+
+        With `album_id`, only that album's slice of the bucket (`raw/{album}/`, and its thumbnails
+        and previews) and the rows whose keys lie in it: the same rules and the same safety limit,
+        weighed against the album alone (the API's `POST /api/albums/{id}/check`)."""
         page = self._page_size
         now = self._clock()
+        if album_id is None:
+            raw, thumbs, previews, scoped = keys.RAW_PREFIX, keys.THUMBS_PREFIX, keys.PREVIEWS_PREFIX, False
+        else:
+            prefixes = keys.album_prefixes(album_id)
+            raw, thumbs, previews, scoped = prefixes.raw, prefixes.thumbs, prefixes.previews, True
         return plan_reconciliation(
-            originals=self.store.iter_objects(keys.RAW_PREFIX, page_size=page),
-            rows_by_original_key=self.queries.rows_by_original_key(),
-            thumbnails=self.store.iter_objects(keys.THUMBS_PREFIX, page_size=page),
-            rows_by_thumb_key=self.queries.rows_by_thumb_key(),
-            previews=self.store.iter_objects(keys.PREVIEWS_PREFIX, page_size=page),
-            rows_by_preview_key=self.queries.rows_by_preview_key(),
+            originals=self.store.iter_objects(raw, page_size=page),
+            rows_by_original_key=self.queries.rows_by_original_key(raw if scoped else None),
+            thumbnails=self.store.iter_objects(thumbs, page_size=page),
+            rows_by_thumb_key=self.queries.rows_by_thumb_key(thumbs if scoped else None),
+            previews=self.store.iter_objects(previews, page_size=page),
+            rows_by_preview_key=self.queries.rows_by_preview_key(previews if scoped else None),
             now=now,
             policy=self.policy,
             cancelled_uploads=self.repository.tombstones_since(now - timedelta(seconds=self.policy.tombstone_seconds)),

@@ -6,10 +6,16 @@ Definitions (so the numbers read the same everywhere):
   reconciliation requeue, which would hide a photo that nothing ever processes;
 - the failure rate over the window counts rows that are failed now and last changed in the window
   (`updated_at`) against rows completed in the window (`completed_at`);
-- latency is upload to completion (`completed_at - created_at`) of photos completed in the window;
+- latency is upload to FIRST completion (`first_completed_at - created_at`) of photos first
+  completed in the window: a re-render (new settings, a lost rendition, a replaced original) moves
+  `completed_at` but is not an upload waiting for its photo, so it never counts;
   percentiles use the nearest-rank method (the value at rank ceil(q * n)), always a real sample;
 - an expired claim is a processing row whose claim was last renewed (`claimed_at`: set by the
-  claim, pushed forward by the run's heartbeat) longer than the lease ago: its run is dead or stuck.
+  claim, pushed forward by the run's heartbeat) longer than the lease ago: its run is dead or stuck;
+- thresholds are configuration, not measurements: they go into descriptions and text, never into
+  numeric metadata (the UI would plot them as flat lines);
+- orphan objects and missing rows come from the latest reconciliation plan, whatever became of it
+  (applied, dry run or refused by the safety limit), with the time it was made.
 """
 
 from __future__ import annotations
@@ -69,6 +75,25 @@ class HealthSnapshot:
 
     def count(self, status: PhotoStatus) -> int:
         return self.counts.get(status, 0)
+
+
+@dataclass(frozen=True)
+class ReconciliationFindings:
+    """What the latest reconciliation plan found, as `storage_reconciliation` recorded it."""
+
+    orphan_objects: int
+    missing_rows: int
+    unholdable_keys: int
+    planned_at: datetime
+    outcome: str  # reconcile.report.Outcome's text: applied, dry run, refused, ...
+    run_id: str
+
+    def describe(self, now: datetime) -> str:
+        age = (now - self.planned_at).total_seconds()
+        return (
+            f"latest reconciliation plan: {self.planned_at:%Y-%m-%d %H:%M:%S} UTC ({_duration(max(age, 0.0))} ago, "
+            f"run {self.run_id}): {self.outcome}"
+        )
 
 
 @dataclass(frozen=True)
@@ -161,19 +186,17 @@ def _window_outcomes(conn: Connection, window_start: datetime) -> tuple[int, int
 
 
 def _latencies(conn: Connection, window_start: datetime, limit: int) -> list[float]:
-    """Upload-to-completion seconds of the most recent completions in the window. Only the two
-    timestamps travel; the subtraction happens here so it works alike on SQLite and PostgreSQL."""
+    """Upload-to-first-completion seconds of the photos first completed in the window, the most
+    recent first (a range scan on ix_photos_first_completed_at). Whatever happened to the photo
+    since (re-rendered, failed a re-render) does not change when its upload was served. Only the
+    two timestamps travel; the subtraction happens here so it works alike on SQLite and PostgreSQL."""
     query = (
-        select(Photo.created_at, Photo.completed_at)
-        .where(
-            Photo.status == PhotoStatus.COMPLETED.value,
-            Photo.completed_at >= window_start,
-            _in_window(window_start),
-        )
-        .order_by(Photo.completed_at.desc())
+        select(Photo.created_at, Photo.first_completed_at)
+        .where(Photo.first_completed_at >= window_start)
+        .order_by(Photo.first_completed_at.desc())
         .limit(limit)
     )
-    return [(completed - created).total_seconds() for created, completed in conn.execute(query)]
+    return [(first - created).total_seconds() for created, first in conn.execute(query)]
 
 
 def _expired_claims(conn: Connection, claimed_before: datetime) -> int:
@@ -204,8 +227,7 @@ def evaluate_stale_pending(snapshot: HealthSnapshot, thresholds: HealthThreshold
         "stale_pending": snapshot.stale_pending,
         "pending": snapshot.count(PhotoStatus.PENDING),
         "oldest_pending_age_seconds": round(oldest or 0.0, 1),
-        "warn_after_seconds": thresholds.stale_pending_seconds,
-        "error_after_seconds": thresholds.stale_pending_error_seconds,
+        "thresholds": stale_pending_thresholds_text(thresholds),
     }
     if snapshot.stale_pending == 0:
         return CheckOutcome(True, "WARN", "no pending photo is older than the stale threshold", metadata)
@@ -223,13 +245,13 @@ def evaluate_failure_rate(snapshot: HealthSnapshot, thresholds: HealthThresholds
     outcomes passes (nothing ran, nothing failed)."""
     rate = snapshot.failure_rate_last_window
     metadata: dict[str, MetadataScalar] = {
-        "failure_rate": round(rate, 4),
         "failed_in_window": snapshot.failed_last_window,
         "completed_in_window": snapshot.completed_last_window,
-        "window_seconds": snapshot.window_seconds,
-        "warn_at": thresholds.failure_rate_warn,
-        "error_at": thresholds.failure_rate_error,
+        "thresholds": failure_rate_thresholds_text(thresholds),
     }
+    if snapshot.failed_last_window + snapshot.completed_last_window:
+        # No outcomes, no rate: a 0 % point would claim a perfect hour nobody worked in.
+        metadata["failure_rate"] = round(rate, 4)
     outcomes = snapshot.failed_last_window + snapshot.completed_last_window
     summary = f"{snapshot.failed_last_window} of {outcomes} photo(s) failed in the last {_duration(snapshot.window_seconds)} ({rate:.1%})"
     if outcomes == 0:
@@ -243,28 +265,74 @@ def evaluate_failure_rate(snapshot: HealthSnapshot, thresholds: HealthThresholds
     return CheckOutcome(True, "WARN", summary, metadata)
 
 
-def evaluate_orphans_or_missing(
-    missing_rows: int, orphan_objects: int | None, reconciliation_missing_rows: int | None = None
-) -> CheckOutcome:
-    """WARN when the table has `missing` rows, or the latest reconciliation found objects without
-    a row or rows whose original is gone. `orphan_objects` is None before any reconciliation ran:
-    then only the table's own figure is judged, and the description says so."""
-    metadata: dict[str, MetadataScalar] = {
-        "missing_rows_in_table": missing_rows,
-        "orphan_objects": orphan_objects if orphan_objects is not None else 0,
-        "missing_rows_found_by_reconciliation": reconciliation_missing_rows or 0,
-    }
+def evaluate_orphans_or_missing(missing_rows: int, reconciliation: ReconciliationFindings | None, now: datetime) -> CheckOutcome:
+    """WARN when the table has `missing` rows, or the latest reconciliation plan (applied, dry run
+    or refused) found objects without a row or rows whose original is gone. Before any plan only
+    the table's own figure is judged, and the description says so."""
+    metadata: dict[str, MetadataScalar] = {"missing_rows_in_table": missing_rows}
     problems = []
     if missing_rows > 0:
         problems.append(f"{missing_rows} row(s) are marked missing (their original is gone)")
-    if orphan_objects:
-        problems.append(f"the latest reconciliation found {orphan_objects} object(s) with no row")
-    if reconciliation_missing_rows:
-        problems.append(f"the latest reconciliation found {reconciliation_missing_rows} row(s) without their original")
-    note = "" if orphan_objects is not None else " (no reconciliation has run yet: orphan objects unknown)"
+    if reconciliation is None:
+        note = " (no reconciliation has run yet: orphan objects unknown)"
+    else:
+        metadata["orphan_objects"] = reconciliation.orphan_objects
+        metadata["missing_rows_found_by_reconciliation"] = reconciliation.missing_rows
+        metadata["reconciliation"] = reconciliation.describe(now)
+        note = f" ({reconciliation.describe(now)})"
+        if reconciliation.orphan_objects:
+            problems.append(f"the latest reconciliation plan found {reconciliation.orphan_objects} object(s) with no row")
+        if reconciliation.missing_rows:
+            problems.append(f"the latest reconciliation plan found {reconciliation.missing_rows} row(s) without their original")
     if problems:
         return CheckOutcome(False, "WARN", "; ".join(problems) + note, metadata)
     return CheckOutcome(True, "WARN", "no missing rows and no orphan objects" + note, metadata)
+
+
+# -- thresholds and freshness, as text -------------------------------------------------------------
+
+
+def stale_pending_thresholds_text(thresholds: HealthThresholds) -> str:
+    return (
+        f"WARN when a pending photo waited over {_duration(thresholds.stale_pending_seconds)} since upload; "
+        f"ERROR when the oldest waited over {_duration(thresholds.stale_pending_error_seconds)}"
+    )
+
+
+def failure_rate_thresholds_text(thresholds: HealthThresholds) -> str:
+    return (
+        f"Share of failed photos among those finished in the last {_duration(thresholds.window_seconds)}: "
+        f"WARN from {thresholds.failure_rate_warn:.0%}, ERROR from {thresholds.failure_rate_error:.0%}"
+    )
+
+
+# A scheduled asset is late once a run is missing (WARN) and overdue once two are (FAIL): one late
+# run is a slow queue, two are a stopped schedule or a dead daemon.
+FRESHNESS_WARN_INTERVALS = 2
+FRESHNESS_FAIL_INTERVALS = 3
+
+
+@dataclass(frozen=True)
+class FreshnessWindows:
+    warn_after: timedelta
+    fail_after: timedelta
+
+    def describe(self) -> str:
+        return (
+            f"late (WARN) when not materialized for {_duration(self.warn_after.total_seconds())}, "
+            f"overdue (FAIL) after {_duration(self.fail_after.total_seconds())}"
+        )
+
+
+def freshness_windows(schedule_interval: timedelta) -> FreshnessWindows:
+    """Freshness for an asset its schedule materializes every `schedule_interval` (the longest gap
+    between two ticks of the cron)."""
+    if schedule_interval <= timedelta(0):
+        raise ValueError(f"a schedule interval must be positive, got {schedule_interval}")
+    return FreshnessWindows(
+        warn_after=schedule_interval * FRESHNESS_WARN_INTERVALS,
+        fail_after=schedule_interval * FRESHNESS_FAIL_INTERVALS,
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -37,6 +37,7 @@ from photo_pipeline.rendering.render import (
     render_renditions,
 )
 from photo_pipeline.services.pipeline import PhotoPipeline, Stages
+from photo_pipeline.services.progress import Progress, album_total
 from photo_pipeline.storage import (
     ObjectInfo,
     ObjectNotFound,
@@ -290,6 +291,7 @@ class PhotoProcessor:
         started = time.perf_counter()
         attempted: set[uuid.UUID] = set()
         tokens: set[str] = set()
+        reported = 0  # the album's total as last logged
         with self._heartbeat(album_id) as heartbeat:
             run = _PipelineRun(self, report, heartbeat)
             with run:
@@ -312,13 +314,33 @@ class PhotoProcessor:
                     attempted.update(claim.id for claim in claims)
                     tokens.update(claim.claim for claim in claims)
                     run.submit(claims)
+                    reported = self._log_progress(report, len(attempted), rerender=rerender, at_least=reported)
                     run.wait_until_low(self._refill_at)
             report.lost_claims = list(heartbeat.lost)
+        if attempted:
+            self._log_progress(report, len(attempted), rerender=rerender, at_least=reported)
         self._give_back_left_over(tokens, report)
         report.seconds = time.perf_counter() - started
         report.finished_at = time.time()
         run.raise_database_errors()
         return report
+
+    def _log_progress(self, report: AlbumReport, attempted: int, *, rerender: bool, at_least: int = 0) -> int:
+        """One line per batch in the run log, so a long run is not a black box until it ends.
+        Returns the total it reported, the floor for the next line: a re-render's photos go back
+        to `completed`, so only its first count of them holds."""
+        try:
+            counts = self._repository.status_counts(report.album_id)
+        except SQLAlchemyError as exc:
+            # Progress is a courtesy: the photos' own writes report (and fail the step on) an
+            # unreachable database; this line only says the count is missing.
+            self._log.warning("album %s: no progress count (the photo table did not answer: %s)", report.album_id, exc)
+            return at_least
+        waiting = counts[PhotoStatus.PENDING] + (counts[PhotoStatus.COMPLETED] if rerender and not at_least else 0)
+        total = max(at_least, album_total(attempted, waiting, self._limits.max_photos))
+        progress = Progress(done=len(report.outcomes), total=total, elapsed=time.time() - report.started_at)
+        self._log.info("album %s: %s", report.album_id, progress.describe())
+        return total
 
     @property
     def _refill_at(self) -> int:

@@ -1,7 +1,8 @@
 """Operator re-runs: which photos go back to the queue and what an album's failures look like.
 
-These are the rules behind the `reprocess_failed_photos` job and the renditions'
-`no_failed_photos` check. No Dagster here, so tests reach every rule directly.
+These are the rules behind the `reprocess_failed_photos` job and the renditions' checks
+`no_failed_photos_in_album` and `no_failed_photos_in_any_album`. No Dagster here, so tests reach
+every rule directly.
 The state machine allows `failed -> pending` only by an operator's re-run: `requeue` is that re-run.
 """
 
@@ -12,9 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
-from photo_pipeline.photos.models import Photo, PhotoStatus
+from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 
 # How many failed photos the check lists (ids and errors); the count covers all of them.
@@ -136,7 +135,13 @@ def _status_reason(status: PhotoStatus) -> str:
 @dataclass(frozen=True)
 class FailedPhoto:
     id: uuid.UUID
+    # The uploader's file name (or the key's last segment): what the operator recognises.
+    filename: str
     error: str | None
+
+    @classmethod
+    def of(cls, record: PhotoRecord) -> FailedPhoto:
+        return cls(id=record.id, filename=record.display_filename, error=record.error)
 
 
 @dataclass(frozen=True)
@@ -158,13 +163,38 @@ def album_failures(repository: PhotoRepository, album_id: uuid.UUID, examples: i
 
 
 def latest_failed(repository: PhotoRepository, album_id: uuid.UUID, limit: int) -> list[FailedPhoto]:
-    """The album's most recently failed photos. (No repository method lists them; this is one
-    small read on the `ix_photos_album_status` index.)"""
-    query = (
-        select(Photo.id, Photo.error)
-        .where(Photo.album_id == album_id, Photo.status == PhotoStatus.FAILED.value)
-        .order_by(Photo.updated_at.desc(), Photo.id)
-        .limit(limit)
-    )
-    with repository.engine.connect() as conn:
-        return [FailedPhoto(id=photo_id, error=error) for photo_id, error in conn.execute(query)]
+    """The album's most recently failed photos, with their file names and errors."""
+    return [FailedPhoto.of(r) for r in repository.failed_in_albums([album_id], limit).get(album_id, [])]
+
+
+# How many albums the cross-album view lists by name; the counts cover all of them.
+LISTED_FAILED_ALBUMS = 20
+
+
+@dataclass(frozen=True)
+class FailedAlbum:
+    album_id: uuid.UUID
+    title: str | None
+    failed: int
+
+
+@dataclass(frozen=True)
+class FailuresAcrossAlbums:
+    """Every album with failed photos, at a glance: how many albums and photos, the worst listed."""
+
+    albums: int
+    photos: int
+    listed: list[FailedAlbum]
+
+    @property
+    def passed(self) -> bool:
+        return self.photos == 0
+
+
+def failures_across_albums(repository: PhotoRepository, limit: int = LISTED_FAILED_ALBUMS) -> FailuresAcrossAlbums:
+    """The albums that have failed photos now, the most failed first (two small grouped reads on
+    the status index, and the titles of those listed)."""
+    counts = repository.failed_photo_counts(limit)
+    titles = repository.album_titles([album_id for album_id, _ in counts.most_failed])
+    listed = [FailedAlbum(album_id, titles.get(album_id), failed) for album_id, failed in counts.most_failed]
+    return FailuresAcrossAlbums(albums=counts.albums, photos=counts.photos, listed=listed)

@@ -24,6 +24,8 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy.exc import SQLAlchemyError
 from urllib3.util.retry import Retry
 
+from photo_pipeline.photos.albums import AlbumRecord
+from photo_pipeline.photos.models import MAX_ALBUM_TITLE_CHARS
 from photo_pipeline.photos.repository import (
     CleanupRefused,
     NewPhoto,
@@ -54,6 +56,18 @@ ProgressCallback = Callable[[int], None]
 
 class UploadRejected(ValueError):
     """The file is not something we accept (empty, not an image); nothing was created."""
+
+
+class InvalidAlbumTitle(ValueError):
+    """The album title cannot be stored and shown as given; nothing was changed."""
+
+
+class UploadTooLarge(UploadRejected):
+    """More bytes than PHOTO_MAX_ORIGINAL_MB (the API answers 413)."""
+
+
+class UnsupportedUpload(UploadRejected):
+    """Not an image type we accept (the API answers 415)."""
 
 
 class UploadFailed(RuntimeError):
@@ -95,6 +109,40 @@ class UploadPolicy:
         )
 
 
+def clean_album_title(title: str) -> str:
+    """The title as stored: trimmed; InvalidAlbumTitle when empty, too long, or carrying
+    characters that would forge lines or reorder text where it is shown (terminal, UI, logs)."""
+    cleaned = title.strip()
+    if not cleaned:
+        raise InvalidAlbumTitle("the album title is empty")
+    if len(cleaned) > MAX_ALBUM_TITLE_CHARS:
+        raise InvalidAlbumTitle(f"the album title has {len(cleaned)} characters; at most {MAX_ALBUM_TITLE_CHARS} are kept")
+    # The same characters the photo table refuses in object keys (controls, bidi overrides,
+    # undecodable bytes), for the same reasons.
+    reason = keys.unholdable_reason(cleaned)
+    if reason is not None:
+        raise InvalidAlbumTitle(f"the album title {reason}")
+    return cleaned
+
+
+def title_album(repository: PhotoRepository, album_id: uuid.UUID, title: str) -> AlbumRecord:
+    """Give the album a title (or a new one), as the uploader names it: shown beside the album's
+    id by `photo-pipeline status` and in the renditions' metadata."""
+    return repository.set_album_title(album_id, clean_album_title(title))
+
+
+def check_original_size(size: int, policy: UploadPolicy, what: str) -> None:
+    """The size rule every upload meets before a row exists (the CLI's files, the API's declared
+    ones): not empty, not over PHOTO_MAX_ORIGINAL_MB."""
+    if size > policy.max_original_bytes:
+        raise UploadTooLarge(
+            f"{what}: {size / MIB:,.1f} MiB is over the maximum original size of "
+            f"{policy.max_original_bytes / MIB:,.0f} MiB (PHOTO_MAX_ORIGINAL_MB)"
+        )
+    if size <= 0:
+        raise UploadRejected(f"{what}: the file is empty")
+
+
 def check_upload_limits(path: Path, policy: UploadPolicy) -> int:
     """The file's size, or UploadRejected when processing would refuse it: more bytes than
     PHOTO_MAX_ORIGINAL_MB, more pixels than PHOTO_MAX_PIXELS, or a decode that alone needs more
@@ -102,13 +150,7 @@ def check_upload_limits(path: Path, policy: UploadPolicy) -> int:
     if not path.is_file():
         raise UploadRejected(f"{path}: no such file")
     size = path.stat().st_size
-    if size > policy.max_original_bytes:
-        raise UploadRejected(
-            f"{path}: {size / MIB:,.1f} MiB is over the maximum original size of "
-            f"{policy.max_original_bytes / MIB:,.0f} MiB (PHOTO_MAX_ORIGINAL_MB)"
-        )
-    if size == 0:
-        raise UploadRejected(f"{path}: the file is empty")
+    check_original_size(size, policy, str(path))
     options = RenderOptions(preview_long_side=policy.preview_long_side, max_pixels=policy.max_pixels)
     try:
         with path.open("rb") as header:
@@ -306,6 +348,15 @@ def _cleanup_after_failed_upload(repository: PhotoRepository, store: ObjectStore
     return f"row and object cleaned up ({len(result.deleted_keys)} key(s) removed)"
 
 
+class CleanupIncomplete(StorageError):
+    """The row was deleted (and tombstoned) but its objects could not be: reconciliation removes
+    them once the bucket answers."""
+
+    def __init__(self, photo: PhotoRecord, cause: StorageError) -> None:
+        super().__init__(f"photo {photo.id}: the row was deleted but its objects could not be ({cause})")
+        self.photo = photo
+
+
 @dataclass(frozen=True)
 class CleanupResult:
     photo: PhotoRecord
@@ -320,5 +371,8 @@ def cleanup_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uui
     """
     photo = repository.delete_for_cleanup(photo_id)
     doomed = tuple(k for k in (photo.original_key, photo.thumb_key, photo.preview_key) if k)
-    store.delete_many(doomed)
+    try:
+        store.delete_many(doomed)
+    except StorageError as exc:
+        raise CleanupIncomplete(photo, exc) from exc
     return CleanupResult(photo=photo, deleted_keys=doomed)

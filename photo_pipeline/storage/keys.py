@@ -64,6 +64,11 @@ def is_supported_extension(ext: str) -> bool:
     return ext.lower().lstrip(".") in _CONTENT_TYPES
 
 
+def supported_extensions() -> tuple[str, ...]:
+    """The extensions of the image types we accept, normalised (jpg, not jpeg), sorted."""
+    return tuple(sorted({normalise_extension(ext) for ext in _CONTENT_TYPES}))
+
+
 def raw_key(album_id: uuid.UUID, photo_id: uuid.UUID, ext: str) -> str:
     return f"{RAW_PREFIX}{album_id}/{photo_id}.{normalise_extension(ext)}"
 
@@ -81,6 +86,19 @@ def thumb_key(album_id: uuid.UUID, photo_id: uuid.UUID, fmt: str) -> str:
 
 def preview_key(album_id: uuid.UUID, photo_id: uuid.UUID, fmt: str) -> str:
     return f"{PREVIEWS_PREFIX}{album_id}/{photo_id}.{rendition_extension(fmt)}"
+
+
+@dataclass(frozen=True)
+class AlbumPrefixes:
+    """Where one album's objects live: its slice of each of the three listings."""
+
+    raw: str
+    thumbs: str
+    previews: str
+
+
+def album_prefixes(album_id: uuid.UUID) -> AlbumPrefixes:
+    return AlbumPrefixes(f"{RAW_PREFIX}{album_id}/", f"{THUMBS_PREFIX}{album_id}/", f"{PREVIEWS_PREFIX}{album_id}/")
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,13 @@ from photo_pipeline.storage.store import (
     ObjectInfo,
     ObjectNotFound,
     ObjectTooLarge,
+    PresignedDownload,
     PresignedUpload,
     PresignedUploadRejected,
     StorageError,
     UploadTargetExists,
     check_content_length,
+    check_expiry,
     check_limit,
     check_presign_args,
     copy_bounded,
@@ -232,6 +234,40 @@ class LocalObjectStore:
             # nothing beyond the signed length is ever read.
             reader = _ExactLengthReader(reader, content_length, key)
         self._write(key, reader, content_type, replace=False)
+
+    def presign_get(self, key: str, expires_in: int) -> PresignedDownload:
+        """A signed file:// URL for reading one object; `verify_presigned_get` checks it. Whoever
+        serves the folder over HTTP (the API) relays it, as it relays presigned PUTs."""
+        path = self._path(key)
+        check_expiry(expires_in)
+        expires = int(time.time()) + expires_in
+        fields = {"X-Expires": str(expires), "X-Signature": self._get_signature(key, expires)}
+        return PresignedDownload(url=f"{path.as_uri()}?{urlencode(fields)}", expires_at=datetime.fromtimestamp(expires, UTC))
+
+    def verify_presigned_get(self, url: str) -> str:
+        """The key a presigned GET URL grants, or PresignedUploadRejected (bad signature, expired)."""
+        parts = urlsplit(url)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+            raise PresignedUploadRejected(f"not a presigned URL of folder {self.root}: {parts.scheme}://{parts.netloc}")
+        key = self._key_from_url_path(unquote(parts.path))
+        query = parse_qs(parts.query, keep_blank_values=True)
+        expires_values, signatures = query.get("X-Expires", []), query.get("X-Signature", [])
+        if len(expires_values) != 1 or len(signatures) != 1:
+            raise PresignedUploadRejected(f"presigned URL for {key!r} lacks X-Expires or X-Signature")
+        try:
+            expires = int(expires_values[0])
+        except ValueError:
+            raise PresignedUploadRejected(f"presigned URL for {key!r} has an unreadable X-Expires") from None
+        if not hmac.compare_digest(self._get_signature(key, expires), signatures[0]):
+            raise PresignedUploadRejected(f"presigned URL for {key!r} has a bad signature")
+        if time.time() > expires:
+            raise PresignedUploadRejected(f"presigned URL for {key!r} expired at {datetime.fromtimestamp(expires, UTC).isoformat()}")
+        return key
+
+    def _get_signature(self, key: str, expires: int) -> str:
+        # "GET" first: a PUT's signature can never pass for a GET's, nor the other way round.
+        message = "\n".join(["GET", key, str(expires)]).encode("utf-8")
+        return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
 
     def _verified_presigned(self, url: str) -> tuple[str, str, int, int | None]:
         parts = urlsplit(url)

@@ -28,10 +28,12 @@ from photo_pipeline.storage.store import (
     ObjectInfo,
     ObjectNotFound,
     ObjectTooLarge,
+    PresignedDownload,
     PresignedUpload,
     StorageError,
     StorageUnavailable,
     check_content_length,
+    check_expiry,
     check_limit,
     check_presign_args,
     chunks,
@@ -308,6 +310,20 @@ class S3ObjectStore:
         except BotoCoreError as exc:  # e.g. no credentials to sign with
             raise self._translate("presign_put", key, exc) from exc
         return PresignedUpload(url=url, method="PUT", headers=headers, expires_at=expires_at)
+
+    def presign_get(self, key: str, expires_in: int) -> PresignedDownload:
+        """A short-lived URL a browser GETs the object from (a thumbnail in an <img>), signed
+        for the public endpoint like the PUTs."""
+        _check_s3_key(key)
+        check_expiry(expires_in)
+        expires_at = datetime.fromtimestamp(time.time() + expires_in, UTC)
+        try:
+            url = self.presign_client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in, HttpMethod="GET"
+            )
+        except BotoCoreError as exc:
+            raise self._translate("presign_get", key, exc) from exc
+        return PresignedDownload(url=url, expires_at=expires_at)
 
     # -- error translation -----------------------------------------------------------------------
 

@@ -35,6 +35,12 @@ class PresignedUpload:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class PresignedDownload:
+    url: str  # a bearer credential until expires_at: never logged or shown (see redaction.py)
+    expires_at: datetime
+
+
 class StorageError(Exception):
     """The store could not answer: misconfigured, denied, unreachable. Never a plain "not found"."""
 
@@ -94,6 +100,7 @@ class ObjectStore(Protocol):
         self, key: str, content_type: str, expires_in: int, *, content_length: int | None = None
     ) -> PresignedUpload: ...
     def download(self, key: str, out: BinaryIO, max_bytes: int) -> int: ...
+    def presign_get(self, key: str, expires_in: int) -> PresignedDownload: ...
 
 
 def spooled_download(store: ObjectStore, key: str, max_bytes: int) -> tempfile.SpooledTemporaryFile[bytes]:
@@ -149,6 +156,12 @@ def check_limit(limit: int) -> None:
 def check_presign_args(content_type: str, expires_in: int) -> None:
     if not content_type:
         raise ValueError("a presigned upload needs a Content-Type")
+    # SigV4 presigned URLs live at most 7 days; keep both stores to the same rule.
+    if not 1 <= expires_in <= 7 * 24 * 3600:
+        raise ValueError(f"expires_in must be between 1 s and 7 days, got {expires_in}")
+
+
+def check_expiry(expires_in: int) -> None:
     # SigV4 presigned URLs live at most 7 days; keep both stores to the same rule.
     if not 1 <= expires_in <= 7 * 24 * 3600:
         raise ValueError(f"expires_in must be between 1 s and 7 days, got {expires_in}")

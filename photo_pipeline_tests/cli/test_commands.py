@@ -93,6 +93,62 @@ def test_upload_status_and_cleanup(embedded_env: dict[str, str], tmp_path: Path)
     assert bad_album.exit_code == 2 and "must be a UUID" in bad_album.output
 
 
+def render_pending(album: uuid.UUID) -> None:
+    """What the album's run does, without Dagster (the CLI reads the table only)."""
+    settings = Settings.from_env()
+    repository = PhotoRepository.from_url(settings.database_url)
+    processor = PhotoProcessor(
+        repository,
+        LocalObjectStore(settings.objects_dir),
+        RenderOptions(preview_long_side=200, thumb_long_side=50),
+        ProcessingLimits(workers=1),
+    )
+    processor.process_album(album, "test")
+
+
+def test_status_shows_full_ids_titles_and_failed_photos_by_file_name(embedded_env: dict[str, str], tmp_path: Path) -> None:
+    studio, holiday = uuid.uuid4(), uuid.uuid4()
+    portrait = write(tmp_path / "portrait.jpg", samples.photo_jpeg(400, 300))
+    # A file name with rich markup in it is shown as named, not as markup.
+    broken = write(tmp_path / "scan [red]2[/red].jpg".replace("/", "-"), samples.corrupt_jpeg())
+    beach = write(tmp_path / "beach.jpg", samples.photo_jpeg(400, 300, seed=3))
+    assert invoke("init-db").exit_code == 0
+
+    refused = invoke("upload", str(studio), str(portrait), "--title", "  ")
+    assert refused.exit_code == 2 and "the album title is empty" in refused.output
+    titled = invoke("upload", str(studio), str(portrait), str(broken), "--title", "Studio shoot")
+    assert titled.exit_code == 0, titled.output
+    assert f'album {studio}: titled "Studio shoot"' in titled.output
+    assert f"uploaded {broken.name} -> photo" in titled.output
+    assert invoke("upload", str(holiday), str(beach)).exit_code == 0
+    render_pending(studio)
+    render_pending(holiday)
+
+    human = invoke("status")
+    assert human.exit_code == 0, human.output
+    lines = human.output.splitlines()
+    # Full ids (80 columns in the runner), each album's title under its id, its failures marked.
+    [studio_row] = [line for line in lines if line.startswith(str(studio))]
+    assert studio_row.split()[1:] == ["0", "0", "1", "1", "✗", "0"]
+    assert lines[lines.index(studio_row) + 1].strip() == "Studio shoot"
+    assert any(line.startswith(str(holiday)) and "✗" not in line for line in lines)
+    assert "✗ 1 album(s) with failed photos" in human.output
+    assert f"Studio shoot (album {studio}): 1 failed" in human.output
+    repository = PhotoRepository.from_url(Settings.from_env().database_url)
+    [failed] = [r for r in repository.photos_in_album(studio) if r.status is PhotoStatus.FAILED]
+    assert f"  {failed.id}  {broken.name}" in lines
+
+    payload = json.loads(invoke("status", "--json").output)
+    assert payload["albums_with_failed_photos"] == [str(studio)]
+    assert payload["albums"][str(holiday)]["title"] is None and payload["albums"][str(holiday)]["completed"] == 1
+    album = payload["albums"][str(studio)]
+    assert album["title"] == "Studio shoot" and (album["completed"], album["failed"]) == (1, 1)
+    [listed] = album["failed_photos"]
+    assert listed["id"] == str(failed.id) and listed["file"] == broken.name and "cannot render" in listed["error"]
+    only = json.loads(invoke("status", "--album", str(studio), "--json").output)
+    assert list(only["albums"]) == [str(studio)] and only["totals"]["failed"] == 1
+
+
 def test_doctor_on_embedded_defaults(embedded_env: dict[str, str]) -> None:
     assert invoke("init-db").exit_code == 0
     result = invoke("doctor")

@@ -5,27 +5,40 @@ from __future__ import annotations
 
 import io
 import uuid
+from typing import Any
 
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSeverity,
     AssetKey,
+    AssetRecordsFilter,
     DagsterInstance,
     DagsterRunStatus,
+    ExecuteInProcessResult,
     SensorResult,
     build_sensor_context,
     materialize,
 )
+from dagster._core.event_api import PartitionKeyFilter
 from PIL import Image
 
 from photo_pipeline.cli import samples
 from photo_pipeline.definitions import defs
-from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
+from photo_pipeline.defs.renditions.assets import (
+    NO_FAILED_PHOTOS_IN_ALBUM,
+    NO_FAILED_PHOTOS_IN_ANY_ALBUM,
+    album_renditions,
+    albums_partitions,
+)
 from photo_pipeline.defs.renditions.jobs import process_album
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.defs.sensors.pending_photo_sensor import pending_photo_sensor
 from photo_pipeline.defs.sensors.raw_object_sensor import raw_object_sensor
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.services.uploads import title_album
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3Server
 
@@ -42,10 +55,12 @@ def store(s3_env: S3Server, s3_bucket: str) -> S3ObjectStore:
     return S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
 
 
-def upload(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes | None) -> uuid.UUID:
+def upload(
+    repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes | None, filename: str | None = None
+) -> uuid.UUID:
     photo_id = uuid.uuid4()
     key = keys.raw_key(album, photo_id, "jpg")
-    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key, filename=filename))
     if data is not None:
         store.put(key, data, "image/jpeg")
     return photo_id
@@ -85,6 +100,137 @@ def test_process_album_materializes_both_assets_on_postgres_and_s3(
         assert metadata["photos_per_second"].value > 0
     thumbs = instance.get_latest_materialization_event(AssetKey("thumbnails"))
     assert "data:image/jpeg;base64," in thumbs.asset_materialization.metadata["sample"].value  # type: ignore[union-attr]
+
+
+# -- what the asset page shows: "Materialize" as the UI launches it, metadata and checks read back
+
+
+@pytest.fixture
+def pipeline_env(photo_db: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project's definitions read their settings from the environment at run time, as the UI's
+    runs do."""
+    monkeypatch.setenv("PHOTO_DATABASE_URL", photo_db)
+    monkeypatch.setenv("PHOTO_BUCKET", s3_bucket)
+    monkeypatch.setenv("PHOTO_PREVIEW_SIZE", "320")
+    monkeypatch.setenv("PHOTO_THUMB_SIZE", "96")
+
+
+def materialize_from_ui(instance: DagsterInstance, album: uuid.UUID) -> ExecuteInProcessResult:
+    """What "Materialize" on the asset page launches: the project's implicit asset job (no job
+    of ours, no run config), for the album partition, both assets selected."""
+    instance.add_dynamic_partitions(albums_partitions.name, [str(album)])
+    job = defs().resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance, partition_key=str(album), asset_selection=[AssetKey("thumbnails"), AssetKey("previews")]
+    )
+
+
+def latest_metadata(instance: DagsterInstance, asset: str, album: uuid.UUID) -> dict[str, Any]:
+    """The partition's latest materialization metadata, as the asset's partition page shows it."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[str(album)]), limit=1
+    ).records
+    assert records, f"{asset} has no materialization for album {album}"
+    materialization = records[0].asset_materialization
+    assert materialization is not None
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_materialize_on_a_rendered_album_keeps_its_figures_and_says_how_to_render_again(
+    instance: DagsterInstance, pipeline_env: None, photo_db: str, store: S3ObjectStore
+) -> None:
+    repository = PhotoRepository.from_url(photo_db)
+    album = uuid.uuid4()
+    title_album(repository, album, "Studio")
+    names = ["IMG_0001.JPG", "beach | day *1*.jpg", "[link](http://x).jpg"]
+    good = [upload(repository, store, album, samples.photo_jpeg(640, 480, seed=i), name) for i, name in enumerate(names)]
+    corrupt = upload(repository, store, album, samples.corrupt_jpeg(), "corrupt.jpg")
+
+    first = materialize_from_ui(instance, album)
+    assert first.success
+    rendered = latest_metadata(instance, "thumbnails", album)
+    assert rendered["photos_rendered"] == 3 and rendered["photos_failed"] == 1
+    assert rendered["photos_per_second"] > 0 and rendered["seconds"] > 0
+    # Every photo in the outcome table by its file name beside its id, Markdown escaped.
+    outcomes = rendered["outcomes"]
+    assert "| IMG\\_0001.JPG | `" in outcomes and f"`{good[0]}`" in outcomes
+    assert "beach \\| day \\*1\\*.jpg" in outcomes and "\\[link\\](http://x).jpg" in outcomes
+    assert outcomes.index(f"`{corrupt}`") < outcomes.index(f"`{good[0]}`"), "failures first"
+    assert "corrupt.jpg" in rendered["album_failed_photos"]
+
+    second = materialize_from_ui(instance, album)
+    assert second.success
+    rows = repository.get_many(good)
+    assert all(rows[p].attempts == 1 for p in good), "nothing pending: nothing rendered again"
+    for asset, rendition_bytes in (("thumbnails", "thumb_bytes"), ("previews", "preview_bytes")):
+        after = latest_metadata(instance, asset, album)
+        # The album as the table has it, whatever the run did.
+        assert after["album_title"] == "Studio" and after["album_id"] == str(album)
+        assert (after["album_photos"], after["album_completed"], after["album_failed"], after["album_pending"]) == (4, 3, 1, 0)
+        assert after["album_bytes"] == sum(getattr(rows[p], rendition_bytes) for p in good) > 0
+        assert "corrupt.jpg" in after["album_failed_photos"] and str(corrupt) in after["album_failed_photos"]
+        # What the run did: nothing, and no point at zero on the rate and timing plots.
+        assert after["photos_rendered"] == 0 and after["bytes_written"] == 0
+        assert not {"photos_per_second", "seconds", "processing_started_at"} & set(after)
+        assert "rerender_albums" in after["summary"] and "3 completed" in after["summary"]
+    # The sample thumbnail stays: the album's latest, read from the bucket.
+    assert "data:image/jpeg;base64," in latest_metadata(instance, "thumbnails", album)["sample"]
+
+    # The asset page says how to render again, and the way it names works.
+    for asset in ("thumbnails", "previews"):
+        description = defs().resolve_assets_def(asset).specs_by_key[AssetKey(asset)].description or ""
+        assert "rerender_albums" in description and "rerender: true" in description
+    again = defs().resolve_job_def("rerender_albums").execute_in_process(instance=instance, partition_key=str(album))
+    assert again.success
+    assert latest_metadata(instance, "previews", album)["photos_rendered"] == 3
+    assert all(r.attempts == 2 for r in repository.get_many(good).values())
+
+
+def check_execution(instance: DagsterInstance, check: str, album: uuid.UUID | None = None) -> AssetCheckEvaluation:
+    """The latest evaluation of a check on `thumbnails` as the UI reads it: overall, or for one
+    album partition."""
+    key = AssetCheckKey(AssetKey("thumbnails"), check)
+    partitions = PartitionKeyFilter(key=str(album)) if album is not None else None
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key], partition_filter=partitions)[key]
+    assert record.evaluation is not None
+    return record.evaluation
+
+
+def test_an_album_with_failed_photos_stays_flagged_when_a_clean_album_runs_after_it(
+    instance: DagsterInstance, pipeline_env: None, photo_db: str, store: S3ObjectStore
+) -> None:
+    repository = PhotoRepository.from_url(photo_db)
+    broken, clean = uuid.uuid4(), uuid.uuid4()
+    title_album(repository, broken, "Studio")
+    upload(repository, store, broken, samples.photo_jpeg(320, 240), "ok.jpg")
+    corrupt = [upload(repository, store, broken, samples.corrupt_jpeg(), f"scan-{i}.jpg") for i in range(2)]
+    upload(repository, store, clean, samples.photo_jpeg(320, 240), "fine.jpg")
+
+    assert materialize_from_ui(instance, broken).success, "a bad photo never fails the run"
+    assert materialize_from_ui(instance, clean).success
+
+    # The album rendered last is clean, and its per-album result is the latest one...
+    assert check_execution(instance, NO_FAILED_PHOTOS_IN_ALBUM).passed
+    # ...but the check across albums, rendered with it, still names the broken album.
+    across = check_execution(instance, NO_FAILED_PHOTOS_IN_ANY_ALBUM)
+    assert not across.passed and across.severity is AssetCheckSeverity.WARN
+    assert across.metadata["albums_with_failed_photos"].value == 1 and across.metadata["failed_photos"].value == 2
+    assert f"Studio ({broken}): 2" in (across.description or "")
+    assert str(broken) in str(across.metadata["albums"].value)
+    # The broken album's own result, per partition: how many, which files.
+    own = check_execution(instance, NO_FAILED_PHOTOS_IN_ALBUM, broken)
+    assert not own.passed and own.severity is AssetCheckSeverity.WARN
+    assert own.metadata["failed_photos"].value == 2
+    assert set(own.metadata["failed_photo_ids"].value) == {str(p) for p in corrupt}  # type: ignore[arg-type]
+    assert "scan-0.jpg" in (own.description or "") and "scan-1.jpg" in (own.description or "")
+    assert "scan-1.jpg" in str(own.metadata["latest_failures"].value)
+    assert latest_metadata(instance, "thumbnails", broken)["album_failed"] == 2
+    assert check_execution(instance, NO_FAILED_PHOTOS_IN_ALBUM, clean).passed
+    # Named and described where the operator looks for them.
+    specs = {spec.name: spec for spec in defs().resolve_assets_def("thumbnails").check_specs}
+    assert set(specs) == {NO_FAILED_PHOTOS_IN_ALBUM, NO_FAILED_PHOTOS_IN_ANY_ALBUM}
+    assert "Per album" in (specs[NO_FAILED_PHOTOS_IN_ALBUM].description or "")
+    assert "Every album" in (specs[NO_FAILED_PHOTOS_IN_ANY_ALBUM].description or "")
 
 
 def tick(sensor, instance: DagsterInstance, cursor: str | None, resource: PhotoPipelineResource) -> SensorResult:  # type: ignore[no-untyped-def]

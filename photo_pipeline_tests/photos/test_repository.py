@@ -12,18 +12,22 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Uuid, bindparam, inspect, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
+from photo_pipeline.photos.albums import AlbumFigures, FailedPhotoCounts
 from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.database import (
+    alembic_config,
     create_engine_for,
     current_revision,
     head_revision,
     migrate,
 )
-from photo_pipeline.photos.models import Base, PhotoStatus
+from photo_pipeline.photos.models import Base, PhotoStatus, UTCDateTime
 from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import (
     CleanupRefused,
@@ -32,6 +36,7 @@ from photo_pipeline.photos.repository import (
     PhotoNotFound,
     PhotoRecord,
     PhotoRepository,
+    utc_now,
 )
 from photo_pipeline.storage import keys
 
@@ -115,6 +120,58 @@ def test_migrations_reach_head_and_match_the_model(database_url: str) -> None:
     finally:
         engine.dispose()
     assert differences == []
+
+
+def alembic(url: str, direction: str, revision: str) -> None:
+    """Alembic upgrade/downgrade to `revision`, on one connection as `migrate` runs it."""
+    engine = create_engine_for(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            getattr(command, direction)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_migration_0005_adds_album_titles_beside_existing_photos(database_url: str) -> None:
+    # Rows are written and read with plain SQL at older revisions: the model is the newest schema.
+    alembic(database_url, "upgrade", "0004")
+    engine = create_engine_for(database_url)
+    album, photo = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO photos (id, album_id, original_key, status, attempts, created_at, updated_at) "
+                "VALUES (:id, :album, :key, 'pending', 0, :now, :now)"
+            ).bindparams(bindparam("id", type_=Uuid()), bindparam("album", type_=Uuid()), bindparam("now", type_=UTCDateTime())),
+            {"id": photo, "album": album, "key": f"raw/{album}/{photo}.jpg", "now": utc_now()},
+        )
+    assert "albums" not in inspect(engine).get_table_names()
+
+    alembic(database_url, "upgrade", "0005")
+    assert current_revision(database_url) == "0005"
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO albums (id, title, created_at) VALUES (:id, 'Holiday', :now)").bindparams(
+                bindparam("id", type_=Uuid()), bindparam("now", type_=UTCDateTime())
+            ),
+            {"id": album, "now": utc_now()},
+        )
+        assert conn.execute(text("SELECT title FROM albums")).scalar_one() == "Holiday"
+
+    alembic(database_url, "downgrade", "0004")
+    assert "albums" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM photos")).scalar_one() == "pending", "the photos are untouched"
+    engine.dispose()
+
+    migrate(database_url)  # and to the newest revision, where the repository reads titles
+    repository = PhotoRepository(create_engine_for(database_url))
+    assert repository.set_album_title(album, "Holiday").title == "Holiday"
+    assert repository.album_titles([album]) == {album: "Holiday"}
+    assert row(repository, photo).album_id == album
+    repository.engine.dispose()
 
 
 # -- single photos ------------------------------------------------------------------------------
@@ -437,6 +494,54 @@ def test_status_counts(repository: PhotoRepository) -> None:
     assert set(by_album) == {first, second}
     assert by_album[first] == {**{s: 0 for s in PhotoStatus}, PhotoStatus.PENDING: 2, PhotoStatus.PROCESSING: 1}
     assert by_album[second] == {**{s: 0 for s in PhotoStatus}, PhotoStatus.PENDING: 1, PhotoStatus.FAILED: 1}
+
+
+def test_album_titles(repository: PhotoRepository, clock: Clock) -> None:
+    album, untitled = uuid.uuid4(), uuid.uuid4()
+    assert repository.album(album) is None
+    first = repository.set_album_title(album, "Holiday")
+    clock.advance(60)
+    renamed = repository.set_album_title(album, "Holiday 2026 — Crète")
+    assert renamed.title == "Holiday 2026 — Crète"
+    assert renamed.created_at == first.created_at == datetime(2026, 11, 28, 12, 0, tzinfo=UTC), "a new title keeps the album's created_at"
+    assert repository.album(album) == renamed
+    assert repository.album_titles([album, untitled]) == {album: "Holiday 2026 — Crète"}
+    assert repository.album_titles([]) == {}
+
+
+def test_album_figures_failures_and_latest_thumbnail(repository: PhotoRepository, clock: Clock) -> None:
+    album, other = uuid.uuid4(), uuid.uuid4()
+    ids = [repository.register_pending(new_photo(album, filename=f"IMG_{i}.JPG")).id for i in range(5)]
+    [pending_elsewhere] = register(repository, other, 1)
+    claims = {c.id: c for c in repository.claim_photos(ids[:4], "run")}
+    complete(repository, claims[ids[0]], "first")
+    clock.advance()
+    complete(repository, claims[ids[1]], "second")
+    repository.fail(claims[ids[2]], "cannot render: truncated")
+    clock.advance()
+    repository.fail(claims[ids[3]], "cannot render: not an image")
+
+    figures = repository.album_figures()
+    assert figures[album] == AlbumFigures(
+        album,
+        {**{s: 0 for s in PhotoStatus}, PhotoStatus.COMPLETED: 2, PhotoStatus.FAILED: 2, PhotoStatus.PENDING: 1},
+        thumb_bytes=2 * 20_000,
+        preview_bytes=2 * 300_000,
+    )
+    assert repository.album_figures([other]) == {other: AlbumFigures(other, {**{s: 0 for s in PhotoStatus}, PhotoStatus.PENDING: 1})}
+    assert repository.album_figures([uuid.uuid4()]) == {}, "an album without photos has no figures"
+
+    assert repository.failed_photo_counts(limit=10) == FailedPhotoCounts(albums=1, photos=2, most_failed=[(album, 2)])
+    latest = repository.failed_in_albums([album, other], per_album=1)
+    assert list(latest) == [album]
+    [newest] = latest[album]
+    assert (newest.id, newest.display_filename, newest.error) == (ids[3], "IMG_3.JPG", "cannot render: not an image")
+    assert [r.id for r in repository.failed_in_albums([album], per_album=5)[album]] == [ids[3], ids[2]]
+
+    assert repository.latest_thumbnail_key(album) == "processed/thumbs/second.jpg"
+    assert repository.latest_thumbnail_key(other) is None
+    # A row without a recorded file name shows its key's last segment.
+    assert row(repository, pending_elsewhere).display_filename == f"{pending_elsewhere}.jpg"
 
 
 def test_pending_albums_and_pending_in_album(repository: PhotoRepository, clock: Clock) -> None:

@@ -1,10 +1,13 @@
 """Pipeline health on real parts: the snapshot's queries on PostgreSQL and SQLite with rows placed in
-time through the repository, the checks' rules at their thresholds, and the `pipeline_health`
-asset materialized on a real instance (the repository's dagster.yaml on PostgreSQL)."""
+time through the repository, the checks' rules at their thresholds, the `pipeline_health` asset
+materialized on a real instance (the repository's dagster.yaml on PostgreSQL), a re-render by a
+real `rerender_albums` run that leaves the latency alone, and freshness judged by Dagster's own
+freshness daemon and read back through the UI's GraphQL."""
 
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from dagster import (
@@ -17,10 +20,16 @@ from dagster import (
     Definitions,
     materialize,
 )
+from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._daemon.freshness import FreshnessDaemon
 
+from photo_pipeline.cli import samples
 from photo_pipeline.defs.health.assets import (
     FAILURE_RATE,
     HEALTH_ASSETS,
+    HEALTH_FRESHNESS,
     HEALTH_JOBS,
     HEALTH_SCHEDULES,
     NO_ORPHANS_OR_MISSING,
@@ -28,28 +37,45 @@ from photo_pipeline.defs.health.assets import (
     PIPELINE_HEALTH,
     pipeline_health,
 )
+from photo_pipeline.defs.health.freshness import schedule_interval
+from photo_pipeline.defs.reconcile.assets import (
+    RECONCILIATION_FRESHNESS,
+    STORAGE_RECONCILIATION,
+    storage_reconciliation,
+)
+from photo_pipeline.defs.renditions.assets import ALBUMS, album_renditions
+from photo_pipeline.defs.renditions.jobs import rerender_albums
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.claims import ClaimedPhoto
 from photo_pipeline.photos.database import create_engine_for, migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
+from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services.health import (
+    CheckOutcome,
+    FreshnessWindows,
     HealthSnapshot,
     HealthThresholds,
+    ReconciliationFindings,
     collect_health,
     evaluate_failure_rate,
     evaluate_orphans_or_missing,
     evaluate_stale_pending,
+    freshness_windows,
     percentile,
 )
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
+from photo_pipeline_tests.conftest import S3Server
+from photo_pipeline_tests.defs.ui_graphql import code_location, query
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 THRESHOLDS = HealthThresholds()
-NUMERIC_KEYS = (
+# Present on every materialization (the figures that are always measured).
+ALWAYS_NUMERIC = (
     "pending", "processing", "completed", "failed", "missing", "total", "oldest_pending_age_seconds",
-    "stale_pending", "failure_rate_last_hour", "latency_p50_seconds", "latency_p95_seconds",
-    "expired_claims", "orphan_objects", "missing_rows", "unholdable_keys",
+    "stale_pending", "completed_last_hour", "failed_last_hour", "latency_samples", "expired_claims",
 )  # fmt: skip
 
 
@@ -241,7 +267,7 @@ def test_stale_pending_rule(stale: int, oldest: float | None, passed: bool, seve
 
     assert (outcome.passed, outcome.severity) == (passed, severity)
     assert outcome.metadata["stale_pending"] == stale
-    assert outcome.metadata["error_after_seconds"] == 7200.0
+    assert outcome.metadata["thresholds"] == "WARN when a pending photo waited over 30 min since upload; ERROR when the oldest waited over 2.0 h"
 
 
 @pytest.mark.parametrize(
@@ -264,24 +290,60 @@ def test_failure_rate_rule(failed: int, completed: int, passed: bool, severity: 
     assert (outcome.passed, outcome.severity) == (passed, severity)
     assert outcome.metadata["failed_in_window"] == failed
     assert outcome.metadata["completed_in_window"] == completed
+    # A rate only when something finished; the thresholds as text.
+    assert ("failure_rate" in outcome.metadata) == bool(failed + completed)
+    assert outcome.metadata["thresholds"] == "Share of failed photos among those finished in the last 1.0 h: WARN from 5%, ERROR from 25%"
+
+
+def findings(orphans: int, missing: int, outcome: str = "applied") -> ReconciliationFindings:
+    return ReconciliationFindings(
+        orphan_objects=orphans, missing_rows=missing, unholdable_keys=0, planned_at=ago(minutes=20), outcome=outcome, run_id="r1"
+    )
 
 
 def test_orphans_or_missing_rule() -> None:
-    clean = evaluate_orphans_or_missing(0, 0, 0)
-    assert clean.passed
-    unknown = evaluate_orphans_or_missing(0, None)
+    clean = evaluate_orphans_or_missing(0, findings(0, 0), NOW)
+    assert clean.passed and "20 min ago" in clean.description
+    unknown = evaluate_orphans_or_missing(0, None, NOW)
     assert unknown.passed and "no reconciliation has run yet" in unknown.description
+    assert set(unknown.metadata) == {"missing_rows_in_table"}, "unknown is not zero"
     for outcome in (
-        evaluate_orphans_or_missing(2, 0),
-        evaluate_orphans_or_missing(0, 3),
-        evaluate_orphans_or_missing(0, 0, 1),
+        evaluate_orphans_or_missing(2, findings(0, 0), NOW),
+        evaluate_orphans_or_missing(0, findings(3, 0), NOW),
+        evaluate_orphans_or_missing(0, findings(0, 1), NOW),
     ):
         assert (outcome.passed, outcome.severity) == (False, "WARN")
-    assert evaluate_orphans_or_missing(2, 3, 1).metadata == {
+    refused = evaluate_orphans_or_missing(2, findings(3, 1, "refused by the safety limit: nothing applied"), NOW)
+    assert "refused by the safety limit" in refused.description
+    assert {k: v for k, v in refused.metadata.items() if k != "reconciliation"} == {
         "missing_rows_in_table": 2,
         "orphan_objects": 3,
         "missing_rows_found_by_reconciliation": 1,
     }
+
+
+def test_check_metadata_holds_no_threshold_numbers() -> None:
+    """Thresholds are configuration: as numbers they would be plotted as flat lines next to the
+    measurements. Every number a check records is a measurement of this snapshot."""
+    snapshot = snapshot_with(stale_pending=1, oldest_pending_age_seconds=2000.0, failed_last_window=1, completed_last_window=4, failure_rate_last_window=0.2)
+    stale, rate = evaluate_stale_pending(snapshot, THRESHOLDS), evaluate_failure_rate(snapshot, THRESHOLDS)
+
+    def numbers(outcome: CheckOutcome) -> dict[str, float]:
+        return {k: v for k, v in outcome.metadata.items() if isinstance(v, (int, float))}
+
+    assert numbers(stale) == {"stale_pending": 1, "pending": 0, "oldest_pending_age_seconds": 2000.0}
+    assert numbers(rate) == {"failed_in_window": 1, "completed_in_window": 4, "failure_rate": 0.2}
+    assert "30 min" in str(stale.metadata["thresholds"]) and "25%" in str(rate.metadata["thresholds"])
+
+
+def test_freshness_windows_follow_the_schedule() -> None:
+    assert freshness_windows(timedelta(minutes=5)) == FreshnessWindows(timedelta(minutes=10), timedelta(minutes=15))
+    assert schedule_interval("*/5 * * * *") == timedelta(minutes=5)
+    assert schedule_interval("0 * * * *") == timedelta(hours=1)
+    # A weekday cron's longest gap is the weekend.
+    assert schedule_interval("0 9 * * 1-5") == timedelta(days=3)
+    with pytest.raises(ValueError, match="positive"):
+        freshness_windows(timedelta(0))
 
 
 # -- the asset on a real instance ------------------------------------------------------------------
@@ -329,11 +391,12 @@ def test_pipeline_health_records_numbers_and_checks_over_time(dagster_instance: 
     assert stale_evaluation.metadata["oldest_pending_age_seconds"].value >= 45 * 60  # type: ignore[operator]
 
     first = latest_metadata(dagster_instance)
-    assert all(isinstance(first[key], (int, float)) for key in NUMERIC_KEYS)
+    assert all(isinstance(first[key], (int, float)) for key in ALWAYS_NUMERIC)
     assert (first["pending"], first["failed"], first["total"], first["stale_pending"]) == (1, 1, 2, 1)
     assert first["failure_rate_last_hour"] == 1.0
     assert first["oldest_pending_age_seconds"] >= 45 * 60  # type: ignore[operator]
-    assert (first["latency_p50_seconds"], first["orphan_objects"]) == (0.0, 0)
+    # Nothing completed, no reconciliation: no latency and no orphan count, rather than zeros.
+    assert not {"latency_p50_seconds", "latency_p95_seconds", "orphan_objects", "missing_rows"} & set(first)
     assert "latency_p50_seconds" in first["no_data"]  # type: ignore[operator]
     assert "no reconciliation has run yet" in first["no_data"]  # type: ignore[operator]
 
@@ -353,7 +416,7 @@ def test_pipeline_health_records_numbers_and_checks_over_time(dagster_instance: 
     assert (second["pending"], second["completed"], second["failed"], second["total"]) == (0, 20, 1, 21)
     assert second["failure_rate_last_hour"] == pytest.approx(1 / 21, abs=1e-3)
     assert second["latency_p50_seconds"] == pytest.approx(60, abs=1)
-    assert second["oldest_pending_age_seconds"] == 0.0 and "oldest_pending_age_seconds" in second["no_data"]  # type: ignore[operator]
+    assert second["oldest_pending_age_seconds"] == 0.0  # nobody waiting
     history = dagster_instance.fetch_materializations(AssetKey(PIPELINE_HEALTH), limit=10).records
     assert [r.asset_materialization.metadata["total"].value for r in history] == [21, 2]  # type: ignore[union-attr]
 
@@ -367,7 +430,7 @@ def test_pipeline_health_reads_the_latest_reconciliation(dagster_instance: Dagst
 
     metadata = latest_metadata(dagster_instance)
     assert (metadata["orphan_objects"], metadata["missing_rows"]) == (3, 1)
-    assert "storage_reconciliation" in metadata["reconciliation"]  # type: ignore[operator]
+    assert "latest reconciliation plan" in metadata["reconciliation"]  # type: ignore[operator]
     assert "orphan_objects" not in metadata["no_data"]  # type: ignore[operator]
     assert checks[check_key(NO_ORPHANS_OR_MISSING)] == (False, AssetCheckSeverity.WARN)
     assert checks[check_key(NO_STALE_PENDING)] == (True, AssetCheckSeverity.WARN)
@@ -387,3 +450,99 @@ def test_job_selects_the_asset_and_its_checks_on_a_five_minute_schedule() -> Non
     schedule = defs.resolve_schedule_def("pipeline_health_schedule")
     assert schedule.cron_schedule == "*/5 * * * *"
     assert schedule.job_name == "pipeline_health_job"
+
+
+# -- a re-render is not an upload waiting ----------------------------------------------------------
+
+
+def test_a_re_render_does_not_move_the_latency(
+    dagster_instance: DagsterInstance, photo_db: str, s3_env: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploaded 40 minutes ago and rendered 12 s later; then re-rendered now by a real
+    rerender_albums run (new settings). The latency stays 12 s: measured from the upload to the
+    photo's first completion, never to a re-render's."""
+    for name, value in {"PHOTO_DATABASE_URL": photo_db, "PHOTO_BUCKET": s3_bucket, "PHOTO_PREVIEW_SIZE": "96", "PHOTO_THUMB_SIZE": "48"}.items():
+        monkeypatch.setenv(name, value)
+    now = datetime.now(UTC)
+    uploaded = now - timedelta(minutes=40)
+    table = Table(photo_db, uploaded)
+    store = S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
+    album, photo = uuid.uuid4(), uuid.uuid4()
+    key = keys.raw_key(album, photo, "jpg")
+    table.repository.register_pending(NewPhoto(id=photo, album_id=album, original_key=key))
+    store.put(key, samples.photo_jpeg(120, 90), "image/jpeg")
+    table.clock.at = uploaded + timedelta(seconds=12)
+    limits = ProcessingLimits(workers=1)
+    first = PhotoProcessor(table.repository, store, RenderOptions(preview_long_side=96, thumb_long_side=48), limits).process_album(album, "first-render")
+    assert first.rendered == 1
+
+    run_health(dagster_instance, photo_db)
+    before = latest_metadata(dagster_instance)
+    assert (before["latency_p50_seconds"], before["latency_samples"]) == (12.0, 1)
+
+    dagster_instance.add_dynamic_partitions(ALBUMS, [str(album)])
+    rerender = Definitions(assets=[album_renditions], jobs=[rerender_albums], resources={"photo_pipeline": PhotoPipelineResource()})
+    assert rerender.resolve_job_def(rerender_albums.name).execute_in_process(instance=dagster_instance, partition_key=str(album)).success
+    row = table.repository.get(photo)
+    assert row is not None and row.completed_at is not None and row.completed_at > now, "rendered again, just now"
+
+    run_health(dagster_instance, photo_db)
+    after = latest_metadata(dagster_instance)
+    assert (after["latency_p50_seconds"], after["latency_p95_seconds"], after["latency_samples"]) == (12.0, 12.0, 1)
+    assert after["completed_last_hour"] == 1
+
+
+# -- freshness: a stopped schedule turns the assets red --------------------------------------------
+
+
+def record_materialization(instance: DagsterInstance, asset: str, at: datetime) -> None:
+    """A materialization stored with the given time, as the last one a run left before its
+    schedule stopped (the instance's own event log; only the time is set by hand)."""
+    event = DagsterEvent(
+        DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name=RUNLESS_JOB_NAME,
+        event_specific_data=StepMaterializationData(AssetMaterialization(asset_key=asset)),
+    )
+    instance.report_dagster_event(event, run_id=RUNLESS_RUN_ID, timestamp=at.timestamp())
+
+
+def freshness_as_the_ui_shows_it(workspace: WorkspaceProcessContext) -> dict[str, str]:
+    """One pass of the daemon's freshness evaluator, then the status the asset pages show."""
+    list(FreshnessDaemon().run_iteration(workspace))
+    status = {}
+    for asset in (STORAGE_RECONCILIATION, PIPELINE_HEALTH):
+        data = query(workspace, FRESHNESS, {"asset": {"path": [asset]}})
+        status[asset] = data["assetNodeOrError"]["freshnessStatusInfo"]["freshnessStatus"]
+    return status
+
+
+FRESHNESS = """
+query ($asset: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $asset) { ... on AssetNode { freshnessStatusInfo { freshnessStatus } } }
+}
+"""
+
+
+def test_freshness_fails_when_the_schedules_stopped(dagster_instance: DagsterInstance, photo_db: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    # Each asset last materialized just past its fail window (three of its schedule's intervals).
+    record_materialization(dagster_instance, STORAGE_RECONCILIATION, now - RECONCILIATION_FRESHNESS.fail_after - timedelta(minutes=1))
+    record_materialization(dagster_instance, PIPELINE_HEALTH, now - HEALTH_FRESHNESS.fail_after - timedelta(minutes=1))
+
+    with code_location(dagster_instance) as workspace:
+        stale = freshness_as_the_ui_shows_it(workspace)
+        late_health = now - HEALTH_FRESHNESS.warn_after - timedelta(minutes=1)
+        record_materialization(dagster_instance, PIPELINE_HEALTH, late_health)
+        late = freshness_as_the_ui_shows_it(workspace)
+
+        # The schedules run again: a real run of each.
+        resource = PhotoPipelineResource(database_url=photo_db, home=str(tmp_path / "home"))
+        assert materialize([pipeline_health], instance=dagster_instance, resources={"photo_pipeline": resource}).success
+        assert materialize(
+            [storage_reconciliation], instance=dagster_instance, resources={"photo_pipeline": resource}
+        ).success  # its own default: a dry run
+        fresh = freshness_as_the_ui_shows_it(workspace)
+
+    assert stale == {STORAGE_RECONCILIATION: "DEGRADED", PIPELINE_HEALTH: "DEGRADED"}
+    assert late[PIPELINE_HEALTH] == "WARNING"
+    assert fresh == {STORAGE_RECONCILIATION: "HEALTHY", PIPELINE_HEALTH: "HEALTHY"}

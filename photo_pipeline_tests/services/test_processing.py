@@ -129,3 +129,23 @@ def test_per_run_limit_bounds_the_work(repository: PhotoRepository, store: Objec
     processor = PhotoProcessor(repository, store, SMALL, ProcessingLimits(batch_size=2, max_photos=3, workers=2))
     assert processor.process_album(album, worker="run").rendered == 3
     assert repository.status_counts(album)[PhotoStatus.PENDING] == 2
+
+
+def test_each_batch_logs_progress_with_done_total_rate_and_time_left(
+    repository: PhotoRepository, store: ObjectStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    album = uuid.uuid4()
+    for i in range(7):
+        add_photo(repository, store, album, samples.photo_jpeg(200, 150, seed=i))
+    log = logging.getLogger("test.progress")
+    processor = PhotoProcessor(repository, store, SMALL, ProcessingLimits(batch_size=3, workers=2), logger=log)
+    with caplog.at_level(logging.INFO, logger="test.progress"):
+        assert processor.process_album(album, worker="run").rendered == 7
+
+    lines = [r.getMessage() for r in caplog.records if "photos done" in r.getMessage()]
+    # One line per batch of three (3 batches), and one when the album is done.
+    assert len(lines) == 4, lines
+    assert all(line.startswith(f"album {album}: ") for line in lines)
+    assert all(" of 7 photos done" in line for line in lines), lines
+    assert lines[-1].endswith("7 of 7 photos done (100 %), " + lines[-1].split(", ")[1]) and "photos/s" in lines[-1]
+    assert "left" not in lines[-1]

@@ -1,5 +1,6 @@
-"""Re-runs on real parts: failed photos re-run by `reprocess_failed_photos`, albums re-rendered by
-`rerender_albums`, the per-album `no_failed_photos` check, and "re-execute from failure" of a
+"""Re-runs on real parts: failed photos re-run by `reprocess_failed_photos` (an album picked in the
+launchpad's partition picker, as the UI's GraphQL sees it), albums re-rendered by `rerender_albums`,
+the failed-photo checks (per album and across albums), and "re-execute from failure" of a
 failed `process_album` run. Photo table on PostgreSQL, bucket on S3 over HTTP (moto's server),
 Dagster instance from the repository's own dagster.yaml.
 
@@ -14,12 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
+import yaml
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
     DagsterInstance,
+    DagsterInvalidConfigError,
     Definitions,
     ExecuteInProcessResult,
     JobDefinition,
@@ -33,11 +36,12 @@ from dagster import (
 from photo_pipeline.cli import samples
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
-    NO_FAILED_PHOTOS,
+    NO_FAILED_PHOTOS_IN_ALBUM,
+    NO_FAILED_PHOTOS_IN_ANY_ALBUM,
     album_renditions,
 )
 from photo_pipeline.defs.renditions.jobs import process_album, rerender_albums
-from photo_pipeline.defs.reruns.jobs import reprocess_failed_photos
+from photo_pipeline.defs.reruns.jobs import config_for_album, reprocess_failed_photos
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
@@ -45,6 +49,12 @@ from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.services import reruns
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import PostgresServer, S3Server
+from photo_pipeline_tests.defs.ui_graphql import (
+    code_location,
+    job_selector,
+    query,
+    repository_selector,
+)
 
 # Steps in this process: fast, and re-execution from failure works the same.
 # process_album runs its step in process already (in_process_executor): no executor config to choose.
@@ -85,10 +95,12 @@ def store(s3_env: S3Server, s3_bucket: str) -> S3ObjectStore:
     return S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
 
 
-def upload(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes, seed: int = 0) -> uuid.UUID:
+def upload(
+    repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, data: bytes, filename: str | None = None
+) -> uuid.UUID:
     photo_id = uuid.uuid4()
     key = keys.raw_key(album, photo_id, "jpg")
-    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key, filename=filename))
     store.put(key, data, "image/jpeg")
     return photo_id
 
@@ -110,10 +122,16 @@ def statuses(repository: PhotoRepository, photo_ids: Sequence[uuid.UUID]) -> lis
     return [rows[p].status for p in photo_ids]
 
 
-def reprocess(instance: DagsterInstance, **config: Any) -> ExecuteInProcessResult:
+def reprocess(instance: DagsterInstance, album: uuid.UUID | str, **options: Any) -> ExecuteInProcessResult:
+    """What the launchpad launches once an album partition is picked: the partition's tags and
+    config (album_id filled in), with the options the operator changed on top."""
+    instance.add_dynamic_partitions(ALBUMS, [str(album)])
     job = definitions().resolve_job_def(reprocess_failed_photos.name)
-    run_config = {"ops": {"requeue_failed": {"config": config}}}
-    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    run_config = config_for_album(str(album))
+    run_config["ops"]["requeue_failed"]["config"].update(options)
+    return job.execute_in_process(
+        run_config=run_config, instance=instance, partition_key=str(album), raise_on_error=False
+    )
 
 
 def render(instance: DagsterInstance, job_name: str, album: uuid.UUID) -> ExecuteInProcessResult:
@@ -131,9 +149,19 @@ def output_metadata(result: ExecuteInProcessResult, step: str) -> Mapping[str, A
 
 
 def check_evaluations(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluation]:
+    """The per-album check's evaluations by album, after asserting the run also evaluated the
+    check across albums (once per album it rendered)."""
     evaluations = result.get_asset_check_evaluations()
-    assert all(e.asset_key == AssetKey("thumbnails") and e.check_name == NO_FAILED_PHOTOS for e in evaluations)
-    return {str(e.partition): e for e in evaluations}
+    assert all(e.asset_key == AssetKey("thumbnails") for e in evaluations)
+    per_album = [e for e in evaluations if e.check_name == NO_FAILED_PHOTOS_IN_ALBUM]
+    across = [e for e in evaluations if e.check_name == NO_FAILED_PHOTOS_IN_ANY_ALBUM]
+    assert len(across) == len(per_album) and all(e.partition is None for e in across)
+    return {str(e.partition): e for e in per_album}
+
+
+def across_albums_evaluation(result: ExecuteInProcessResult) -> AssetCheckEvaluation:
+    """The run's last evaluation of the check across albums."""
+    return [e for e in result.get_asset_check_evaluations() if e.check_name == NO_FAILED_PHOTOS_IN_ANY_ALBUM][-1]
 
 
 def failure_description(result: ExecuteInProcessResult | JobExecutionResult) -> str:
@@ -163,7 +191,7 @@ def test_failed_photos_of_an_album_are_requeued_and_rendered(
     untouched = photos(repository, store, other_album, 1)
     fail_by_hand(repository, untouched)
 
-    result = reprocess(instance, album_id=str(album))
+    result = reprocess(instance, album)
 
     assert result.success
     assert statuses(repository, failed) == [PhotoStatus.COMPLETED] * 3
@@ -179,7 +207,12 @@ def test_failed_photos_of_an_album_are_requeued_and_rendered(
         metadata = event.asset_materialization.metadata
         assert metadata["photos_rendered"].value == 3 and metadata["photos_failed"].value == 0
         assert int(text(metadata["bytes_written"])) > 0
+        # The album from the table, as the asset records it after any render.
+        assert metadata["album_completed"].value == 3 and metadata["album_failed"].value == 0
     assert check_evaluations(result)[str(album)].passed
+    # The other album still has its failure: the check across albums says so.
+    across = across_albums_evaluation(result)
+    assert not across.passed and str(other_album) in text(across.metadata["albums"])
 
 
 def test_chosen_photo_ids_only_touch_those_photos(
@@ -193,7 +226,7 @@ def test_chosen_photo_ids_only_touch_those_photos(
     assert completed_before is not None and completed_before.status is PhotoStatus.COMPLETED
     unknown = uuid.uuid4()
 
-    result = reprocess(instance, photo_ids=[str(chosen), str(completed), str(unknown)])
+    result = reprocess(instance, album, photo_ids=[str(chosen), str(completed), str(unknown)])
 
     assert result.success
     assert statuses(repository, [chosen, left_failed, completed]) == [
@@ -221,7 +254,7 @@ def test_album_and_photo_ids_together_require_the_photo_to_be_in_the_album(
     [outside] = photos(repository, store, elsewhere, 1)
     fail_by_hand(repository, [inside, outside])
 
-    result = reprocess(instance, album_id=str(album), photo_ids=[str(inside), str(outside)])
+    result = reprocess(instance, album, photo_ids=[str(inside), str(outside)])
 
     assert result.success
     assert statuses(repository, [inside, outside]) == [PhotoStatus.COMPLETED, PhotoStatus.FAILED]
@@ -235,35 +268,119 @@ def test_missing_photos_are_requeued_only_with_include_missing(
     [missing] = photos(repository, store, album, 1)  # its file is back in the bucket
     assert ReconciliationQueries(repository).flag_missing([missing]) == 1
 
-    without = reprocess(instance, album_id=str(album))
+    without = reprocess(instance, album)
     assert without.success
     assert output_metadata(without, "requeue_failed")["photos_requeued"] == 0
     assert statuses(repository, [missing]) == [PhotoStatus.MISSING]
 
-    with_missing = reprocess(instance, album_id=str(album), include_missing=True)
+    with_missing = reprocess(instance, album, include_missing=True)
     assert with_missing.success
     assert output_metadata(with_missing, "requeue_failed")["photos_requeued"] == 1
     assert statuses(repository, [missing]) == [PhotoStatus.COMPLETED]
 
 
 @pytest.mark.parametrize(
-    ("config", "message"),
+    ("album", "options", "message"),
     [
-        ({}, "nothing chosen"),
-        ({"album_id": "  "}, "nothing chosen"),
-        ({"album_id": "holiday-2024"}, "album_id 'holiday-2024' is not a UUID"),
-        ({"photo_ids": [str(uuid.uuid4()), "IMG_0001.jpg"]}, "1 are not: 'IMG_0001.jpg'"),
+        ("holiday-2024", {}, "album_id 'holiday-2024' is not a UUID"),
+        (str(uuid.uuid4()), {"photo_ids": [str(uuid.uuid4()), "IMG_0001.jpg"]}, "1 are not: 'IMG_0001.jpg'"),
     ],
 )
 def test_invalid_config_fails_the_run_with_a_clear_error(
-    instance: DagsterInstance, env: pytest.MonkeyPatch, config: dict[str, Any], message: str
+    instance: DagsterInstance, env: pytest.MonkeyPatch, album: str, options: dict[str, Any], message: str
 ) -> None:
-    result = reprocess(instance, **config)
+    result = reprocess(instance, album, **options)
 
     assert not result.success
     assert [f.step_key for f in result.get_step_failure_events()] == ["requeue_failed"]
     description = failure_description(result)
     assert description.startswith("invalid config:") and message in description
+
+
+def test_nothing_chosen_is_refused_before_any_run(instance: DagsterInstance, env: pytest.MonkeyPatch) -> None:
+    """No album picked: the config lacks its required album_id, so the run is never created (the
+    launchpad shows the missing field instead of a run that fails with a stack trace)."""
+    job = definitions().resolve_job_def(reprocess_failed_photos.name)
+
+    with pytest.raises(DagsterInvalidConfigError, match="album_id"):
+        job.execute_in_process(instance=instance, raise_on_error=False)
+
+    assert instance.get_runs_count() == 0
+
+
+def test_launchpad_picks_the_album_from_the_partition_picker(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    """What the UI asks the webserver: the job is partitioned by album; picking a partition fills
+    album_id (and shows the other options); with nothing picked the config is invalid, naming
+    album_id; a run launched with the picked partition's config and tags re-runs that album."""
+    album = uuid.uuid4()
+    failed = photos(repository, store, album, 2)
+    fail_by_hand(repository, failed)
+    instance.add_dynamic_partitions(ALBUMS, [str(album)])
+
+    with code_location(instance) as workspace:
+        job = query(workspace, JOB_PARTITIONS, {"selector": job_selector(reprocess_failed_photos.name)})
+        picked = query(
+            workspace,
+            PARTITION_CONFIG,
+            {"repository": repository_selector(), "partitionSet": f"{reprocess_failed_photos.name}_partition_set", "partition": str(album)},
+        )
+        nothing_picked = query(
+            workspace, CONFIG_VALID, {"selector": job_selector(reprocess_failed_photos.name), "config": {}}
+        )
+
+    assert job["pipelineOrError"]["isJob"] and job["pipelineOrError"]["partitionKeysOrError"]["partitionKeys"] == [str(album)]
+    partition = picked["partitionSetOrError"]["partition"]
+    config = yaml.safe_load(partition["runConfigOrError"]["yaml"])
+    assert config == {"ops": {"requeue_failed": {"config": {"album_id": str(album), "photo_ids": [], "include_missing": False}}}}
+    tags = {t["key"]: t["value"] for t in partition["tagsOrError"]["results"]}
+    assert tags["dagster/partition"] == str(album)
+    invalid = nothing_picked["isPipelineConfigValid"]
+    assert invalid["__typename"] == "RunConfigValidationInvalid"
+    assert any("album_id" in error["message"] for error in invalid["errors"])
+
+    # Launch what the launchpad holds: that partition's config and tags.
+    result = definitions().resolve_job_def(reprocess_failed_photos.name).execute_in_process(
+        run_config=config, tags=tags, instance=instance, raise_on_error=False
+    )
+
+    assert result.success
+    assert statuses(repository, failed) == [PhotoStatus.COMPLETED] * 2
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags["dagster/partition"] == str(album)
+    assert check_evaluations(result)[str(album)].passed
+
+
+JOB_PARTITIONS = """
+query ($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) {
+    ... on Pipeline { isJob partitionKeysOrError { ... on PartitionKeys { partitionKeys } } }
+  }
+}
+"""
+
+PARTITION_CONFIG = """
+query ($repository: RepositorySelector!, $partitionSet: String!, $partition: String!) {
+  partitionSetOrError(repositorySelector: $repository, partitionSetName: $partitionSet) {
+    ... on PartitionSet {
+      partition(partitionName: $partition) {
+        runConfigOrError { ... on PartitionRunConfig { yaml } }
+        tagsOrError { ... on PartitionTags { results { key value } } }
+      }
+    }
+  }
+}
+"""
+
+CONFIG_VALID = """
+query ($selector: PipelineSelector!, $config: RunConfigData) {
+  isPipelineConfigValid(pipeline: $selector, mode: "default", runConfigData: $config) {
+    __typename
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
 
 
 def test_selection_rules_without_dagster() -> None:
@@ -322,7 +439,7 @@ def test_no_failed_photos_check_per_album(
     clean, broken = uuid.uuid4(), uuid.uuid4()
     photos(repository, store, clean, 1)
     photos(repository, store, broken, 1)
-    corrupt = upload(repository, store, broken, samples.corrupt_jpeg())
+    corrupt = upload(repository, store, broken, samples.corrupt_jpeg(), "DSC_0042.jpg")
 
     clean_run = render(instance, process_album.name, clean)
     broken_run = render(instance, process_album.name, broken)
@@ -334,8 +451,41 @@ def test_no_failed_photos_check_per_album(
     assert evaluation.metadata["failed_photos"].value == 1
     assert evaluation.metadata["failed_photo_ids"].value == [str(corrupt)]
     assert "cannot render" in text(evaluation.metadata["latest_failures"])
+    # By the uploader's file name beside the id, in the table and in the description.
+    assert f"| DSC\\_0042.jpg | `{corrupt}` |" in text(evaluation.metadata["latest_failures"])
+    assert "1 failed photo(s): DSC_0042.jpg" in (evaluation.description or "")
     # Stored per album partition, so one album's failures do not colour another's check.
     assert evaluation.partition == str(broken)
+
+
+def test_failures_across_albums_without_dagster(repository: PhotoRepository) -> None:
+    titled, untitled, clean = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    repository.set_album_title(titled, "Studio")
+    failed_here = [register(repository, titled, f"scan-{i}.tif") for i in range(3)]
+    failed_there = [register(repository, untitled, None)]
+    register(repository, clean, "fine.jpg")
+    fail_by_hand(repository, failed_here, "cannot render: truncated")
+    fail_by_hand(repository, failed_there)
+
+    across = reruns.failures_across_albums(repository, limit=1)
+    assert (across.albums, across.photos, across.passed) == (2, 4, False)
+    assert across.listed == [reruns.FailedAlbum(titled, "Studio", 3)], "the most failed first, up to the limit"
+
+    album = reruns.album_failures(repository, titled, examples=2)
+    assert album.failed == 3 and len(album.examples) == 2
+    assert {p.filename for p in album.examples} <= {"scan-0.tif", "scan-1.tif", "scan-2.tif"}
+    assert all(p.error == "cannot render: truncated" for p in album.examples)
+    [unnamed] = reruns.album_failures(repository, untitled).examples
+    assert unnamed.filename == f"{failed_there[0]}.jpg", "no recorded name: the key's last segment"
+    assert reruns.failures_across_albums(repository).listed[1] == reruns.FailedAlbum(untitled, None, 1)
+
+
+def register(repository: PhotoRepository, album: uuid.UUID, filename: str | None) -> uuid.UUID:
+    """A pending row without an object (the rules above read the table only)."""
+    photo_id = uuid.uuid4()
+    key = keys.raw_key(album, photo_id, "jpg")
+    repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key, filename=filename))
+    return photo_id
 
 
 # -- re-execute from failure -----------------------------------------------------------------

@@ -21,10 +21,12 @@ from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository
 from photo_pipeline.services.uploads import (
+    InvalidAlbumTitle,
     UploadFailed,
     UploadPolicy,
     UploadRejected,
     cleanup_photo,
+    title_album,
     upload_photo,
 )
 from photo_pipeline.storage import S3ObjectStore, make_s3_client
@@ -168,3 +170,31 @@ def test_cleanup_removes_row_and_object(repository: PhotoRepository, s3_env: S3S
     assert cleaned.deleted_keys == (result.key,)
     assert repository.get(result.photo_id) is None
     assert not store.exists(result.key)
+
+
+# -- album titles given at upload -----------------------------------------------------------------
+
+
+def test_an_album_is_titled_as_the_uploader_names_it(repository: PhotoRepository) -> None:
+    album = uuid.uuid4()
+    titled = title_album(repository, album, "  Holiday 2026 ✈ Crète  ")
+    assert titled.title == "Holiday 2026 ✈ Crète", "trimmed, otherwise as typed"
+    assert title_album(repository, album, "Holiday 2026").created_at == titled.created_at
+    assert repository.album_titles([album]) == {album: "Holiday 2026"}, "a later upload's title replaces it"
+
+
+@pytest.mark.parametrize(
+    ("title", "reason"),
+    [
+        ("   ", "the album title is empty"),
+        ("x" * 201, "201 characters; at most 200"),
+        ("Holiday\nINFO forged log line", "U\\+000A"),
+        ("\x1b[31mred", "U\\+001B"),
+        ("photo\u202egpj.exe", "U\\+202E"),
+    ],
+)
+def test_an_unusable_album_title_is_refused_and_nothing_stored(repository: PhotoRepository, title: str, reason: str) -> None:
+    album = uuid.uuid4()
+    with pytest.raises(InvalidAlbumTitle, match=reason):
+        title_album(repository, album, title)
+    assert repository.album(album) is None

@@ -22,7 +22,9 @@ from click.testing import CliRunner
 from dagster import (
     AssetKey,
     DagsterInstance,
+    Definitions,
     SensorResult,
+    TableMetadataValue,
     build_sensor_context,
     materialize,
 )
@@ -31,8 +33,9 @@ from sqlalchemy.exc import DataError
 
 from photo_pipeline.cli import samples
 from photo_pipeline.cli.commands import main
-from photo_pipeline.definitions import defs
 from photo_pipeline.defs.health.assets import pipeline_health
+from photo_pipeline.defs.reconcile.assets import storage_reconciliation
+from photo_pipeline.defs.reconcile.jobs import reconcile_config, reconcile_storage
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.defs.sensors.album_runs import UNHOLDABLE_TAG
 from photo_pipeline.defs.sensors.raw_object_sensor import raw_object_sensor
@@ -216,12 +219,12 @@ def test_raw_object_sensor_skips_unholdable_keys_and_moves_on(
 # -- reconcile_storage, a real run ---------------------------------------------------------------
 
 
-def run_reconcile(instance: DagsterInstance, resource: PhotoPipelineResource, **config: bool):  # type: ignore[no-untyped-def]
-    return defs().resolve_job_def("reconcile_storage").execute_in_process(
-        instance=instance,
-        resources={"photo_pipeline": resource},
-        run_config={"ops": {"apply_changes": {"config": config}}},
-        raise_on_error=False,
+def run_reconcile(instance: DagsterInstance, resource: PhotoPipelineResource):  # type: ignore[no-untyped-def]
+    """An applying run of the project's reconcile_storage job on this test's table and bucket
+    (Definitions bind the resource into the asset; the job's own config is a dry run)."""
+    definitions = Definitions(assets=[storage_reconciliation], jobs=[reconcile_storage], resources={"photo_pipeline": resource})
+    return definitions.resolve_job_def("reconcile_storage").execute_in_process(
+        instance=instance, run_config=reconcile_config(dry_run=False), raise_on_error=False
     )
 
 
@@ -240,7 +243,7 @@ def test_reconcile_storage_skips_and_reports_unholdable_keys(
     result = run_reconcile(instance, resource)
 
     assert result.success
-    plan = result.output_for_node("plan_changes")
+    plan = result.output_for_node("storage_reconciliation.plan_changes")
     assert plan.unholdable_keys == len(UNHOLDABLE)
     assert {s.key for s in plan.skipped_keys} == {named[n] for n in UNHOLDABLE}
     assert plan.counts()["adopt"] == 2
@@ -253,9 +256,11 @@ def test_reconcile_storage_skips_and_reports_unholdable_keys(
     metadata = event.asset_materialization.metadata
     assert metadata["unholdable_keys"].value == len(UNHOLDABLE)
     assert metadata["apply_errors"].value == 0
-    table = str(metadata["unholdable_keys_table"].value)
-    assert_no_raw_hostile(table)
-    assert "bad\\\\x00name.jpg" in table and "U+202E" in table  # escaped for markdown too
+    table = metadata["skipped_keys"]
+    assert isinstance(table, TableMetadataValue)
+    shown = json.dumps([record.data for record in table.records])
+    assert_no_raw_hostile(shown)
+    assert "bad\\\\x00name.jpg" in shown and "U+202E" in shown  # escaped (and JSON-quoted here)
     assert_no_raw_hostile(json.dumps(plan.summary()))
 
     # The health asset carries the count.
@@ -267,7 +272,7 @@ def test_reconcile_storage_skips_and_reports_unholdable_keys(
 
     # A second run finds the same keys again and still completes.
     again = run_reconcile(instance, resource)
-    assert again.success and again.output_for_node("plan_changes").unholdable_keys == len(UNHOLDABLE)
+    assert again.success and again.output_for_node("storage_reconciliation.plan_changes").unholdable_keys == len(UNHOLDABLE)
 
 
 @pytest.fixture
@@ -377,10 +382,10 @@ def test_one_refused_row_loses_no_other_adoption_and_other_repairs_still_run(
 
     assert not result.success, "a run that could not apply everything must not be a success"
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert failure.step_key == "apply_changes"
+    assert failure.step_key == "storage_reconciliation.report"  # after recording what was done
     error = str(failure.step_failure_data.error)
     assert "adopt" in error and "refused-by-db" in error and "correct_key" in error
-    assert result.output_for_node("plan_changes").counts()["correct_key"] == 1
+    assert result.output_for_node("storage_reconciliation.plan_changes").counts()["correct_key"] == 1
     assert repository.get(moved).original_key == keys.raw_key(album, moved, "jpg")  # type: ignore[union-attr]
     # Every other orphan adopted, the expired claim released, the stray rendition removed.
     assert set(repository.find_by_original_keys(orphans)) == set(orphans)

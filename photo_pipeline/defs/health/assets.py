@@ -5,9 +5,9 @@ The figures and the rules live in `services/health.py`; this module only reads t
 latest reconciliation's findings and hands them to Dagster. It never lists the bucket: the asset
 runs every five minutes and a large bucket takes far longer to list; finding orphan objects is
 `reconcile_storage`'s job, which records them on the `storage_reconciliation` asset.
+Its freshness policy (from its schedule, `freshness.py`) turns it red when the snapshots stop.
 """
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dagster import (
@@ -26,7 +26,15 @@ from dagster import (
     in_process_executor,
 )
 
-from photo_pipeline.defs.reconcile.job import RECONCILIATION_ASSET
+from photo_pipeline.defs.health.freshness import freshness_policy, windows_for_schedule
+from photo_pipeline.defs.reconcile.assets import (
+    MISSING_ROWS,
+    ORPHAN_OBJECTS,
+    OUTCOME,
+    PLAN_TAKEN_AT,
+    RECONCILIATION_ASSET,
+    UNHOLDABLE_KEYS,
+)
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import utc_now
@@ -34,10 +42,13 @@ from photo_pipeline.services.health import (
     CheckOutcome,
     HealthSnapshot,
     HealthThresholds,
+    ReconciliationFindings,
     collect_health,
     evaluate_failure_rate,
     evaluate_orphans_or_missing,
     evaluate_stale_pending,
+    failure_rate_thresholds_text,
+    stale_pending_thresholds_text,
 )
 
 PIPELINE_HEALTH = "pipeline_health"
@@ -45,37 +56,18 @@ NO_STALE_PENDING = "no_stale_pending_photos"
 FAILURE_RATE = "failure_rate_below_threshold"
 NO_ORPHANS_OR_MISSING = "no_orphans_or_missing_rows"
 HEALTH_CRON = "*/5 * * * *"
+HEALTH_FRESHNESS = windows_for_schedule(HEALTH_CRON)
 
 # Not in Settings (yet): the defaults of HealthThresholds. The window is an hour, which is what
 # the `failure_rate_last_hour` metadata key promises.
 THRESHOLDS = HealthThresholds()
 
 NO_RECONCILIATION = "no reconciliation has run yet"
-APPLIED_TEXT = {True: "changes applied", False: "dry run, nothing applied", None: "unknown whether applied"}
-
-
-@dataclass(frozen=True)
-class ReconciliationFindings:
-    """What the latest `storage_reconciliation` materialization recorded."""
-
-    orphan_objects: int
-    missing_rows: int
-    recorded_at: datetime
-    run_id: str
-    applied: bool | None
-    # Objects under raw/ whose keys the table cannot hold (skipped by the sensor and reconcile).
-    unholdable_keys: int = 0
-
-    def describe(self, now: datetime) -> str:
-        applied = APPLIED_TEXT[self.applied]
-        age = (now - self.recorded_at).total_seconds()
-        return (
-            f"latest storage_reconciliation: {self.recorded_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"({age:.0f} s ago, run {self.run_id}, {applied})"
-        )
 
 
 def latest_reconciliation(instance: DagsterInstance) -> ReconciliationFindings | None:
+    """The latest plan `storage_reconciliation` recorded, whatever became of it (applied, dry run,
+    refused): its findings describe the bucket when it was made."""
     event = instance.get_latest_materialization_event(RECONCILIATION_ASSET)
     if event is None or event.asset_materialization is None:
         return None
@@ -86,66 +78,64 @@ def latest_reconciliation(instance: DagsterInstance) -> ReconciliationFindings |
         raw = value.value if value is not None else None
         return int(raw) if isinstance(raw, (int, float)) else 0
 
-    applied = metadata.get("applied")
+    taken = metadata.get(PLAN_TAKEN_AT)
+    outcome = metadata.get(OUTCOME)
+    # Materializations recorded before the plan's time was (older code, a hand-reported event)
+    # fall back to the event's own time.
+    planned_at = taken.value if taken is not None and isinstance(taken.value, float) else event.timestamp
     return ReconciliationFindings(
-        orphan_objects=number("orphan_objects"),
-        missing_rows=number("missing_rows"),
-        recorded_at=datetime.fromtimestamp(event.timestamp, UTC),
+        orphan_objects=number(ORPHAN_OBJECTS),
+        missing_rows=number(MISSING_ROWS),
+        unholdable_keys=number(UNHOLDABLE_KEYS),
+        planned_at=datetime.fromtimestamp(planned_at, UTC),
+        outcome=str(outcome.value) if outcome is not None else "outcome not recorded",
         run_id=event.run_id,
-        applied=bool(applied.value) if applied is not None else None,
-        unholdable_keys=number("unholdable_keys"),
     )
 
 
 def health_metadata(
     snapshot: HealthSnapshot, reconciliation: ReconciliationFindings | None
 ) -> dict[str, MetadataValue]:
-    """Every numeric key is present on every materialization, so the UI's plots have no gaps;
-    a figure with nothing to measure is reported as 0 and named in the `no_data` text."""
+    """Numbers only for what was measured: a figure with nothing to measure (no photo completed,
+    no reconciliation yet) is left out of this materialization, so its plot shows a gap rather
+    than a zero that reads as "instant" or "clean", and it is named in the `no_data` text."""
     no_data: list[str] = []
-
-    def measured(key: str, value: float | None, why: str) -> MetadataValue:
-        if value is None:
-            no_data.append(f"{key} ({why})")
-            return MetadataValue.float(0.0)
-        return MetadataValue.float(round(value, 3))
-
-    window = f"no photo completed or failed in the last {snapshot.window_seconds:.0f} s"
-    outcomes = snapshot.completed_last_window + snapshot.failed_last_window
     metadata: dict[str, MetadataValue] = {
         status.value: MetadataValue.int(snapshot.count(status)) for status in PhotoStatus
     }
+
+    def measured(key: str, value: float | None, why: str) -> None:
+        if value is None:
+            no_data.append(f"{key} ({why})")
+        else:
+            metadata[key] = MetadataValue.float(round(value, 3))
+
+    window = f"no photo completed or failed in the last {snapshot.window_seconds:.0f} s"
+    outcomes = snapshot.completed_last_window + snapshot.failed_last_window
+    no_latency = "no photo was completed for the first time in the window"
     metadata.update(
         total=MetadataValue.int(snapshot.total),
-        oldest_pending_age_seconds=measured(
-            "oldest_pending_age_seconds", snapshot.oldest_pending_age_seconds, "nothing pending"
-        ),
+        # Nothing pending: nobody is waiting, an age of 0 (a queue's head that waited for nothing).
+        oldest_pending_age_seconds=MetadataValue.float(round(snapshot.oldest_pending_age_seconds or 0.0, 3)),
         stale_pending=MetadataValue.int(snapshot.stale_pending),
-        failure_rate_last_hour=measured(
-            "failure_rate_last_hour", snapshot.failure_rate_last_window if outcomes else None, window
-        ),
         completed_last_hour=MetadataValue.int(snapshot.completed_last_window),
         failed_last_hour=MetadataValue.int(snapshot.failed_last_window),
-        latency_p50_seconds=measured(
-            "latency_p50_seconds", snapshot.latency_p50_seconds, "no photo completed in the window"
-        ),
-        latency_p95_seconds=measured(
-            "latency_p95_seconds", snapshot.latency_p95_seconds, "no photo completed in the window"
-        ),
         latency_samples=MetadataValue.int(snapshot.latency_samples),
         expired_claims=MetadataValue.int(snapshot.expired_claims),
     )
+    measured("failure_rate_last_hour", snapshot.failure_rate_last_window if outcomes else None, window)
+    measured("latency_p50_seconds", snapshot.latency_p50_seconds, no_latency)
+    measured("latency_p95_seconds", snapshot.latency_p95_seconds, no_latency)
     if reconciliation is None:
         no_data.append(f"orphan_objects, missing_rows, unholdable_keys ({NO_RECONCILIATION})")
-        metadata.update(orphan_objects=MetadataValue.int(0), missing_rows=MetadataValue.int(0))
-        metadata.update(unholdable_keys=MetadataValue.int(0))
         metadata["reconciliation"] = MetadataValue.text(NO_RECONCILIATION)
     else:
         metadata.update(
             orphan_objects=MetadataValue.int(reconciliation.orphan_objects),
             missing_rows=MetadataValue.int(reconciliation.missing_rows),
+            unholdable_keys=MetadataValue.int(reconciliation.unholdable_keys),
+            reconciliation_planned_at=MetadataValue.timestamp(reconciliation.planned_at),
         )
-        metadata.update(unholdable_keys=MetadataValue.int(reconciliation.unholdable_keys))
         metadata["reconciliation"] = MetadataValue.text(reconciliation.describe(snapshot.taken_at))
     metadata["no_data"] = MetadataValue.text("; ".join(no_data) if no_data else "none")
     return metadata
@@ -169,9 +159,7 @@ def evaluate_checks(
         NO_STALE_PENDING: evaluate_stale_pending(snapshot, thresholds),
         FAILURE_RATE: evaluate_failure_rate(snapshot, thresholds),
         NO_ORPHANS_OR_MISSING: evaluate_orphans_or_missing(
-            snapshot.count(PhotoStatus.MISSING),
-            reconciliation.orphan_objects if reconciliation else None,
-            reconciliation.missing_rows if reconciliation else None,
+            snapshot.count(PhotoStatus.MISSING), reconciliation, snapshot.taken_at
         ),
     }
 
@@ -182,23 +170,20 @@ HEALTH_CHECK_SPECS = [
     AssetCheckSpec(
         NO_STALE_PENDING,
         asset=PIPELINE_HEALTH,
-        description=(
-            f"WARN when a pending photo waited over {THRESHOLDS.stale_pending_seconds:.0f} s since upload; "
-            f"ERROR when the oldest waited over {THRESHOLDS.stale_pending_error_seconds:.0f} s."
-        ),
+        description=stale_pending_thresholds_text(THRESHOLDS) + ".",
     ),
     AssetCheckSpec(
         FAILURE_RATE,
         asset=PIPELINE_HEALTH,
-        description=(
-            f"Share of failed photos among those finished in the last {THRESHOLDS.window_seconds:.0f} s: "
-            f"WARN from {THRESHOLDS.failure_rate_warn:.0%}, ERROR from {THRESHOLDS.failure_rate_error:.0%}."
-        ),
+        description=failure_rate_thresholds_text(THRESHOLDS) + ".",
     ),
     AssetCheckSpec(
         NO_ORPHANS_OR_MISSING,
         asset=PIPELINE_HEALTH,
-        description="WARN when rows are marked missing, or the latest reconciliation found orphan objects or rows without their original.",
+        description=(
+            "WARN when rows are marked missing, or the latest reconciliation plan (applied, dry run or "
+            "refused by the safety limit) found orphan objects or rows without their original."
+        ),
     ),
 ]
 
@@ -207,10 +192,16 @@ HEALTH_CHECK_SPECS = [
     name=PIPELINE_HEALTH,
     group_name="health",
     check_specs=HEALTH_CHECK_SPECS,
+    # Lineage only: the orphan objects and missing rows come from the latest reconciliation plan.
+    deps=[RECONCILIATION_ASSET],
+    freshness_policy=freshness_policy(HEALTH_FRESHNESS),
     description=(
-        "Counts per status, oldest pending photo, failure rate and latency of the last hour, expired "
-        "claims, and the latest reconciliation's orphan objects and missing rows. Open the asset's "
-        "Plots tab to see them over time."
+        "Counts per status, oldest pending photo, failure rate of the last hour, upload-to-first-"
+        "completion latency (re-renders excluded), expired claims, and the latest reconciliation "
+        "plan's orphan objects and missing rows (with the plan's time and outcome). Open the asset's "
+        "Plots tab to see them over time; a figure with nothing to measure is left out (a gap), "
+        f"never plotted as 0. Freshness: {HEALTH_FRESHNESS.describe()} (a stopped "
+        "pipeline_health_schedule or daemon)."
     ),
 )
 def pipeline_health(context: AssetExecutionContext, photo_pipeline: PhotoPipelineResource) -> MaterializeResult:

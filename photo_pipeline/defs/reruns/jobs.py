@@ -1,16 +1,21 @@
-"""`reprocess_failed_photos`: an operator's re-run of failed (optionally missing) photos, by album
-and/or photo id. The rules live in `services/reruns.py`; the ops below only wire and report.
+"""`reprocess_failed_photos`: an operator's re-run of failed (optionally missing) photos of an
+album, partitioned by album like the renditions: the operator picks the album in the launchpad's
+partition picker (or backfills several from the job's Partitions tab) and its id fills the
+required `album_id`; `photo_ids` narrows the run to some of its photos. With no album chosen the
+launchpad reports the missing `album_id` and launches nothing.
+The rules live in `services/reruns.py`; the ops below only wire and report.
 """
 
 
 import uuid
+from typing import Any
 
 from dagster import (
-    AssetMaterialization,
     Config,
     Failure,
     MetadataValue,
     OpExecutionContext,
+    PartitionedConfig,
     in_process_executor,
     job,
     op,
@@ -19,10 +24,11 @@ from pydantic import Field
 
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
+    NO_FAILED_PHOTOS_IN_ALBUM,
     TRANSIENT_RETRY,
-    no_failed_photos_evaluation,
+    album_rendition_events,
+    albums_partitions,
     render_album,
-    rendition_metadata,
 )
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.services import reruns
@@ -32,18 +38,18 @@ MAX_LISTED_PHOTOS = 50
 
 
 class ReprocessFailedConfig(Config):
-    album_id: str | None = Field(
-        default=None,
+    album_id: str = Field(
         description=(
-            "Album (UUID) whose failed photos are re-run. Together with photo_ids: only those "
-            "photos, and only if they belong to this album. Set album_id, photo_ids or both."
+            "The album whose failed photos are re-run. Filled in when you pick the album in the "
+            "launchpad's partition picker (or backfill several albums from the job's Partitions tab)."
         ),
     )
     photo_ids: list[str] = Field(
         default_factory=list,
         description=(
-            "Photo ids (UUIDs) to re-run. Only photos that are failed (or missing, with "
-            "include_missing) are requeued; the others are listed in the step's metadata with why."
+            "Only these photos of the album (ids as the no_failed_photos_in_album check lists them). Empty: "
+            "every failed photo of the album. Photos that are not failed (or missing, with "
+            "include_missing) are listed in the step's metadata with why."
         ),
     )
     include_missing: bool = Field(
@@ -55,8 +61,21 @@ class ReprocessFailedConfig(Config):
     )
 
 
+REQUEUE_OP = "requeue_failed"
+
+
+def config_for_album(album: str) -> dict[str, Any]:
+    """The launchpad's config once an album partition is picked: every option shown, album filled."""
+    return {"ops": {REQUEUE_OP: {"config": {"album_id": album, "photo_ids": [], "include_missing": False}}}}
+
+
+reprocess_partitioned_config = PartitionedConfig(
+    partitions_def=albums_partitions, run_config_for_partition_key_fn=config_for_album
+)
+
+
 @op(
-    name="requeue_failed",
+    name=REQUEUE_OP,
     description="Put the chosen failed (and optionally missing) photos back to pending; outputs the albums touched.",
     tags={"kind": "requeue"},
 )
@@ -68,6 +87,10 @@ def requeue_failed(
     except reruns.InvalidRerunSelection as exc:
         # A config mistake: retrying cannot help, the operator relaunches with a fixed config.
         raise Failure(description=f"invalid config: {exc}", allow_retries=False) from exc
+    picked = context.partition_key if context.has_partition_key else None
+    if picked is not None and selection.album_id is not None and picked != str(selection.album_id):
+        # The picked partition and an album_id edited by hand disagree: the config is what runs.
+        context.log.warning("album partition %s picked, but album_id is %s: re-running %s", picked, selection.album_id, selection.album_id)
     outcome = reruns.requeue(photo_pipeline.repository(), selection)
     context.log.info(
         "requeued %d photo(s) in %d album(s) (%s)", outcome.count, len(outcome.albums), selection.describe()
@@ -98,7 +121,7 @@ def requeue_metadata(outcome: reruns.RequeueOutcome) -> dict[str, MetadataValue]
     name="render_albums",
     description=(
         "Render each touched album's pending photos and record the thumbnails/previews "
-        "materializations and the no_failed_photos check for that album partition."
+        "materializations and the failed-photo checks for that album partition."
     ),
     retry_policy=TRANSIENT_RETRY,
     tags={"kind": "rendering"},
@@ -108,12 +131,11 @@ def render_albums(context: OpExecutionContext, photo_pipeline: PhotoPipelineReso
     for album in albums:
         ensure_album_partition(context, album)
         report = render_album(context.log, photo_pipeline, uuid.UUID(album), context.run.run_id)
-        # The same events the album_renditions asset records, so the asset's history in the UI
-        # shows this re-run like any other render of the album.
-        for asset, metadata in rendition_metadata(report).items():
-            context.log_event(AssetMaterialization(asset_key=asset, partition=album, metadata=metadata))
-        # log_event accepts check evaluations at run time (1.13), though its annotation omits them.
-        context.log_event(no_failed_photos_evaluation(photo_pipeline, uuid.UUID(album)))  # type: ignore[arg-type]
+        # The same events the album_renditions asset records (materializations and checks), so
+        # the asset's history in the UI shows this re-run like any other render of the album.
+        for event in album_rendition_events(context.log, photo_pipeline, report):
+            # log_event accepts check evaluations at run time (1.13), though its annotation omits them.
+            context.log_event(event)  # type: ignore[arg-type]
         rendered, failed = rendered + report.rendered, failed + report.failed
     if not albums:
         context.log.info("no photo was requeued: nothing to render")
@@ -135,11 +157,16 @@ def ensure_album_partition(context: OpExecutionContext, album: str) -> None:
 @job(
     name="reprocess_failed_photos",
     executor_def=in_process_executor,
+    # Partitioned by album: the launchpad's partition picker chooses the album (and fills
+    # album_id), the Partitions tab backfills several, and the run carries the album's
+    # dagster/partition tag, so it queues behind a process_album run of the same album.
+    config=reprocess_partitioned_config,
     description=(
-        "An operator's re-run: failed photos (of an album, or chosen by id; optionally missing "
-        "ones too) go back to pending and are rendered again. Fix the cause first (replace a "
-        "corrupt original, restore a missing one); the failed photos of an album are listed by "
-        "the no_failed_photos check on `thumbnails`."
+        "An operator's re-run of an album's failed photos (optionally only some, by photo_ids; "
+        "optionally missing ones too): back to pending, then rendered again. Pick the album in the "
+        "launchpad's partition picker, or backfill several albums from the Partitions tab. Fix the "
+        "cause first (replace a corrupt original, restore a missing one); the "
+        f"{NO_FAILED_PHOTOS_IN_ALBUM} check on `thumbnails` lists each album's failed photos."
     ),
     tags={"photo_pipeline/kind": "rerun"},
 )

@@ -1,0 +1,131 @@
+"""What the API reads and writes, as pydantic models: they validate requests, shape responses and
+make the OpenAPI description (`/openapi.json`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    # A misspelt field is an error, not a silently ignored wish.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeclaredFileIn(_Strict):
+    name: str = Field(min_length=1, max_length=1024, description="the file's name; its extension says its type")
+    size: int = Field(ge=0, le=2**53, description="bytes the PUT will carry (signed into the URL)")
+    content_type: str | None = Field(
+        default=None, max_length=255, description="the browser's `File.type`; may be empty for types it does not know"
+    )
+    photo_id: uuid.UUID | None = Field(
+        default=None,
+        description="an id the client chose (UUID): the same request may then be repeated after a lost answer, "
+        "and the client can clean up a row whose id it never heard back",
+    )
+
+
+class UploadsIn(_Strict):
+    files: list[DeclaredFileIn] = Field(description="the files to upload; checked all together before any row is written")
+
+
+class UploadOut(_Strict):
+    photo_id: uuid.UUID
+    key: str = Field(description="the original's object key")
+    filename: str
+    url: str = Field(description="presigned PUT URL, a credential until `expires_at`: do not log it")
+    method: Literal["PUT"]
+    headers: dict[str, str] = Field(description="headers the PUT must carry (Content-Length is set by browsers themselves)")
+    expires_at: datetime
+
+
+class UploadsOut(_Strict):
+    uploads: list[UploadOut]
+
+
+class CompleteOut(_Strict):
+    photo_id: uuid.UUID
+    album_id: uuid.UUID
+    status: str = Field(description="pending, processing, completed, failed or missing")
+    error: str | None
+    processing: str = Field(description="what became of the album's run request")
+    run_id: str | None = Field(description="the Dagster run submitted now, if any")
+
+
+class DeletedOut(_Strict):
+    photo_id: uuid.UUID
+    status: str = Field(description="the status the photo had when it was deleted")
+    removed_keys: list[str]
+    note: str | None = Field(default=None, description="what is left behind and what removes it")
+
+
+class PhotoOut(_Strict):
+    photo_id: uuid.UUID
+    filename: str | None
+    status: str
+    error: str | None
+    width: int | None
+    height: int | None
+    created_at: datetime
+    completed_at: datetime | None
+    thumbnail_url: str | None = Field(description="short-lived GET URL, completed photos only")
+    preview_url: str | None = Field(description="short-lived GET URL, completed photos only")
+    urls_expire_at: datetime | None
+
+
+class AlbumOut(_Strict):
+    album_id: uuid.UUID
+    counts: dict[str, int] = Field(description="photos per status, the whole album")
+    total: int
+    photos: list[PhotoOut]
+    next_after: uuid.UUID | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class CheckIn(_Strict):
+    apply: bool = Field(default=False, description="carry the plan out (behind the safety limit); default: a dry run")
+
+
+class PlannedActionOut(_Strict):
+    kind: str
+    album_id: str
+    photo_id: str | None
+    key: str | None
+    new_key: str | None
+    detail: str
+
+
+class CheckOut(_Strict):
+    album_id: uuid.UUID
+    dry_run: bool
+    taken_at: datetime
+    rows_seen: int
+    objects_seen: int
+    actions: dict[str, int] = Field(description="planned actions per kind")
+    planned: list[PlannedActionOut]
+    violations: list[str] = Field(description="why the safety limit refuses the plan; empty when it is safe")
+    applied: dict[str, int] | None = None
+    deferred: dict[str, int] | None = Field(
+        default=None, description="planned repairs left to reconcile_storage (re-renders: never inside a request)"
+    )
+    errors: dict[str, str] | None = None
+    processing: str | None = Field(default=None, description="what became of the album's run request after applying")
+    error: str | None = Field(default=None, description="set when the plan was applied only in part (HTTP 503)")
+
+
+class HealthOut(_Strict):
+    status: Literal["ok", "unavailable"]
+    database: str
+    bucket: str
+    error: str | None = None
+
+
+class ErrorOut(_Strict):
+    error: str
+
+
+class CheckRefusedOut(_Strict):
+    error: str
+    plan: CheckOut

@@ -1,0 +1,161 @@
+"""Albums as the photo table has them now, whatever the last run did (a run that found nothing to
+do must not make an album look empty). No Dagster here.
+
+- `AlbumState` / `album_state(s)`: what the operator sees — title, photos per status, rendition
+  bytes, the latest failures — in the renditions' materialization metadata and `photo-pipeline status`;
+- `AlbumView` / `album_view`: what a site's page sees (`GET /api/albums/{id}`) — counts per status and
+  its photos a page at a time, with short-lived URLs of the completed ones' renditions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from photo_pipeline.photos.albums import AlbumFigures
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.services.reruns import FAILED_EXAMPLES, AlbumFailures, FailedPhoto
+from photo_pipeline.storage import ObjectStore, PresignedDownload
+
+
+@dataclass(frozen=True)
+class AlbumState:
+    album_id: uuid.UUID
+    title: str | None
+    counts: Mapping[PhotoStatus, int]
+    # Bytes of the completed photos' renditions in the bucket.
+    thumb_bytes: int
+    preview_bytes: int
+    failures: AlbumFailures
+
+    @property
+    def photos(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def pending(self) -> int:
+        return self.counts[PhotoStatus.PENDING]
+
+    @property
+    def processing(self) -> int:
+        return self.counts[PhotoStatus.PROCESSING]
+
+    @property
+    def completed(self) -> int:
+        return self.counts[PhotoStatus.COMPLETED]
+
+    @property
+    def failed(self) -> int:
+        return self.counts[PhotoStatus.FAILED]
+
+    @property
+    def missing(self) -> int:
+        return self.counts[PhotoStatus.MISSING]
+
+    @property
+    def label(self) -> str:
+        """The title with the id (ids are what the UI's partitions and the commands take)."""
+        return f"{self.title} ({self.album_id})" if self.title else str(self.album_id)
+
+
+def album_states(
+    repository: PhotoRepository,
+    album_ids: Collection[uuid.UUID] | None = None,
+    *,
+    failed_examples: int = FAILED_EXAMPLES,
+) -> dict[uuid.UUID, AlbumState]:
+    """The state of these albums (every album with photos when None), from a few grouped reads:
+    figures per album and status, the titles, and the latest failures of albums that have any.
+    An album asked for by id that has no photo is there with zero figures."""
+    figures = repository.album_figures(album_ids)
+    if album_ids is not None:
+        figures = {album_id: figures.get(album_id) or AlbumFigures(album_id) for album_id in album_ids}
+    titles = repository.album_titles(list(figures))
+    failing = [album_id for album_id, f in figures.items() if f.counts[PhotoStatus.FAILED]]
+    latest = repository.failed_in_albums(failing, failed_examples) if failing and failed_examples > 0 else {}
+    return {
+        album_id: AlbumState(
+            album_id=album_id,
+            title=titles.get(album_id),
+            counts=f.counts,
+            thumb_bytes=f.thumb_bytes,
+            preview_bytes=f.preview_bytes,
+            failures=AlbumFailures(
+                album_id=album_id,
+                failed=f.counts[PhotoStatus.FAILED],
+                examples=[FailedPhoto.of(record) for record in latest.get(album_id, [])],
+            ),
+        )
+        for album_id, f in figures.items()
+    }
+
+
+def album_state(repository: PhotoRepository, album_id: uuid.UUID, *, failed_examples: int = FAILED_EXAMPLES) -> AlbumState:
+    return album_states(repository, [album_id], failed_examples=failed_examples)[album_id]
+
+
+def display_filenames(repository: PhotoRepository, photo_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The file names of these photos (as uploaded), for tables that list photos by id."""
+    return {photo_id: record.display_filename for photo_id, record in repository.get_many(photo_ids).items()}
+
+
+# -- the API's view of an album
+
+
+@dataclass(frozen=True)
+class PhotoView:
+    photo: PhotoRecord
+    # Bearer credentials until they expire: handed to the client, never logged.
+    thumbnail: PresignedDownload | None
+    preview: PresignedDownload | None
+
+
+@dataclass(frozen=True)
+class AlbumView:
+    album_id: uuid.UUID
+    counts: Mapping[PhotoStatus, int]
+    photos: list[PhotoView]
+    # The cursor of the next page (the last photo's id), None on the last page.
+    next_after: uuid.UUID | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def album_view(
+    repository: PhotoRepository,
+    store: ObjectStore,
+    album_id: uuid.UUID,
+    *,
+    limit: int,
+    after: uuid.UUID | None,
+    url_seconds: int,
+    only: Collection[uuid.UUID] | None = None,
+) -> AlbumView:
+    """Counts of the whole album; `limit` photos after the photo `after`, or (with `only`) just
+    those of the named photos that are in the album. StorageError when the renditions' URLs
+    cannot be signed."""
+    if only is not None:
+        found = [row for row in repository.get_many(only).values() if row.album_id == album_id]
+        page, more = sorted(found, key=lambda row: (row.created_at, str(row.id)))[:limit], False
+    else:
+        # One more than asked says whether another page follows without a count query.
+        rows = repository.album_page(album_id, limit + 1, after)
+        page, more = rows[:limit], len(rows) > limit
+    return AlbumView(
+        album_id=album_id,
+        counts=repository.status_counts(album_id),
+        photos=[_view(store, row, url_seconds) for row in page],
+        next_after=page[-1].id if more and page else None,
+    )
+
+
+def _view(store: ObjectStore, row: PhotoRecord, url_seconds: int) -> PhotoView:
+    if row.status is not PhotoStatus.COMPLETED:
+        return PhotoView(row, None, None)
+    thumbnail = store.presign_get(row.thumb_key, url_seconds) if row.thumb_key else None
+    preview = store.presign_get(row.preview_key, url_seconds) if row.preview_key else None
+    return PhotoView(row, thumbnail, preview)

@@ -1,0 +1,398 @@
+"""The HTTP API over real HTTP: uvicorn on loopback, the photo table on PostgreSQL, the bucket on
+moto's S3 server, runs requested on a Dagster instance with the queued run coordinator."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from photo_pipeline.cli import samples
+from photo_pipeline.photos.database import migrate
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
+from photo_pipeline.rendering.render import RenderOptions
+from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
+from photo_pipeline.storage import LocalObjectStore, keys
+from photo_pipeline_tests.api.conftest import (
+    AUTH,
+    TOKEN,
+    ApiServer,
+    api_settings,
+    free_port,
+    requester_on,
+    s3_store,
+    serve_in_thread,
+)
+from photo_pipeline_tests.conftest import BIN, S3Server
+
+JPEG = samples.photo_jpeg(640, 480)
+SITE = "https://www.example.com"
+
+
+@pytest.fixture(scope="module")
+def api(
+    photo_database: str, s3_server: S3Server, queued_instance: DagsterInstance, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    bucket = s3_server.new_bucket()
+    settings = api_settings(
+        tmp_path_factory.mktemp("home"),
+        photo_database,
+        bucket,
+        api_max_files=3,
+        api_max_request_kb=4,
+        max_original_mb=1,
+        api_allowed_origins=(SITE,),
+    )
+    with serve_in_thread(settings, requester_on(queued_instance), store=s3_store(s3_server, bucket)) as server:
+        server.instance = queued_instance
+        yield server
+
+
+def declare(name: str = "beach.jpg", size: int = len(JPEG), **extra: Any) -> dict[str, Any]:
+    return {"name": name, "size": size, "content_type": "image/jpeg", **extra}
+
+
+def create(api: ApiServer, album: uuid.UUID | str, *files: dict[str, Any]) -> requests.Response:
+    return api.post(f"/api/albums/{album}/uploads", json={"files": list(files)})
+
+
+def put(upload: dict[str, Any], data: bytes) -> requests.Response:
+    return requests.put(upload["url"], data=data, headers=upload["headers"], timeout=30)
+
+
+def album_runs(instance: DagsterInstance, album: uuid.UUID) -> list[Any]:
+    return instance.get_run_records(RunsFilter(job_name="process_album", tags={"dagster/partition": str(album)}))
+
+
+# -- auth, description, errors ------------------------------------------------------------------
+
+
+def test_the_api_needs_the_bearer_token_and_never_logs_it(api: ApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    album = uuid.uuid4()
+    path = f"/api/albums/{album}"
+    with caplog.at_level(logging.INFO, logger="photo_pipeline.api"):
+        missing = requests.get(api.url(path), timeout=10)
+        wrong = requests.get(api.url(path), headers={"Authorization": "Bearer " + "y" * len(TOKEN)}, timeout=10)
+        prefix = requests.get(api.url(path), headers={"Authorization": f"Bearer {TOKEN[:-1]}"}, timeout=10)
+        basic = requests.get(api.url(path), headers={"Authorization": f"Basic {TOKEN}"}, timeout=10)
+        right = api.get(path)
+    for refused in (missing, wrong, prefix, basic):
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert set(refused.json()) == {"error"} and "bearer token" in refused.json()["error"]
+    assert right.status_code == 200, right.text
+    assert f"GET {path} -> 401" in caplog.text and f"GET {path} -> 200" in caplog.text
+    assert TOKEN not in caplog.text and TOKEN[:-1] not in caplog.text
+
+    # Open: health, the page and the description.
+    assert requests.get(api.url("/healthz"), timeout=10).json() == {"status": "ok", "database": "ok", "bucket": "ok", "error": None}
+    assert "<title>Upload photos" in requests.get(api.url("/upload"), timeout=10).text
+    description = requests.get(api.url("/openapi.json"), timeout=10).json()
+    assert set(description["paths"]) == {
+        "/api/albums/{album_id}/uploads",
+        "/api/photos/{photo_id}/complete",
+        "/api/photos/{photo_id}",
+        "/api/albums/{album_id}",
+        "/api/albums/{album_id}/check",
+        "/healthz",
+    }
+    assert description["paths"]["/api/albums/{album_id}/uploads"]["post"]["security"] == [{"bearer": []}]
+    assert "UploadsIn" in description["components"]["schemas"]
+    album_parameters = {p["name"]: p["in"] for p in description["paths"]["/api/albums/{album_id}"]["get"]["parameters"]}
+    assert album_parameters == {"album_id": "path", "limit": "query", "after": "query", "ids": "query"}
+
+
+def test_unknown_routes_and_methods_answer_json(api: ApiServer) -> None:
+    assert api.get("/api/nothing-here").json() == {"error": "Not Found"}
+    wrong_method = requests.put(api.url("/healthz"), timeout=10)
+    assert wrong_method.status_code == 405 and set(wrong_method.json()) == {"error"}
+
+
+def test_cors_allows_the_configured_origins_only(api: ApiServer) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    allowed = requests.options(api.url(f"/api/albums/{uuid.uuid4()}/uploads"), headers={"Origin": SITE, **preflight}, timeout=10)
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == SITE
+    assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+    other = requests.options(api.url("/api/albums/x/uploads"), headers={"Origin": "https://evil.example", **preflight}, timeout=10)
+    assert other.status_code == 400 and "Access-Control-Allow-Origin" not in other.headers
+    # A refusal is readable by the site's page too.
+    refused = requests.get(api.url(f"/api/albums/{uuid.uuid4()}"), headers={"Origin": SITE}, timeout=10)
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == SITE
+
+
+# -- uploads ------------------------------------------------------------------------------------
+
+
+def test_an_upload_goes_row_first_then_url_then_verified_completion_requests_the_run(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    chosen = uuid.uuid4()
+    answer = create(api, album, declare("C:\\fakepath\\beach.jpg", photo_id=str(chosen)), declare("dunes.JPEG"))
+    assert answer.status_code == 201, answer.text
+    first, second = answer.json()["uploads"]
+    assert first["photo_id"] == str(chosen) and first["filename"] == "beach.jpg"
+    assert first["key"] == keys.raw_key(album, chosen, "jpg") and second["key"].endswith(".jpg")
+    assert first["method"] == "PUT" and first["url"].startswith(api.store.client.meta.endpoint_url)
+    assert first["headers"] == {"Content-Type": "image/jpeg", "If-None-Match": "*", "Content-Length": str(len(JPEG))}
+    # Rows first: both pending before anything is uploaded.
+    assert api.repository.status_counts(album)[PhotoStatus.PENDING] == 2
+
+    # The same request again (an answer lost on the way): the same row, a fresh URL, no new row.
+    again = create(api, album, declare("C:\\fakepath\\beach.jpg", photo_id=str(chosen)))
+    assert again.status_code == 201 and again.json()["uploads"][0]["photo_id"] == str(chosen)
+    assert api.repository.status_counts(album)[PhotoStatus.PENDING] == 2
+
+    assert put(first, JPEG).status_code == 200
+    assert put(first, JPEG).status_code == 412, "a presigned PUT never replaces an uploaded photo"
+    done = api.post(f"/api/photos/{chosen}/complete")
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert (body["status"], body["album_id"], body["processing"]) == ("pending", str(album), "submitted")
+    [run] = album_runs(api.instance, album)
+    assert run.dagster_run.run_id == body["run_id"] and run.dagster_run.status is DagsterRunStatus.QUEUED
+    assert run.dagster_run.tags["photo_pipeline/trigger"] == "arrived"
+
+    # The second photo joins the queued run instead of queueing another.
+    assert put(second, JPEG).status_code == 200
+    joined = api.post(f"/api/photos/{second['photo_id']}/complete").json()
+    assert joined["processing"].startswith("skipped") and joined["run_id"] is None
+    assert len(album_runs(api.instance, album)) == 1
+
+
+def test_refused_requests_create_no_row(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    cases = {
+        "x": ({"files": [declare()]}, 400, "album id must be a UUID"),
+        str(album): ({"files": []}, 400, "no files declared"),
+        f"{album}/too-many": ({"files": [declare(f"p{i}.jpg") for i in range(4)]}, 400, "at most 3 (PHOTO_API_MAX_FILES)"),
+        f"{album}/empty": ({"files": [declare(size=0)]}, 400, "the file is empty"),
+        f"{album}/big": ({"files": [declare(size=2 * 1024 * 1024)]}, 413, "PHOTO_MAX_ORIGINAL_MB"),
+        f"{album}/text": ({"files": [declare("notes.txt")]}, 415, "not an image type we accept"),
+        f"{album}/type": ({"files": [declare(content_type="text/html")]}, 415, "text/html is not an image type"),
+        f"{album}/typo": ({"files": [{"name": "a.jpg", "size": 3, "sise": 3}]}, 400, "files.0.sise: Extra inputs are not permitted"),
+        f"{album}/mixed": ({"files": [declare("ok.jpg"), declare("bad.exe")]}, 415, "bad.exe"),
+    }
+    for label, (payload, status, reason) in cases.items():
+        answer = create(api, label.split("/")[0], *payload["files"]) if payload["files"] else api.post(
+            f"/api/albums/{label}/uploads", json=payload
+        )
+        assert answer.status_code == status, (label, answer.text)
+        assert reason in answer.json()["error"], (label, answer.text)
+    not_json = api.post(f"/api/albums/{album}/uploads", data=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
+    assert not_json.status_code == 400 and not_json.json()["error"].startswith("invalid request")
+    oversized = api.post(f"/api/albums/{album}/uploads", data=b" " * 5000, headers={**AUTH, "Content-Type": "application/json"})
+    assert oversized.status_code == 413 and "PHOTO_API_MAX_REQUEST_KB" in oversized.json()["error"]
+    assert sum(api.repository.status_counts(album).values()) == 0
+
+
+def test_complete_believes_the_bucket_not_the_client(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    [upload] = create(api, album, declare()).json()["uploads"]
+    photo = upload["photo_id"]
+    never_sent = api.post(f"/api/photos/{photo}/complete")
+    assert never_sent.status_code == 409 and "the upload did not arrive" in never_sent.json()["error"]
+    # Something else wrote the key, with another size (the signed length stops a browser doing it).
+    api.store.put(upload["key"], JPEG[:100], "image/jpeg")
+    different = api.post(f"/api/photos/{photo}/complete")
+    assert different.status_code == 409 and f"holds 100 bytes, {len(JPEG)} were declared" in different.json()["error"]
+    assert api.repository.get(uuid.UUID(photo)).status is PhotoStatus.PENDING
+    assert album_runs(api.instance, album) == [], "no run for an upload that did not arrive"
+    unknown = api.post(f"/api/photos/{uuid.uuid4()}/complete")
+    assert unknown.status_code == 404 and "no photo" in unknown.json()["error"]
+    assert api.post("/api/photos/not-an-id/complete").status_code == 400
+
+
+def test_cleanup_removes_row_and_object_and_a_late_put_is_removed_not_adopted(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    [upload] = create(api, album, declare()).json()["uploads"]
+    assert put(upload, JPEG).status_code == 200
+    deleted = api.delete(f"/api/photos/{upload['photo_id']}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["removed_keys"] == [upload["key"]] and deleted.json()["status"] == "pending"
+    assert not api.store.exists(upload["key"]) and sum(api.repository.status_counts(album).values()) == 0
+    assert api.delete(f"/api/photos/{upload['photo_id']}").status_code == 404
+
+    # The client's PUT lands after its cleanup (a slow retry): the tombstone says "cancelled".
+    assert put(upload, JPEG).status_code == 200
+    plan = api.post(f"/api/albums/{album}/check").json()
+    assert [a["kind"] for a in plan["planned"]] == ["delete_cancelled"] and plan["dry_run"] is True
+    assert api.store.exists(upload["key"]), "a dry run changes nothing"
+    applied = api.post(f"/api/albums/{album}/check", json={"apply": True})
+    assert applied.status_code == 200 and applied.json()["applied"]["delete_cancelled"] == 1
+    assert not api.store.exists(upload["key"]) and sum(api.repository.status_counts(album).values()) == 0
+
+
+def test_photos_being_processed_or_done_are_not_cleaned_up(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    [upload] = create(api, album, declare()).json()["uploads"]
+    put(upload, JPEG)
+    [claim] = api.repository.claim_batch(album, "test-run", 1)
+    refused = api.delete(f"/api/photos/{upload['photo_id']}")
+    assert refused.status_code == 409 and "is processing" in refused.json()["error"]
+    assert api.repository.get(claim.id).status is PhotoStatus.PROCESSING, "refused means untouched"
+
+
+# -- albums -------------------------------------------------------------------------------------
+
+
+def test_an_album_lists_counts_pages_and_short_lived_rendition_urls(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    uploads = create(api, album, declare("a.jpg"), declare("b.jpg"), declare("c.jpg")).json()["uploads"]
+    for upload in uploads[:2]:
+        put(upload, JPEG)
+    processor = PhotoProcessor(api.repository, api.store, RenderOptions(preview_long_side=320, thumb_long_side=80), ProcessingLimits())
+    assert processor.process_album(album, worker="test").rendered == 2
+
+    view = api.get(f"/api/albums/{album}").json()
+    assert view["counts"]["completed"] == 2 and view["counts"]["pending"] == 1 and view["total"] == 3
+    assert [p["filename"] for p in view["photos"]] == ["a.jpg", "b.jpg", "c.jpg"] and view["next_after"] is None
+    completed = view["photos"][0]
+    assert completed["status"] == "completed" and completed["width"] == 640
+    thumbnail = requests.get(completed["thumbnail_url"], timeout=10)
+    assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8"
+    assert "X-Amz-Expires=300" in completed["preview_url"]
+    assert view["photos"][2]["thumbnail_url"] is None, "no URL before the photo is completed"
+
+    page = api.get(f"/api/albums/{album}", params={"limit": 2}).json()
+    assert [p["filename"] for p in page["photos"]] == ["a.jpg", "b.jpg"] and page["next_after"] == uploads[1]["photo_id"]
+    rest = api.get(f"/api/albums/{album}", params={"limit": 2, "after": page["next_after"]}).json()
+    assert [p["filename"] for p in rest["photos"]] == ["c.jpg"] and rest["next_after"] is None
+    mine = api.get(f"/api/albums/{album}", params={"ids": f"{uploads[2]['photo_id']},{uuid.uuid4()}"}).json()
+    assert [p["filename"] for p in mine["photos"]] == ["c.jpg"]
+    assert api.get(f"/api/albums/{album}", params={"limit": 0}).status_code == 400
+    assert api.get(f"/api/albums/{album}", params={"after": "zzz"}).status_code == 400
+
+
+def test_the_album_check_plans_by_default_and_applies_behind_the_safety_limit(api: ApiServer) -> None:
+    # Four uploads that never arrived, registered long ago: flagging them all is "destructive"
+    # beyond the limit (PHOTO_RECONCILE_MIN_CHANGES 2 here, 20 % of the album).
+    album = uuid.uuid4()
+    old = PhotoRepository(api.repository.engine, clock=lambda: utc_now() - timedelta(days=1))
+    for _ in range(4):
+        photo = uuid.uuid4()
+        old.register_pending(NewPhoto(id=photo, album_id=album, original_key=keys.raw_key(album, photo, "jpg")))
+    plan = api.post(f"/api/albums/{album}/check").json()
+    assert plan["actions"]["flag_missing"] == 4 and plan["violations"], plan
+    refused = api.post(f"/api/albums/{album}/check", json={"apply": True})
+    assert refused.status_code == 409
+    assert refused.json()["error"].startswith("the safety limit refuses this plan") and refused.json()["plan"]["actions"]["flag_missing"] == 4
+    assert api.repository.status_counts(album)[PhotoStatus.PENDING] == 4, "a refused plan changes nothing"
+
+    # An object that arrived without its row is adopted, and its album's run requested at once.
+    other = uuid.uuid4()
+    orphan = keys.raw_key(other, uuid.uuid4(), "jpg")
+    api.store.put(orphan, JPEG, "image/jpeg")
+    applied = api.post(f"/api/albums/{other}/check", json={"apply": True})
+    assert applied.status_code == 200, applied.text
+    body = applied.json()
+    assert body["applied"]["adopt"] == 1 and body["dry_run"] is False and body["processing"] == "submitted"
+    assert api.repository.status_counts(other)[PhotoStatus.PENDING] == 1
+    assert len(album_runs(api.instance, other)) == 1
+    # The other album's plan never looked at this one.
+    assert api.post(f"/api/albums/{album}/check").json()["rows_seen"] == 4
+
+
+# -- failures of the parts behind the API --------------------------------------------------------
+
+
+def test_an_unreachable_database_or_bucket_answers_503_without_secrets(
+    s3_server: S3Server, queued_instance: DagsterInstance, tmp_path: Path
+) -> None:
+    port = free_port()
+    secret = "s3cret-password"
+    settings = api_settings(tmp_path, f"postgresql+psycopg://photos:{secret}@127.0.0.1:{port}/photos", "no-such-bucket")
+    with serve_in_thread(settings, requester_on(queued_instance), store=s3_store(S3Server(f"http://127.0.0.1:{port}"), "b")) as down:
+        health = requests.get(down.url("/healthz"), timeout=60)
+        assert health.status_code == 503
+        assert health.json()["status"] == "unavailable" and health.json()["database"].startswith("unreachable (OperationalError)")
+        assert health.json()["bucket"].startswith("unreachable")
+        album = down.get(f"/api/albums/{uuid.uuid4()}")
+        assert album.status_code == 503 and album.json() == {
+            "error": "the photo table's database cannot be used right now (OperationalError)"
+        }
+        for answer in (health, album):
+            assert secret not in answer.text and "Traceback" not in answer.text
+
+
+# -- the embedded folder store, relayed by the API ------------------------------------------------
+
+
+def test_with_the_folder_store_the_api_relays_presigned_puts_and_gets(queued_instance: DagsterInstance, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'photos.db'}"
+    migrate(database)
+    store = LocalObjectStore(tmp_path / "objects")
+    with serve_in_thread(api_settings(tmp_path, database, None), requester_on(queued_instance), store=store) as api:
+        album = uuid.uuid4()
+        [upload] = create(api, album, declare()).json()["uploads"]
+        assert upload["url"].startswith(api.url("/api/local-objects/raw/")), "a URL a browser can reach"
+        tampered = upload["url"].replace("X-Signature=", "X-Signature=0")
+        refused = requests.put(tampered, data=JPEG, headers=upload["headers"], timeout=10)
+        assert refused.status_code == 403 and "bad signature" in refused.json()["error"]
+        short = requests.put(upload["url"], data=JPEG[:-1], headers={**upload["headers"], "Content-Length": str(len(JPEG) - 1)}, timeout=10)
+        assert short.status_code >= 400 and not store.exists(upload["key"]), "the signed length is enforced"
+        assert put(upload, JPEG).status_code == 200 and store.get(upload["key"]) == JPEG
+        assert put(upload, JPEG).status_code == 412
+        assert api.post(f"/api/photos/{upload['photo_id']}/complete").json()["processing"] == "submitted"
+
+        processor = PhotoProcessor(api.repository, store, RenderOptions(preview_long_side=320, thumb_long_side=80), ProcessingLimits())
+        assert processor.process_album(album, worker="test").rendered == 1
+        [photo] = api.get(f"/api/albums/{album}").json()["photos"]
+        thumbnail = requests.get(photo["thumbnail_url"], timeout=10)
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+        assert thumbnail.content == store.get(api.repository.get(uuid.UUID(photo["photo_id"])).thumb_key or "")
+        forged = requests.get(photo["thumbnail_url"].replace("X-Expires=", "X-Expires=9"), timeout=10)
+        assert forged.status_code == 403
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_serve_refuses_to_start_without_a_usable_token(photo_database: str, tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
+    base.update({"PHOTO_DATABASE_URL": photo_database, "PHOTO_PIPELINE_HOME": str(tmp_path)})
+    port = str(free_port())
+    for token, expected in (
+        (None, "PHOTO_API_TOKEN is not set: the API refuses to start without a bearer token"),
+        ("short-secret-value", "PHOTO_API_TOKEN must be at least 24 characters long"),
+    ):
+        env = {**base, **({"PHOTO_API_TOKEN": token} if token else {})}
+        result = subprocess.run([str(BIN / "photo-pipeline"), "serve", "--port", port], env=env, capture_output=True, text=True, timeout=60, check=False)
+        output = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode != 0 and expected in output, output
+        assert token is None or token not in output, "the token is never echoed"
+        assert "Traceback" not in output
+
+
+def test_a_run_request_that_fails_is_reported_and_leaves_the_photo_to_the_sensors(
+    photo_database: str, s3_server: S3Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = s3_server.new_bucket()
+    settings = api_settings(tmp_path / "home", photo_database, bucket)
+    (tmp_path / "dagster").mkdir()
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance,
+        serve_in_thread(settings, requester_on(instance), store=s3_store(s3_server, bucket)) as api,
+    ):
+        album = uuid.uuid4()
+        [upload] = create(api, album, declare()).json()["uploads"]
+        put(upload, JPEG)
+        # The instance's run storage is gone (a full disk, a deleted volume).
+        shutil.rmtree(tmp_path / "dagster" / "history")
+        with caplog.at_level(logging.WARNING, logger="photo_pipeline.api"):
+            done = api.post(f"/api/photos/{upload['photo_id']}/complete")
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["status"] == "pending" and body["run_id"] is None
+    assert body["processing"].startswith("not requested now (") and "the sensors pick the photo up" in body["processing"]
+    assert f"album {album}: the run could not be requested now" in caplog.text

@@ -1,0 +1,95 @@
+"""reconcile/report.py without Dagster: what a plan found, what became of it, and the rows the
+`storage_reconciliation` asset shows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from photo_pipeline.reconcile import report
+from photo_pipeline.reconcile.plan import Action, ActionKind, ReconciliationPlan
+from photo_pipeline.storage import keys
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+ALBUM = uuid.uuid4()
+
+
+def plan_of(*kinds: ActionKind, violations: tuple[str, ...] = ()) -> ReconciliationPlan:
+    plan = ReconciliationPlan(taken_at=NOW)
+    for i, kind in enumerate(kinds):
+        photo = uuid.uuid4()
+        plan.actions.append(Action(kind, ALBUM, photo, keys.raw_key(ALBUM, photo, "jpg"), f"reason {i}"))
+    plan.violations.extend(violations)
+    return plan
+
+
+@pytest.mark.parametrize(
+    ("safe", "dry_run", "force", "apply_ok", "outcome"),
+    [
+        (True, True, False, True, report.Outcome.DRY_RUN),
+        (False, True, True, True, report.Outcome.DRY_RUN),  # a dry run never applies, forced or not
+        (True, False, False, True, report.Outcome.APPLIED),
+        (False, False, False, True, report.Outcome.REFUSED),
+        (False, False, True, True, report.Outcome.FORCED),
+        (True, False, False, False, report.Outcome.PARTLY_APPLIED),
+    ],
+)
+def test_outcome(safe: bool, dry_run: bool, force: bool, apply_ok: bool, outcome: report.Outcome) -> None:
+    plan = plan_of(ActionKind.ADOPT, violations=() if safe else ("too many",))
+    assert report.decide_outcome(plan, dry_run=dry_run, force=force, apply_ok=apply_ok) is outcome
+
+
+def test_outcomes_that_fail_the_run_and_that_applied() -> None:
+    assert {o for o in report.Outcome if o.needs_attention} == {report.Outcome.REFUSED, report.Outcome.PARTLY_APPLIED}
+    assert {o for o in report.Outcome if not o.applied} == {report.Outcome.DRY_RUN, report.Outcome.REFUSED}
+
+
+def test_findings_name_what_the_operator_counts() -> None:
+    plan = plan_of(
+        ActionKind.ADOPT, ActionKind.DELETE_RENDITION, ActionKind.DELETE_CANCELLED,  # orphan objects
+        ActionKind.SEEN_GONE, ActionKind.FLAG_MISSING,  # rows without their original
+        ActionKind.RERENDER, ActionKind.RELEASE_CLAIM, ActionKind.FAIL_CLAIM, ActionKind.REQUEUE,
+    )  # fmt: skip
+    plan.unholdable_keys = 2
+
+    assert report.findings(plan) == report.Findings(
+        orphan_objects=3, missing_rows=2, rerender_needed=1, expired_claims=2, planned_changes=9,
+        destructive_changes=4, unholdable_keys=2,
+    )  # fmt: skip
+
+
+def test_every_kind_is_counted_and_explained() -> None:
+    plan = plan_of(ActionKind.ADOPT, ActionKind.ADOPT, ActionKind.PURGE)
+
+    dry = {row.action: row for row in report.counts_by_kind(plan, None)}
+    applied = {row.action: row for row in report.counts_by_kind(plan, {"adopt": 2})}
+
+    assert set(dry) == {kind.value for kind in ActionKind}
+    assert (dry["adopt"].planned, dry["adopt"].applied, dry["purge"].destructive) == (2, None, True)
+    assert (applied["adopt"].applied, applied["purge"].applied) == (2, 0)
+    assert all(row.meaning for row in dry.values())
+
+
+def test_first_actions_put_destructive_ones_first_and_escape_what_they_show() -> None:
+    plan = plan_of(ActionKind.ADOPT, ActionKind.REQUEUE, ActionKind.FLAG_MISSING, ActionKind.PURGE)
+    plan.actions.append(Action(ActionKind.CORRECT_KEY, ALBUM, None, "raw/x/a\u202eb.jpg", "original is at raw/y/\u202e.jpg"))
+
+    rows = report.first_actions(plan, limit=3)
+
+    assert [r.action for r in rows] == ["flag_missing", "purge", "adopt"]
+    assert rows[0].album == str(ALBUM) and rows[0].photo == str(plan.actions[2].photo_id)
+    assert rows[0].key == plan.actions[2].key and rows[0].reason == "reason 2"
+    [correct] = [r for r in report.first_actions(plan, limit=10) if r.action == "correct_key"]
+    assert "\u202e" not in correct.key + correct.reason and "\\u202e" in correct.key
+    assert correct.photo == ""
+
+
+def test_skipped_keys_are_shown_escaped() -> None:
+    plan = plan_of()
+    plan.skip(keys.SkippedKey("raw/a/bad\x00name.jpg", "contains a NUL byte"))
+
+    [row] = report.skipped_keys(plan)
+
+    assert row == report.SkippedRow(key="raw/a/bad\\x00name.jpg", reason="contains a NUL byte")
