@@ -502,7 +502,7 @@ def renditions_description(what: str, prefix: str) -> str:
         f"Watermarked {what} of an album's photos, under `{prefix}{{album}}/`; one partition per album, "
         "rendered together with its sibling asset from one decode, so materializing either "
         "materializes both (the Materialize dialog says so).\n\n"
-        "**Materialize** renders the album's *pending* photos (what the sensors do for new uploads). "
+        "**Materialize…** renders the album's *pending* photos (what the sensors do for new uploads). "
         "An album rendered already has none, so the run changes nothing; the metadata still shows "
         "the album (`album_photos`, `album_completed`, `album_failed`, `album_pending`, `album_bytes`) "
         "beside what the run did.\n\n"
