@@ -13,6 +13,7 @@ name. Nothing else is written: the home folder and the UI go away at the end.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
+from photo_pipeline.defs.renditions.assets import NO_FAILED_PHOTOS_IN_ALBUM  # noqa: E402
 from photo_pipeline_tests.ui.local_ui import (  # noqa: E402
     album_with_failed_photos,
     run_demo,
@@ -36,6 +39,8 @@ from photo_pipeline_tests.ui.local_ui import (  # noqa: E402
 from photo_pipeline_tests.ui.pages import CONTENT_TIMEOUT_MS, UIPage, ui_page  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# A run started from the UI: queued, launched by the daemon, a new Python process, done.
+RUN_SECONDS = 120
 
 
 def click(role: str, name: str, then_expect: str, *, exact: bool = False) -> Callable[[Page], None]:
@@ -53,7 +58,7 @@ def enabled(role: str, name: str) -> Callable[[Page], None]:
     """An action: wait until the element is enabled (the launchpad checks its config first)."""
 
     def act(page: Page) -> None:
-        element = page.get_by_role(role, name=name).first  # type: ignore[arg-type]
+        element = page.get_by_role(role, name=name).last  # a dialog's, over the page's  # type: ignore[arg-type]
         deadline = time.monotonic() + CONTENT_TIMEOUT_MS / 1000
         while not element.is_enabled():
             if time.monotonic() > deadline:
@@ -67,9 +72,45 @@ def choose_album(page: Page, album: uuid.UUID) -> None:
     """In the Materialize dialog: Custom partition selection, the album by (the start of) its id."""
     page.get_by_text("Select a partition or create one").first.click(timeout=CONTENT_TIMEOUT_MS)
     page.keyboard.type(str(album)[:8])
-    page.get_by_text(str(album), exact=True).filter(visible=True).last.click(timeout=CONTENT_TIMEOUT_MS)
+    # The option in the list, not the same id on the page behind the dialog.
+    page.get_by_role("menuitem").filter(has_text=str(album)).first.click(timeout=CONTENT_TIMEOUT_MS)
     page.keyboard.press("Escape")  # closes the list, not the dialog
     page.get_by_text("Launch 1 run").filter(visible=True).first.wait_for(timeout=CONTENT_TIMEOUT_MS)
+
+
+def open_asset_launchpad(page: Page) -> None:
+    """An unpartitioned asset's launchpad: Shift+click on "Materialize" (the UI's own shortcut;
+    the arrow beside it → "Open launchpad" does the same but leaves its menu drawn behind)."""
+    materialize = page.locator("button", has_text=re.compile(r"^Materialize$")).first
+    materialize.click(modifiers=["Shift"], timeout=CONTENT_TIMEOUT_MS)
+    page.get_by_text("dry_run").filter(visible=True).first.wait_for(timeout=CONTENT_TIMEOUT_MS)
+    enabled("button", "Materialize")(page)
+
+
+def pick_partition(page: Page, album: uuid.UUID) -> None:
+    """In a partitioned job's launchpad: the album in the partition picker (fills album_id)."""
+    page.get_by_placeholder("Partition").first.click(timeout=CONTENT_TIMEOUT_MS)
+    page.keyboard.type(str(album)[:8])
+    page.get_by_role("menuitem").filter(has_text=str(album)).first.click(timeout=CONTENT_TIMEOUT_MS)
+    page.get_by_text(f"album_id: '{album}'").filter(visible=True).first.wait_for(timeout=CONTENT_TIMEOUT_MS)
+
+
+def reconcile_dry_run(page: Page, base_url: str) -> None:
+    """The asset's Materialize button (a dry run by default), then wait for its plan on the page:
+    the screenshot of storage_reconciliation shows a recorded plan, not "Never materialized"."""
+    page.goto(f"{base_url}/assets/storage_reconciliation", wait_until="domcontentloaded", timeout=CONTENT_TIMEOUT_MS)
+    # Its text is exactly "Materialize" (the partitioned assets' reads "Materialize…").
+    page.locator("button", has_text=re.compile(r"^Materialize$")).first.click(timeout=CONTENT_TIMEOUT_MS)
+    deadline = time.monotonic() + RUN_SECONDS
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(3_000)
+        page.reload(wait_until="domcontentloaded", timeout=CONTENT_TIMEOUT_MS)
+        try:
+            page.get_by_text("outcome", exact=True).filter(visible=True).first.wait_for(timeout=5_000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise SystemExit(f"the reconcile_storage dry run recorded no plan within {RUN_SECONDS}s")
 
 
 @dataclass(frozen=True)
@@ -87,7 +128,11 @@ SHOTS = [
     Shot("runs", "/runs", ["process_album"]),
     Shot("thumbnails", "/assets/thumbnails", ["Materialize…", "Latest materialization"]),
     Shot("album-partition", "/assets/thumbnails?view=partitions&partition={album}", ["{album}", "photos_failed"]),
-    Shot("no-failed-photos-check", "/assets/thumbnails?view=checks&checkDetail=no_failed_photos", ["no_failed_photos", "Latest execution"]),
+    Shot(
+        "no-failed-photos-check",
+        f"/assets/thumbnails?view=checks&checkDetail={NO_FAILED_PHOTOS_IN_ALBUM}",
+        [NO_FAILED_PHOTOS_IN_ALBUM, "Latest execution"],
+    ),
     Shot(
         "materialize-notice",
         "/assets/thumbnails",
@@ -114,15 +159,12 @@ SHOTS = [
         "reprocess-launchpad",
         "/locations/photo_pipeline/jobs/reprocess_failed_photos/playground",
         ["Launch Run"],
-        [enabled("button", "Launch Run")],
+        [],
+        [pick_partition, lambda page, _album: enabled("button", "Launch Run")(page)],
     ),
-    Shot(
-        "reconcile-launchpad",
-        "/locations/photo_pipeline/jobs/reconcile_storage/playground",
-        ["Launch Run"],
-        [enabled("button", "Launch Run")],
-    ),
+    Shot("reconcile-launchpad", "/assets/storage_reconciliation", ["Latest materialization"], [open_asset_launchpad]),
     Shot("resource", "/locations/photo_pipeline/resources/photo_pipeline", ["photo table: "]),
+    Shot("storage-reconciliation", "/assets/storage_reconciliation", ["outcome", "actions_by_kind"]),
     Shot("sensor", "/locations/photo_pipeline/sensors/pending_photo_sensor", ["Latest tick", "View logs"]),
 ]
 
@@ -133,6 +175,9 @@ def take(page: UIPage, base_url: str, album: uuid.UUID, shot: Shot, out: Path) -
         action(page.page)
     for album_action in shot.album_actions:
         album_action(page.page, album)
+    # Off any element, and a moment for a hover tooltip to fade: none in the picture.
+    page.page.mouse.move(1000, 110)
+    page.page.wait_for_timeout(600)
     problems = page.problems()
     if problems:
         raise SystemExit(f"{shot.name}: the UI shows a problem, no screenshot taken:\n" + "\n".join(problems))
@@ -158,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
                 try:
+                    with ui_page(browser) as page:
+                        print("  a reconcile_storage dry run from the UI…", flush=True)
+                        reconcile_dry_run(page.page, ui.url)
                     for shot in SHOTS:
                         # A page of its own for each shot: no dialog or scroll position carried over.
                         with ui_page(browser) as page:

@@ -244,8 +244,8 @@ def in_use_markdown(settings: Settings | None, s3_endpoint: str | None, *, probl
     """The resource's description: what it is, then the photo table and the object store in use,
     with the database password masked and no credential or query string anywhere."""
     lines = [
-        "Where the photo table and the objects live: every field below may be left unset (null), "
-        "its value then comes from the environment (see settings.py) or the embedded defaults.",
+        "Where the photo table and the objects live. Every field may be left unset (null): its value "
+        "then comes from the environment (see settings.py) or the embedded defaults.",
         "",
         "**In use** (this code location's environment, which its runs inherit):",
         "",

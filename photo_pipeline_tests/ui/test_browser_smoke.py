@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from photo_pipeline.defs.renditions.assets import NO_FAILED_PHOTOS_IN_ALBUM
 from photo_pipeline_tests.ui.local_ui import LocalUI, album_with_failed_photos, run_demo, start_ui, stop_process_group
 from photo_pipeline_tests.ui.pages import UIPage, ui_page
 
@@ -53,7 +54,9 @@ def test_album_partition_page(page: UIPage, demo_ui: tuple[LocalUI, uuid.UUID]) 
 
 def test_asset_check_page(page: UIPage, demo_ui: tuple[LocalUI, uuid.UUID]) -> None:
     ui, album = demo_ui
-    check_page(page, f"{ui.url}/assets/thumbnails?view=checks&checkDetail=no_failed_photos", ["no_failed_photos", "Latest execution"])
+    check_page(
+        page, f"{ui.url}/assets/thumbnails?view=checks&checkDetail={NO_FAILED_PHOTOS_IN_ALBUM}", [NO_FAILED_PHOTOS_IN_ALBUM, "Latest execution"]
+    )
 
 
 def test_resource_page_names_the_table_and_store_in_use(page: UIPage, demo_ui: tuple[LocalUI, uuid.UUID]) -> None:
