@@ -164,10 +164,11 @@ class PhotoCeleryRunLauncher(CeleryRunLauncher):
             verdict = run_worker_health(
                 state, worker, reply, self._silent_since.get(task_id), time.monotonic(), self.worker_lost_after_seconds
             )
-            if verdict.silent_since is None:
-                self._silent_since.pop(task_id, None)
-            else:
+            # Remembered only while the run is still judged running: a verdict ends the watch.
+            if verdict.silent_since is not None and verdict.result.status is WorkerStatus.RUNNING:
                 self._silent_since[task_id] = verdict.silent_since
+            else:
+                self._silent_since.pop(task_id, None)
         return verdict.result
 
     def _ask(self, task_id: str, worker: str) -> WorkerReply:

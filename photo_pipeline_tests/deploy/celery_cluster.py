@@ -16,17 +16,24 @@ import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import redis
 import yaml
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.services.uploads import upload_photo
+from photo_pipeline.storage import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_YAML = ROOT / "deploy" / "dagster-celery.yaml"
@@ -215,7 +222,33 @@ def workers_answering(instance: DagsterInstance, nodes: Sequence[str], timeout: 
     return set(nodes) <= answered
 
 
-# -- what the runs did
+# -- albums and what the runs did with them
+
+
+def upload_album(repository: PhotoRepository, store: ObjectStore, folder: Path, photos: Sequence[bytes], threads: int = 4) -> uuid.UUID:
+    """A new album uploaded through the client's flow (row first, presigned PUT, verified), a few
+    files at once as a browser would."""
+    album = uuid.uuid4()
+    folder.mkdir(parents=True)
+    paths = []
+    for index, data in enumerate(photos):
+        path = folder / f"photo-{index}.jpg"
+        path.write_bytes(data)
+        paths.append(path)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="upload") as pool:
+        list(pool.map(lambda path: upload_photo(repository, store, album, path), paths))
+    return album
+
+
+def run_task_worker(instance: DagsterInstance, run_id: str) -> str | None:
+    """The Celery node running a STARTED run (recorded by `track_started` with the task)."""
+    run = instance.get_run_by_id(run_id)
+    task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG) if run else None
+    if task_id is None:
+        return None
+    info = instance.run_launcher.celery.AsyncResult(task_id).info  # type: ignore[attr-defined]
+    return info.get("hostname") if isinstance(info, dict) else None
+
 
 
 @dataclass(frozen=True)
@@ -279,3 +312,37 @@ def run_span_seconds(runs: Sequence[RunFacts]) -> float:
     if not starts or not ends:
         raise ClusterError(f"runs without start or end time: {runs}")
     return max(ends) - min(starts)
+
+
+# -- connections the deployment opens (for the guide's sizing figures)
+
+
+class ConnectionPeaks:
+    """Samples pg_stat_activity every `interval` seconds while in the `with` block and keeps the
+    most connections seen per database (named by `databases`: datname -> label)."""
+
+    def __init__(self, admin_dsn: str, databases: dict[str, str], interval: float = 0.2) -> None:
+        self._admin_dsn = admin_dsn
+        self._databases = databases
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="connection-peaks", daemon=True)
+        self.peaks = {label: 0 for label in databases.values()}
+
+    def __enter__(self) -> ConnectionPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _sample(self) -> None:
+        with psycopg.connect(self._admin_dsn, autocommit=True) as admin:
+            while not self._stop.is_set():
+                rows = admin.execute("SELECT datname, count(*) FROM pg_stat_activity GROUP BY datname").fetchall()
+                for datname, count in rows:
+                    label = self._databases.get(datname)
+                    if label is not None:
+                        self.peaks[label] = max(self.peaks[label], int(count))
+                self._stop.wait(self._interval)

@@ -3,11 +3,12 @@ deploy/dagster-celery.yaml, Redis as broker and result backend, two `photo-pipel
 processes with their own names and working folders, PostgreSQL, S3 over HTTP (moto's server).
 
 Six albums uploaded through the client's upload flow: every run succeeds, both workers ran runs,
-no album had two runs at once, every photo rendered exactly once, compute logs in the bucket.
-Then a worker is killed with -9 in the middle of an album: run monitoring fails its run (the
-launcher's health check asks the worker, which no longer answers) and the other worker completes
-the album once the dead run's claims expire. The intervals are shortened (lease 20 s, monitoring
-every 2 s, a worker lost after 6 s of silence) so the test stays bounded; it prints the figures.
+no album had two runs at once, every photo rendered exactly once, the compute logs are in the
+bucket. Then the worker running an album is killed with -9 in the middle of it: run monitoring
+fails that run (the launcher's health check asks the worker, which no longer answers) and the
+other worker completes the album once the dead run's claims expire. The intervals are shortened
+(lease 20 s, monitoring every 2 s, a worker lost after 6 s of silence) so the test stays
+bounded; it prints what it measured (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from sqlalchemy.engine import make_url
 
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository
-from photo_pipeline.services.uploads import upload_photo
 from photo_pipeline.storage import S3ObjectStore, make_s3_client
-from photo_pipeline_tests.conftest import BIN, S3Server
+from photo_pipeline_tests.conftest import BIN, PG_ADMIN_DSN, S3Server
 from photo_pipeline_tests.deploy.celery_cluster import (
     FINISHED,
     CeleryCluster,
     ClusterTimings,
+    ConnectionPeaks,
     RunFacts,
     album_runs,
     celery_env,
@@ -39,23 +41,29 @@ from photo_pipeline_tests.deploy.celery_cluster import (
     photos_rendered_by_runs,
     release_redis_db,
     run_span_seconds,
+    run_task_worker,
+    upload_album,
     wait_for,
     workers_answering,
 )
+
+pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 20
 HEARTBEAT_SECONDS = 5
 ALBUMS = 6
 PHOTOS_PER_ALBUM = 4
 SMALL_PHOTO = (640, 480)
-# The album whose worker is killed: long enough to be caught mid-album (one render thread).
-KILLED_ALBUM_PHOTOS = 32
-KILLED_ALBUM_PHOTO = (2400, 1600)
+# The album whose worker is killed: slow enough to be caught mid-album (one render thread, a
+# 3000-pixel preview from 7.7 megapixels: about half a second a photo here).
+KILLED_ALBUM_PHOTOS = 24
+KILLED_ALBUM_PHOTO = (3200, 2400)
+PREVIEW_SIZE = 3000  # never upscaled: the small photos keep their size
 STEP_SECONDS = 120  # bound on every wait below
 TIMINGS = ClusterTimings()
 
 
-# -- the pure rule of overlap (no cluster needed)
+# -- the rule the test judges overlaps by (no cluster needed)
 
 
 def test_overlapping_runs_of_one_album_are_found_and_other_albums_are_not() -> None:
@@ -83,7 +91,7 @@ def redis_db() -> Iterator[int]:
 @pytest.fixture
 def cluster_env(pipeline_env: dict[str, str], redis_db: int) -> dict[str, str]:
     """pipeline_env (conftest) made a Celery deployment: the broker, the instance file, the
-    short lease. Mutated in place, so the daemon fixture started after it sees the same."""
+    short lease. Changed in place, so the daemon fixture started after it sees the same."""
     pipeline_env.update(
         {
             **celery_env(pipeline_env, redis_db),
@@ -91,6 +99,7 @@ def cluster_env(pipeline_env: dict[str, str], redis_db: int) -> dict[str, str]:
             "PHOTO_CLAIM_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
             "PHOTO_WORKERS": "1",
             "PHOTO_BATCH_SIZE": "4",
+            "PHOTO_PREVIEW_SIZE": str(PREVIEW_SIZE),
             # Only the sensors and the lease bring photos back here, not a reconcile run.
             "PHOTO_RECONCILE_CRON": "0 0 1 1 *",
         }
@@ -119,17 +128,6 @@ def cluster(cluster_env: dict[str, str], tmp_path: Path, request: pytest.Fixture
     celery_cluster.stop()
 
 
-def upload_album(repository: PhotoRepository, store: S3ObjectStore, folder: Path, photos: int, size: tuple[int, int]) -> uuid.UUID:
-    """An album uploaded through the client's flow (row first, presigned PUT, verified)."""
-    album = uuid.uuid4()
-    folder.mkdir(parents=True)
-    for index in range(photos):
-        path = folder / f"photo-{index}.jpg"
-        path.write_bytes(samples.photo_jpeg(*size, seed=index))
-        upload_photo(repository, store, album, path)
-    return album
-
-
 def test_album_runs_on_two_celery_workers_and_a_killed_worker(
     cluster: CeleryCluster,
     cluster_env: dict[str, str],
@@ -139,47 +137,49 @@ def test_album_runs_on_two_celery_workers_and_a_killed_worker(
 ) -> None:
     instance = celery_instance
     repository = PhotoRepository.from_url(cluster_env["PHOTO_DATABASE_URL"])
-    bucket = cluster_env["PHOTO_BUCKET"]
-    store = S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), bucket)
-    logs = [tmp_path / "daemon.log"]
-
+    store = S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), cluster_env["PHOTO_BUCKET"])
     first, second = cluster.start_worker("photos-a"), cluster.start_worker("photos-b")
-    logs += cluster.logs()
-    workers = [first.process, second.process]
-    wait_for(lambda: workers_answering(instance, [first.node, second.node]), "both workers to answer", STEP_SECONDS, logs, workers)
+    logs = [tmp_path / "daemon.log", *cluster.logs()]
+    wait_for(
+        lambda: workers_answering(instance, [first.node, second.node]),
+        "both workers to answer over the broker",
+        STEP_SECONDS,
+        logs,
+        [first.process, second.process],
+    )
 
     # -- six albums on two workers
-    albums = [upload_album(repository, store, tmp_path / f"album-{i}", PHOTOS_PER_ALBUM, SMALL_PHOTO) for i in range(ALBUMS)]
+    databases = {make_url(cluster_env["PHOTO_DATABASE_URL"]).database or "": "photo table", cluster_env["DAGSTER_PG_DB"]: "dagster"}
     total = ALBUMS * PHOTOS_PER_ALBUM
+    with ConnectionPeaks(PG_ADMIN_DSN, databases) as connections:
+        small = [samples.photo_jpeg(*SMALL_PHOTO, seed=i) for i in range(PHOTOS_PER_ALBUM)]
+        albums = [upload_album(repository, store, tmp_path / f"album-{i}", small) for i in range(ALBUMS)]
 
-    def all_completed_and_runs_finished() -> list[RunFacts] | None:
-        completed = sum(repository.status_counts(album)[PhotoStatus.COMPLETED] for album in albums)
-        runs = album_runs(instance, albums)
-        return runs if completed == total and runs and all(r.status in FINISHED for r in runs) else None
+        def settled() -> list[RunFacts] | None:
+            completed = sum(repository.status_counts(album)[PhotoStatus.COMPLETED] for album in albums)
+            runs = album_runs(instance, albums)
+            return runs if completed == total and runs and all(r.status in FINISHED for r in runs) else None
 
-    runs = wait_for(all_completed_and_runs_finished, "six albums completed, their runs finished", STEP_SECONDS, logs, workers)
+        runs = wait_for(settled, "six albums completed and their runs ended", STEP_SECONDS, logs, [first.process, second.process])
     assert [r for r in runs if r.status is not DagsterRunStatus.SUCCESS] == [], "every run succeeds"
     assert {r.worker for r in runs} == {first.node, second.node}, f"both workers ran runs: {runs}"
     assert overlapping_runs(runs) == [], "no album had two runs at once"
     rows = [row for album in albums for row in repository.photos_in_album(album)]
     assert len(rows) == total and all(r.status is PhotoStatus.COMPLETED and r.attempts == 1 for r in rows)
     assert photos_rendered_by_runs(instance, [r.run_id for r in runs]) == total, "every photo rendered exactly once"
+    log_keys = [info.key for info in store.list_page("dagster/compute-logs/", limit=1000)]
+    assert {r.run_id for r in runs} <= {key.split("/")[3] for key in log_keys}, f"every run's compute logs in the bucket: {log_keys}"
     span = run_span_seconds(runs)
-    by_worker = {node: sum(1 for r in runs if r.worker == node) for node in (first.node, second.node)}
+    per_worker = {node: sum(1 for r in runs if r.worker == node) for node in (first.node, second.node)}
     print(
         f"\n{ALBUMS} albums x {PHOTOS_PER_ALBUM} photos ({SMALL_PHOTO[0]}x{SMALL_PHOTO[1]}) on 2 Celery workers: "
-        f"{len(runs)} runs {by_worker}, first run start -> last run end {span:.1f}s, {total / span:.2f} photos/s"
+        f"{len(runs)} runs {per_worker}; first run start -> last run end {span:.1f}s, {total / span:.2f} photos/s; "
+        f"peak connections {connections.peaks}"
     )
-    # Compute logs are in the bucket, not on the worker's disk.
-    log_keys = [info.key for info in store.list_page("dagster/compute-logs/", limit=1000)]
-    assert any(r.run_id in key for r in runs for key in log_keys), f"compute logs of the runs in the bucket: {log_keys[:5]}"
 
-    # -- a worker killed with -9 in the middle of an album
-    album = upload_album(repository, store, tmp_path / "album-killed", KILLED_ALBUM_PHOTOS, KILLED_ALBUM_PHOTO)
-
-    def run_in_progress() -> RunFacts | None:
-        started = [r for r in album_runs(instance, [album]) if r.status is DagsterRunStatus.STARTED]
-        return started[0] if started else None
+    # -- the worker running an album killed with -9 in the middle of it
+    big = samples.photo_jpeg(*KILLED_ALBUM_PHOTO, seed=11)
+    album = upload_album(repository, store, tmp_path / "album-killed", [big] * KILLED_ALBUM_PHOTOS)
 
     def claimed_by(run_id: str) -> list[uuid.UUID]:
         return [
@@ -188,58 +188,59 @@ def test_album_runs_on_two_celery_workers_and_a_killed_worker(
             if r.status is PhotoStatus.PROCESSING and (r.claimed_by or "").startswith(run_id + "/")
         ]
 
-    def mid_album() -> RunFacts | None:
-        run = run_in_progress()
+    def mid_album() -> str | None:
+        started = [r for r in album_runs(instance, [album]) if r.status is DagsterRunStatus.STARTED]
         counts = repository.status_counts(album)
-        busy = run is not None and counts[PhotoStatus.COMPLETED] > 0 and counts[PhotoStatus.PENDING] > 0 and claimed_by(run.run_id)
-        return run if busy else None
+        if started and counts[PhotoStatus.COMPLETED] > 0 and counts[PhotoStatus.PENDING] > 0 and claimed_by(started[0].run_id):
+            return started[0].run_id
+        return None
 
-    victim_run = wait_for(mid_album, "the album's run to be mid-album", STEP_SECONDS, logs, workers, interval=0.2)
-    victim = cluster.worker_of_node(instance.run_launcher.celery.AsyncResult(victim_run_task(instance, victim_run.run_id)).info["hostname"])  # type: ignore[attr-defined]
+    killed_run = wait_for(mid_album, "the album's run to be mid-album", STEP_SECONDS, logs, [first.process, second.process], interval=0.2)
+    victim = cluster.worker_of_node(run_task_worker(instance, killed_run))
     assert victim is not None, "the run's worker is one of ours"
     survivor = second if victim == first.name else first
     cluster.kill(victim)
     killed_at = time.monotonic()
-    held_at_kill = claimed_by(victim_run.run_id)
+    # Read once the worker is dead: what its run left behind.
+    held_at_kill = claimed_by(killed_run)
     counts_at_kill = repository.status_counts(album)
     assert held_at_kill, "the killed run held claims"
 
-    def victim_failed() -> bool:
-        run = instance.get_run_by_id(victim_run.run_id)
+    def killed_run_failed() -> bool:
+        run = instance.get_run_by_id(killed_run)
         return run is not None and run.status is DagsterRunStatus.FAILURE
 
-    wait_for(victim_failed, "run monitoring to fail the dead worker's run", STEP_SECONDS, logs, [survivor.process])
+    wait_for(killed_run_failed, "run monitoring to fail the dead worker's run", STEP_SECONDS, logs, [survivor.process])
     failed_after = time.monotonic() - killed_at
-    [failure] = instance.all_logs(victim_run.run_id, of_type=DagsterEventType.RUN_FAILURE)
-    assert "Detected run worker status FAILED" in (failure.message or ""), failure.message  # run monitoring's words
-    assert f"Celery worker {cluster.workers[victim].node} does not answer" in (failure.message or ""), failure.message
+    [failure] = instance.all_logs(killed_run, of_type=DagsterEventType.RUN_FAILURE)
+    message = failure.message or ""
+    assert "Detected run worker status FAILED" in message, message  # run monitoring's words
+    assert f"Celery worker {cluster.workers[victim].node} does not answer" in message, message  # the health check's
 
-    def album_completed() -> bool:
-        return repository.status_counts(album)[PhotoStatus.COMPLETED] == KILLED_ALBUM_PHOTOS
+    def album_done() -> list[RunFacts] | None:
+        runs = album_runs(instance, [album])
+        completed = repository.status_counts(album)[PhotoStatus.COMPLETED] == KILLED_ALBUM_PHOTOS
+        return runs if completed and all(r.status in FINISHED for r in runs) else None
 
-    wait_for(album_completed, "the other worker to complete the album", LEASE_SECONDS + STEP_SECONDS, logs, [survivor.process])
+    album_runs_after = wait_for(album_done, "the other worker to complete the album", LEASE_SECONDS + STEP_SECONDS, logs, [survivor.process])
     recovered_after = time.monotonic() - killed_at
-    after_kill = [r for r in album_runs(instance, [album]) if r.run_id != victim_run.run_id]
-    wait_for(lambda: all(r.status in FINISHED for r in album_runs(instance, [album])), "the album's runs to end", STEP_SECONDS, logs)
-    after_kill = [r for r in album_runs(instance, [album]) if r.run_id != victim_run.run_id]
-    assert after_kill and all(r.status is DagsterRunStatus.SUCCESS and r.worker == survivor.node for r in after_kill), after_kill
-    assert overlapping_runs(album_runs(instance, [album])) == [], "no album had two runs at once"
+    later = [r for r in album_runs_after if r.run_id != killed_run]
+    assert later and all(r.status is DagsterRunStatus.SUCCESS and r.worker == survivor.node for r in later), later
+    assert overlapping_runs(album_runs_after) == [], "no album had two runs at once"
     rows_by_id = {r.id: r for r in repository.photos_in_album(album)}
     for photo_id in held_at_kill:
         row = rows_by_id[photo_id]
         assert row.status is PhotoStatus.COMPLETED and row.attempts >= 2, "taken back from the killed run"
+    # What brought the album back: run retries (a retry of the failed run) and the sensors.
+    how = [
+        "retry" if "dagster/parent_run_id" in run.tags else run.tags.get("photo_pipeline/trigger", "?")
+        for run in (instance.get_run_by_id(r.run_id) for r in later)
+        if run is not None
+    ]
     print(
-        f"kill -9 of worker {victim} mid-album ({counts_at_kill[PhotoStatus.COMPLETED]} of {KILLED_ALBUM_PHOTOS} completed, "
-        f"{len(held_at_kill)} claimed by its run): run failed by run monitoring after {failed_after:.1f}s, "
-        f"album completed by {survivor.name} after {recovered_after:.1f}s "
-        f"(lease {LEASE_SECONDS}s, monitoring every {TIMINGS.monitoring_poll_seconds}s, worker lost after "
-        f"{TIMINGS.worker_lost_after_seconds}s)"
+        f"kill -9 of {victim} mid-album ({counts_at_kill[PhotoStatus.COMPLETED]} of {KILLED_ALBUM_PHOTOS} completed, "
+        f"{len(held_at_kill)} claimed by its run, {counts_at_kill[PhotoStatus.PENDING]} pending): "
+        f"run failed by run monitoring after {failed_after:.1f}s, album completed by {survivor.name} after "
+        f"{recovered_after:.1f}s by {len(later)} run(s): {', '.join(how)} (lease {LEASE_SECONDS}s, monitoring every {TIMINGS.monitoring_poll_seconds}s, "
+        f"worker lost after {TIMINGS.worker_lost_after_seconds}s of silence)"
     )
-
-
-def victim_run_task(instance: DagsterInstance, run_id: str) -> str:
-    from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
-
-    run = instance.get_run_by_id(run_id)
-    assert run is not None
-    return run.tags[DAGSTER_CELERY_TASK_ID_TAG]
