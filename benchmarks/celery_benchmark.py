@@ -34,6 +34,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
+
+from dagster import DagsterInstance
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_support import ADMIN_DSN, create_database, drop_database  # noqa: E402 (the script's own folder)
@@ -107,7 +111,7 @@ class MemoryPeaks:
         self.worker_mib = 0.0
         self.run_mib = 0.0
 
-    def __enter__(self) -> MemoryPeaks:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -181,8 +185,6 @@ def deployment(folder: Path, workers: int) -> Iterator[tuple[dict[str, str], Cel
 
 
 def measure(workers: int, albums: int, photos: int, size: tuple[int, int]) -> Measurement:
-    from dagster import DagsterInstance
-
     with tempfile.TemporaryDirectory(prefix="celery-bench-") as tmp, deployment(Path(tmp), workers) as (env, cluster, daemon):
         folder = Path(tmp)
         for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB", "PHOTO_BUCKET",
@@ -196,8 +198,6 @@ def measure(workers: int, albums: int, photos: int, size: tuple[int, int]) -> Me
         with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             wait_for(lambda: workers_answering(instance, [w.node for w in started]), "the workers to answer", WAIT_SECONDS, logs, alive)
             originals = [samples.photo_jpeg(*size, seed=i) for i in range(photos)]
-            from sqlalchemy.engine import make_url
-
             databases = {make_url(env["PHOTO_DATABASE_URL"]).database or "": "photo table", env["DAGSTER_PG_DB"]: "dagster"}
             # `photo-pipeline worker` is the process the test starts; its Celery worker is itself.
             with ConnectionPeaks(ADMIN_DSN, databases) as connections, MemoryPeaks([w.process.pid for w in started]) as memory:

@@ -11,6 +11,7 @@ They share PostgreSQL, the broker and the bucket, nothing else.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import signal
@@ -23,12 +24,18 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import redis
 import yaml
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunsFilter,
+)
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
 from photo_pipeline.photos.repository import PhotoRepository
@@ -202,6 +209,7 @@ def wait_for(
     """Poll until `condition()` is truthy (returned), at most `timeout` seconds; fail with the
     logs' tails otherwise, or as soon as a process in `alive` ends."""
     deadline = time.monotonic() + timeout
+    ended: list[Any] = []
     while time.monotonic() < deadline:
         value = condition()
         if value:
@@ -211,7 +219,7 @@ def wait_for(
             break
         time.sleep(interval)
     tails = "\n".join(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists())
-    ended_note = f" (ended: {ended})" if alive and ended else ""
+    ended_note = f" (ended: {ended})" if ended else ""
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{ended_note}\n{tails}")
 
 
@@ -283,9 +291,9 @@ def overlapping_runs(runs: Sequence[RunFacts]) -> list[tuple[str, str, str]]:
     for run in runs:
         if run.start is not None:
             by_album.setdefault(run.album, []).append(run)
-    for album, album_runs_ in by_album.items():
-        ordered = sorted(album_runs_, key=lambda r: r.start or 0.0)
-        for earlier, later in zip(ordered, ordered[1:]):
+    for album, runs_of_album in by_album.items():
+        ordered = sorted(runs_of_album, key=lambda r: r.start or 0.0)
+        for earlier, later in itertools.pairwise(ordered):
             if (later.start or 0.0) < (earlier.end or now):
                 overlaps.append((album, earlier.run_id, later.run_id))
     return overlaps
@@ -294,8 +302,6 @@ def overlapping_runs(runs: Sequence[RunFacts]) -> list[tuple[str, str, str]]:
 def photos_rendered_by_runs(instance: DagsterInstance, run_ids: Iterable[str]) -> int:
     """Photos rendered, summed over the runs' `thumbnails` materializations (`photos_rendered`):
     a photo rendered by two runs counts twice."""
-    from dagster import DagsterEventType
-
     total = 0
     for run_id in run_ids:
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
@@ -329,7 +335,7 @@ class ConnectionPeaks:
         self._thread = threading.Thread(target=self._sample, name="connection-peaks", daemon=True)
         self.peaks = {label: 0 for label in databases.values()}
 
-    def __enter__(self) -> ConnectionPeaks:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

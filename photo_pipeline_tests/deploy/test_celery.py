@@ -47,8 +47,6 @@ from photo_pipeline_tests.deploy.celery_cluster import (
     workers_answering,
 )
 
-pytestmark = pytest.mark.slow
-
 LEASE_SECONDS = 20
 HEARTBEAT_SECONDS = 5
 ALBUMS = 6
@@ -128,6 +126,7 @@ def cluster(cluster_env: dict[str, str], tmp_path: Path, request: pytest.Fixture
     celery_cluster.stop()
 
 
+@pytest.mark.slow
 def test_album_runs_on_two_celery_workers_and_a_killed_worker(
     cluster: CeleryCluster,
     cluster_env: dict[str, str],

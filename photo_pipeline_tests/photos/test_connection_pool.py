@@ -10,7 +10,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from photo_pipeline.defs.resources import PhotoPipelineResource
-from photo_pipeline.photos.database import DEFAULT_MAX_CONNECTIONS, connections_per_process, create_engine_for
+from photo_pipeline.photos.database import (
+    DEFAULT_MAX_CONNECTIONS,
+    connections_per_process,
+    create_engine_for,
+)
 from photo_pipeline.settings import Settings
 from photo_pipeline_tests.conftest import PG_ADMIN_DSN
 
