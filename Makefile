@@ -23,6 +23,7 @@ ui: setup
 test: setup
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-chromium.sh
+	./scripts/ensure-redis.sh
 	$(BIN)/python -m pytest
 
 benchmarks: setup

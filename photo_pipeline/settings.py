@@ -221,8 +221,8 @@ class EnvironmentSettings(BaseSettings):
         ge=1,
         le=256,
     )
-    # The photo table's pool holds 20 connections (database.py): I/O threads of both stages, the
-    # heartbeat and the claim loop must fit in it, hence at most 8.
+    # A run's pool to the photo table is sized from this (database.connections_per_process:
+    # the I/O threads of both stages, the heartbeat and the claim loop); at most 8 keeps it at 18.
     io_threads: int = _setting(
         4,
         description="threads that fetch originals, and as many that upload renditions and write rows "

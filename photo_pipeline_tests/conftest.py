@@ -249,10 +249,12 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium for the session. Missing Chromium fails the test (make test installs it
-    with scripts/ensure-chromium.sh); it never skips."""
+    """Headless Chromium for a test module. Missing Chromium fails the test (make test installs it
+    with scripts/ensure-chromium.sh); it never skips. Per module, not per session: Playwright's
+    sync API keeps an asyncio loop running on the main thread while it lives, and code that calls
+    asyncio.run (Dagster's freshness daemon, for one) refuses to run under it."""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM}: run scripts/ensure-chromium.sh"

@@ -535,6 +535,33 @@ def sqlite_file_made_absolute(url: str) -> str:
     return parsed.set(database=str(Path(path).absolute())).render_as_string(hide_password=False)
 
 
+@main.command()
+@click.option("--name", "-n", required=True, help="This worker's name, unique among the workers (the host is appended).")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Runs at once on this machine [default: worker_concurrency in the instance's yaml].",
+)
+@click.option("--loglevel", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@pass_context
+def worker(ctx: Context, name: str, concurrency: int | None, loglevel: str) -> None:
+    """Run album runs on this machine: a Celery worker for the Celery run launcher
+    (DAGSTER_HOME's dagster.yaml must be deploy/dagster-celery.yaml). Stops on SIGTERM once its
+    runs end."""
+    from dagster._core.errors import DagsterHomeNotSetError, DagsterInvalidConfigError
+
+    from photo_pipeline.instance.celery_worker import CeleryWorkerError, start_worker
+
+    # A worker that cannot reach the photo table would fail every run it takes: refuse to start.
+    ctx.repository()
+    try:
+        start_worker(name, concurrency=concurrency, loglevel=loglevel)
+    except (CeleryWorkerError, DagsterHomeNotSetError, DagsterInvalidConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def ui_command(port: int) -> list[str]:
     """`dg dev` (`dagster dev` is superseded by it and warns so) on the project's workspace.yaml,
     which names the code location; the bare module where the package runs without its project

@@ -19,7 +19,7 @@ from dagster import ConfigurableResource, Definitions, EnvVar, definitions
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from photo_pipeline.photos.database import create_engine_for
+from photo_pipeline.photos.database import DEFAULT_MAX_CONNECTIONS, connections_per_process, create_engine_for
 from photo_pipeline.photos.repository import PhotoRepository
 from photo_pipeline.redaction import redact, url_for_display
 from photo_pipeline.rendering.render import RenderOptions, render_options_from_settings
@@ -47,13 +47,14 @@ _client_lock = threading.Lock()
 _s3_clients: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}
 
 
-def repository_for(url: str) -> PhotoRepository:
+def repository_for(url: str, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> PhotoRepository:
     """One engine (and connection pool) per database per process: sensors tick every few
-    seconds in a long-lived code server and must not open a new pool each time."""
+    seconds in a long-lived code server and must not open a new pool each time. The pool holds
+    what a run's threads can use at once (`connections_per_process`), no more."""
     with _engine_lock:
         repository = _repositories.get(url)
         if repository is None:
-            repository = PhotoRepository(create_engine_for(url))
+            repository = PhotoRepository(create_engine_for(url, max_connections=max_connections))
             _repositories[url] = repository
         return repository
 
@@ -145,7 +146,8 @@ class PhotoPipelineResource(ConfigurableResource):
         )
 
     def repository(self) -> PhotoRepository:
-        return repository_for(self.settings().database_url)
+        settings = self.settings()
+        return repository_for(settings.database_url, connections_per_process(settings.io_threads))
 
     def store(self) -> ObjectStore:
         settings = self.settings()

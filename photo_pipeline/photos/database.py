@@ -33,7 +33,22 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine_for(url: str) -> Engine:
+def connections_per_process(io_threads: int) -> int:
+    """The most connections one process opens to the photo table: what a run can use at once,
+    the fetch and store threads (PHOTO_IO_THREADS each), the claim heartbeat and the claim loop.
+    Render threads touch the table only to record a failure and wait for a free connection then.
+    A hard limit, so PostgreSQL's max_connections can be sized as processes x this (see the
+    guide's "Scaling out")."""
+    return 2 * io_threads + 2
+
+
+# The default PHOTO_IO_THREADS (4): what CLI commands and the API hold at most.
+DEFAULT_MAX_CONNECTIONS = connections_per_process(4)
+# How long a thread waits for a free connection before the pool gives up (TimeoutError).
+POOL_TIMEOUT_SECONDS = 30
+
+
+def create_engine_for(url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -41,7 +56,10 @@ def create_engine_for(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # No overflow: max_connections is a limit, not a hint; a thread beyond it waits its turn.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=max_connections, max_overflow=0, pool_timeout=POOL_TIMEOUT_SECONDS
+    )
 
 
 def alembic_config(url: str) -> Config:

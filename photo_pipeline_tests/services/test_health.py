@@ -5,6 +5,7 @@ real `rerender_albums` run that leaves the latency alone, and freshness judged b
 freshness daemon and read back through the UI's GraphQL."""
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -508,7 +509,10 @@ def record_materialization(instance: DagsterInstance, asset: str, at: datetime) 
 
 def freshness_as_the_ui_shows_it(workspace: WorkspaceProcessContext) -> dict[str, str]:
     """One pass of the daemon's freshness evaluator, then the status the asset pages show."""
-    list(FreshnessDaemon().run_iteration(workspace))
+    # On a thread of its own: the evaluator calls asyncio.run, which refuses to start inside a
+    # running loop (a browser test's Playwright may hold one on the main thread).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: list(FreshnessDaemon().run_iteration(workspace))).result(timeout=120)
     status = {}
     for asset in (STORAGE_RECONCILIATION, PIPELINE_HEALTH):
         data = query(workspace, FRESHNESS, {"asset": {"path": [asset]}})
