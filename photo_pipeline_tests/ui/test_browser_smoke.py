@@ -1,7 +1,8 @@
 """The operator's pages in headless Chromium against a real `photo-pipeline ui` on the demo's
-data: the asset, an album's partition, the per-album check, the resource and the launchpads of
-the three jobs an operator launches by hand. Each must show its content, with no error toast,
-no Python error, no failed GraphQL answer and no script error."""
+data: the renditions' and the reconciliation's asset pages, an album's partition, the per-album
+check, the resource and the launchpads of the three jobs an operator launches by hand. Each must
+show its content, with no error toast, no Python error, no failed GraphQL answer and no script
+error; the whole module takes well under a minute on a quiet machine."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def check_page(page: UIPage, url: str, expect: list[str]) -> None:
 def test_asset_page(page: UIPage, demo_ui: tuple[LocalUI, uuid.UUID]) -> None:
     ui, _album = demo_ui
     check_page(page, f"{ui.url}/assets/thumbnails", ["Materialize…", "Latest materialization", "Watermarked thumbnails"])
+
+
+def test_reconciliation_asset_page(page: UIPage, demo_ui: tuple[LocalUI, uuid.UUID]) -> None:
+    ui, _album = demo_ui
+    check_page(page, f"{ui.url}/assets/storage_reconciliation", ["Latest materialization", "Freshness policy"])
 
 
 def test_album_partition_page(page: UIPage, demo_ui: tuple[LocalUI, uuid.UUID]) -> None:
