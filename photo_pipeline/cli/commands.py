@@ -507,7 +507,7 @@ def ui(ctx: Context, port: int) -> None:
     # The home is absolute (and so is a SQLite file given relative to here), so the change of
     # folder below changes nothing the pipeline reads.
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PHOTO_PIPELINE_HOME": str(ctx.settings.home)}
-    if ENV_DATABASE_URL in env:
+    if env.get(ENV_DATABASE_URL):  # set and not empty (empty means unset, as in the settings)
         env[ENV_DATABASE_URL] = sqlite_file_made_absolute(env[ENV_DATABASE_URL])
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix  # dg warns when the project's venv is not the active one
