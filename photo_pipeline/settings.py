@@ -192,6 +192,12 @@ class EnvironmentSettings(BaseSettings):
         ge=1,
         le=2_000_000_000,
     )
+    store_gps: bool = _setting(
+        False,
+        description="store the EXIF GPS position of each photo in the photo table (personal data: off unless "
+        "wanted); renditions never carry it",
+        accepted="true or false",
+    )
 
     # Limits of one run (see the guide's Limits and The processing pipeline).
     memory_budget_mb: int = _setting(
@@ -577,6 +583,7 @@ class RenderSettings:
     watermark_scale: float = _DECLARED.watermark_scale
     background: str = _DECLARED.background
     max_pixels: int = _DECLARED.max_pixels
+    store_gps: bool = _DECLARED.store_gps
 
 
 @dataclass(frozen=True)
@@ -712,6 +719,7 @@ def _render_settings_from(declared: EnvironmentSettings) -> RenderSettings:
         watermark_scale=declared.watermark_scale,
         background=declared.background,
         max_pixels=declared.max_pixels,
+        store_gps=declared.store_gps,
     )
 
 

@@ -44,6 +44,31 @@ class ClaimedPhoto:
     claim: str
 
 
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What rendering learnt about a photo besides its renditions, written with its completion
+    (photos' columns of the same names)."""
+
+    original_sha256: str | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    thumbhash: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "original_sha256": self.original_sha256,
+            "taken_at": self.taken_at,
+            "camera_make": self.camera_make,
+            "camera_model": self.camera_model,
+            "gps_latitude": self.gps_latitude,
+            "gps_longitude": self.gps_longitude,
+            "thumbhash": self.thumbhash,
+        }
+
+
 class ClaimQueries:
     """The claim and outcome statements of the photo table (mixed into `PhotoRepository`)."""
 
@@ -212,6 +237,7 @@ class ClaimQueries:
         preview_bytes: int,
         original_etag: str | None = None,
         note: str | None = None,
+        facts: PhotoFacts = PhotoFacts(),
     ) -> bool:
         """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
         but looks damaged, such as a truncated JPEG padded with grey."""
@@ -219,6 +245,8 @@ class ClaimQueries:
         return self._finish(
             claim,
             now,
+            **facts.columns(),
+            duplicate_of=None,
             status=PhotoStatus.COMPLETED.value,
             thumb_key=thumb_key,
             preview_key=preview_key,
@@ -233,6 +261,54 @@ class ClaimQueries:
             # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
             first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
         )
+
+    def complete_duplicate(
+        self,
+        claim: ClaimedPhoto,
+        *,
+        duplicate_of: uuid.UUID,
+        original_sha256: str,
+        original_bytes: int | None,
+        original_etag: str | None = None,
+    ) -> bool:
+        """Mark the photo completed as a duplicate of `duplicate_of` (same checksum, same album):
+        no renditions of its own, so its keys are emptied (their objects, from before it was found
+        to be a duplicate, become orphans reconciliation removes)."""
+        now = self._clock()
+        return self._finish(
+            claim,
+            now,
+            status=PhotoStatus.COMPLETED.value,
+            duplicate_of=duplicate_of,
+            original_sha256=original_sha256,
+            original_bytes=original_bytes,
+            original_etag=original_etag,
+            thumb_key=None,
+            preview_key=None,
+            thumb_bytes=None,
+            preview_bytes=None,
+            thumbhash=None,
+            error=None,
+            completed_at=now,
+            first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+        )
+
+    def first_with_checksum(self, album_id: uuid.UUID, sha256: str, *, other_than: uuid.UUID) -> uuid.UUID | None:
+        """The album's earliest completed photo (not itself a duplicate) with this checksum."""
+        query = (
+            select(Photo.id)
+            .where(
+                Photo.album_id == album_id,
+                Photo.original_sha256 == sha256,
+                Photo.duplicate_of.is_(None),
+                Photo.status == PhotoStatus.COMPLETED.value,
+                Photo.id != other_than,
+            )
+            .order_by(Photo.created_at, Photo.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
 
     def fail(self, claim: ClaimedPhoto, error: str) -> bool:
         return self._finish(claim, self._clock(), status=PhotoStatus.FAILED.value, error=error)

@@ -89,6 +89,14 @@ class PhotoRecord:
     missing_since: datetime | None
     original_etag: str | None = None
     first_completed_at: datetime | None = None
+    original_sha256: str | None = None
+    duplicate_of: uuid.UUID | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    thumbhash: str | None = None
 
     @property
     def display_filename(self) -> str:
@@ -183,6 +191,26 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
+
+    def photos_in_capture_order(self, album_id: uuid.UUID, limit: int) -> list[PhotoRecord]:
+        """Up to `limit` of the album's photos in the order they were taken (EXIF local time;
+        photos without one last, in upload order)."""
+        query = (
+            select(*Photo.__table__.columns)
+            .where(Photo.album_id == album_id)
+            .order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.created_at, Photo.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def duplicate_counts_by_album(self, album_ids: Collection[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
+        """Photos marked as duplicates, per album (albums without any are absent)."""
+        query = select(Photo.album_id, func.count()).where(Photo.duplicate_of.is_not(None)).group_by(Photo.album_id)
+        if album_ids is not None:
+            query = query.where(Photo.album_id.in_(list(album_ids)))
+        with self.engine.connect() as conn:
+            return {album_id: count for album_id, count in conn.execute(query)}
 
     def album_page(self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None) -> list[PhotoRecord]:
         """Up to `limit` of the album's photos in upload order (created_at, id), after the photo

@@ -21,6 +21,8 @@ from typing import BinaryIO
 import pillow_heif
 from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
+from photo_pipeline.rendering.capture import CaptureFacts, capture_facts
+from photo_pipeline.rendering.thumbhash import thumbhash_of
 from photo_pipeline.rendering.watermark import (
     WatermarkOptions,
     apply_watermark,
@@ -108,6 +110,8 @@ class RenderOptions:
     watermark: WatermarkOptions | None = WatermarkOptions()  # noqa: RUF009
     background: str = "#ffffff"  # transparency is flattened onto this colour
     max_pixels: int = 120_000_000
+    # Read GPS coordinates into the capture facts (PHOTO_STORE_GPS); renditions never carry them.
+    keep_gps: bool = False
 
     def __post_init__(self) -> None:
         if self.preview_long_side < 1 or self.thumb_long_side < 1:
@@ -139,6 +143,10 @@ class Renditions:
     source_format: str  # e.g. "JPEG", "PNG", "HEIF"
     # Set when the pixels look damaged although the decoder raised nothing (see _grey_padding).
     warning: str | None = None
+    # When and with what it was taken, from the EXIF the one open already parsed.
+    capture: CaptureFacts = CaptureFacts()  # noqa: RUF009 - frozen
+    # The page's placeholder, from the thumbnail before its watermark (rendering/thumbhash.py).
+    thumbhash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ class _Decoded:
     source_size: tuple[int, int]  # full size of the original, after orientation
     source_format: str
     warning: str | None = None
+    capture: CaptureFacts = CaptureFacts()  # noqa: RUF009 - frozen
 
 
 Source = bytes | BinaryIO
@@ -278,6 +287,7 @@ def render_options_from_settings(render: RenderSettings) -> RenderOptions:
             watermark=watermark if watermark.is_visible else None,
             background=render.background,
             max_pixels=render.max_pixels,
+            keep_gps=render.store_gps,
         )
     except ValueError as exc:
         raise SettingsError(f"render settings: {exc}") from exc
@@ -305,6 +315,8 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
     if thumbnail is preview:
         # A photo no larger than the thumbnail: the preview is not resized, and would be marked twice.
         thumbnail = preview.copy()
+    # Before the watermark: the mark is noise in a 100-pixel sketch.
+    placeholder = thumbhash_of(thumbnail)
     # Both images belong to this call alone (fresh from the decode or a resize; the thumbnail is
     # made before the preview is marked), so the mark is blended and the metadata dropped in place.
     return Renditions(
@@ -314,6 +326,8 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
         source_height=decoded.source_size[1],
         source_format=decoded.source_format,
         warning=decoded.warning,
+        capture=decoded.capture,
+        thumbhash=placeholder,
     )
 
 
@@ -363,7 +377,9 @@ def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> 
     with _decode_errors_as_render_errors(), _open(data) as opened:
         stored_size = opened.size
         _check_pixel_limit(stored_size, options.max_pixels)
-        orientation = _orientation(opened)
+        exif = opened.getexif()
+        orientation = _orientation(exif)
+        capture = capture_facts(exif, keep_gps=options.keep_gps)
         if use_draft:
             _request_draft(opened, _fit_size(stored_size, options.preview_long_side))
         opened.load()
@@ -372,7 +388,7 @@ def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> 
         image = _upright(opened)
     if orientation in TRANSPOSING_ORIENTATIONS:
         stored_size = (stored_size[1], stored_size[0])
-    return _Decoded(image=image, source_size=stored_size, source_format=source_format, warning=warning)
+    return _Decoded(image=image, source_size=stored_size, source_format=source_format, warning=warning, capture=capture)
 
 
 # libjpeg-turbo meeting the EOI marker before the scan data is complete ("Corrupt JPEG data:
@@ -451,8 +467,8 @@ def _megapixels(pixels: int) -> str:
     return f"{megapixels:.0f}" if megapixels >= 10 else f"{megapixels:.1f}"
 
 
-def _orientation(image: Image.Image) -> int:
-    value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+def _orientation(exif: Image.Exif) -> int:
+    value = exif.get(EXIF_ORIENTATION_TAG, 1)
     return value if isinstance(value, int) else 1
 
 
