@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    delete,
+    insert,
     Select,
     and_,
     func,
@@ -28,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from photo_pipeline.photos.database import in_chunks
-from photo_pipeline.photos.models import Photo, PhotoStatus
+from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 
 # claimed_by is String(255); the token appends "/" and 12 hex digits to the worker's name.
 MAX_WORKER_NAME = 255 - 13
@@ -67,6 +69,22 @@ class PhotoFacts:
             "gps_longitude": self.gps_longitude,
             "thumbhash": self.thumbhash,
         }
+
+
+@dataclass(frozen=True)
+class StoredRendition:
+    """A responsive size written to the bucket (a row of `renditions`)."""
+
+    key: str
+    size: int  # the configured width it is filed under
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+    def row(self, photo_id: uuid.UUID) -> dict[str, Any]:
+        return {"photo_id": photo_id, "key": self.key, "size": self.size, "format": self.format,
+                "width": self.width, "height": self.height, "bytes": self.bytes}
 
 
 class ClaimQueries:
@@ -210,8 +228,11 @@ class ClaimQueries:
             for r in conn.execute(statement)
         ]
 
-    def _finish(self, claim: ClaimedPhoto, now: datetime, **values: Any) -> bool:
-        """Write the outcome only while the caller still holds the claim (fencing)."""
+    def _finish(
+        self, claim: ClaimedPhoto, now: datetime, *, files: Sequence[StoredRendition] | None = None, **values: Any
+    ) -> bool:
+        """Write the outcome only while the caller still holds the claim (fencing). With `files`,
+        the photo's rows in `renditions` are replaced by these, in the same transaction."""
         statement = (
             update(Photo)
             .where(
@@ -222,7 +243,31 @@ class ClaimQueries:
             .values(updated_at=now, claimed_by=None, claimed_at=None, **values)
         )
         with self.engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
+            if conn.execute(statement).rowcount != 1:
+                return False
+            if files is not None:
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == claim.id))
+                if files:
+                    conn.execute(insert(RenditionFile), [file.row(claim.id) for file in files])
+            return True
+
+    def rendition_files(self, photo_id: uuid.UUID) -> list[StoredRendition]:
+        """The photo's responsive sizes as its last completion recorded them, largest first."""
+        query = (
+            select(RenditionFile)
+            .where(RenditionFile.photo_id == photo_id)
+            .order_by(RenditionFile.width.desc(), RenditionFile.format, RenditionFile.key)
+        )
+        with self.engine.connect() as conn:
+            return [
+                StoredRendition(key=r.key, size=r.size, format=r.format, width=r.width, height=r.height, bytes=r.bytes)
+                for r in conn.execute(query)
+            ]
+
+    def rendition_sizes(self) -> list[int]:
+        """Every width some rendition is filed under (reconciliation lists those folders)."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(select(RenditionFile.size).distinct()).scalars())
 
     def complete(
         self,
@@ -238,6 +283,7 @@ class ClaimQueries:
         original_etag: str | None = None,
         note: str | None = None,
         facts: PhotoFacts = PhotoFacts(),
+        files: Sequence[StoredRendition] = (),
     ) -> bool:
         """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
         but looks damaged, such as a truncated JPEG padded with grey."""
@@ -245,6 +291,7 @@ class ClaimQueries:
         return self._finish(
             claim,
             now,
+            files=files,
             **facts.columns(),
             duplicate_of=None,
             status=PhotoStatus.COMPLETED.value,
@@ -278,6 +325,7 @@ class ClaimQueries:
         return self._finish(
             claim,
             now,
+            files=(),
             status=PhotoStatus.COMPLETED.value,
             duplicate_of=duplicate_of,
             original_sha256=original_sha256,

@@ -122,6 +122,24 @@ class Photo(Base):
     thumbhash: Mapped[str | None] = mapped_column(String(64))
 
 
+class RenditionFile(Base):
+    """One responsive size of a photo in one format (`processed/{width}/...`): what exists, as the
+    photo's last completion wrote it. Replaced whole at each completion; reconciliation compares
+    these keys with the bucket."""
+
+    __tablename__ = "renditions"
+    __table_args__ = (Index("ix_renditions_photo_id", "photo_id"),)
+
+    key: Mapped[str] = mapped_column(ObjectKey, primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    # The configured width it is filed under (its folder); `width` is what it has (never upscaled).
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    format: Mapped[str] = mapped_column(String(8), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class DeletedUpload(Base):
     """A tombstone left by the client's cleanup: a presigned PUT may still land after its row was
     deleted, and such a late object must be removed, not adopted as a new photo."""

@@ -463,7 +463,10 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
 
     @staticmethod
     def _record(row: Any) -> PhotoRecord:
-        values = dict(row._mapping)
+        return PhotoRepository._record_from(dict(row._mapping))
+
+    @staticmethod
+    def _record_from(values: dict[str, Any]) -> PhotoRecord:
         values["status"] = PhotoStatus(values["status"])
         return PhotoRecord(**values)
 

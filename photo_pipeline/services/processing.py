@@ -22,7 +22,7 @@ from typing import IO, BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline.photos.claims import ClaimedPhoto, PhotoFacts
+from photo_pipeline.photos.claims import ClaimedPhoto, PhotoFacts, StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository, utc_now
 from photo_pipeline.rendering.memory_budget import (
@@ -80,6 +80,9 @@ class PhotoOutcome:
     infrastructure: bool = False
     # COMPLETED without renditions: the album already has a photo with the same SHA-256.
     duplicate_of: uuid.UUID | None = None
+    # The responsive sizes written (every size and format), and their bytes.
+    sized_files: int = 0
+    sized_bytes: int = 0
 
 
 @dataclass
@@ -546,6 +549,7 @@ class PhotoProcessor:
         claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
+            files = self._write_sized(claim, renditions)
         except StorageError as exc:
             self._log.exception("photo %s: could not write renditions", claim.id)
             return self._release(claim, f"storage error writing renditions: {exc}", started)
@@ -571,6 +575,7 @@ class PhotoProcessor:
                 thumbhash=renditions.thumbhash,
                 **renditions.capture.as_dict(),
             ),
+            files=files,
         )
         if not completed:
             return self._claim_lost(claim, started)
@@ -585,6 +590,8 @@ class PhotoProcessor:
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
             warning=renditions.warning,
+            sized_files=len(files),
+            sized_bytes=sum(file.bytes for file in files),
         )
 
     def _render_within_budget(self, original: BinaryIO) -> Renditions:
@@ -607,6 +614,20 @@ class PhotoProcessor:
         self._store.put(thumb_key, renditions.thumbnail.data, renditions.thumbnail.content_type)
         self._store.put(preview_key, renditions.preview.data, renditions.preview.content_type)
         return thumb_key, preview_key
+
+    def _write_sized(self, claim: ClaimedPhoto, renditions: Renditions) -> list[StoredRendition]:
+        """Upload every responsive size in every format (`processed/{width}/...`)."""
+        files = []
+        for sized in renditions.sized:
+            rendition = sized.rendition
+            key = keys.sized_key(claim.album_id, claim.id, sized.label, rendition.format)
+            self._store.put(key, rendition.data, rendition.content_type)
+            files.append(
+                StoredRendition(
+                    key=key, size=sized.label, format=rendition.format, width=rendition.width, height=rendition.height, bytes=len(rendition.data)
+                )
+            )
+        return files
 
     def _release_missing(self, claim: ClaimedPhoto, started: float) -> PhotoOutcome:
         # Object stores and clients lag behind the row: a missing original is "not yet", and

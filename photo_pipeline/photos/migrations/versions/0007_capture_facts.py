@@ -1,4 +1,4 @@
-"""capture facts, checksums and duplicates, ThumbHash placeholders
+"""capture facts, checksums and duplicates, ThumbHash placeholders, the responsive sizes
 
 Revision ID: 0007
 Revises: 0006
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from photo_pipeline.photos.models import ObjectKey
 
 revision = "0007"
 down_revision = "0006"
@@ -36,9 +38,22 @@ def upgrade() -> None:
             batch.add_column(sa.Column(name, column_type, nullable=True))
     op.create_index("ix_photos_album_sha256", "photos", ["album_id", "original_sha256"])
     op.create_index("ix_photos_album_taken_at", "photos", ["album_id", "taken_at"])
+    op.create_table(
+        "renditions",
+        sa.Column("key", ObjectKey, primary_key=True),
+        sa.Column("photo_id", sa.Uuid(), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("format", sa.String(8), nullable=False),
+        sa.Column("width", sa.Integer(), nullable=False),
+        sa.Column("height", sa.Integer(), nullable=False),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+    )
+    op.create_index("ix_renditions_photo_id", "renditions", ["photo_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_renditions_photo_id", "renditions")
+    op.drop_table("renditions")
     op.drop_index("ix_photos_album_taken_at", "photos")
     op.drop_index("ix_photos_album_sha256", "photos")
     with op.batch_alter_table("photos") as batch:
