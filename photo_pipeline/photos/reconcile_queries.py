@@ -165,6 +165,8 @@ class ReconciliationQueries:
                         Photo.missing_since < missing_before,
                     )
                 ).rowcount
+                # Their sized files' rows go too (the files are orphans the next plan removes).
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id.in_(chunk), ~RenditionFile.photo_id.in_(select(Photo.id))))
         return purged
 
     def correct_key(self, photo_id: uuid.UUID, old_key: str, new_key: str) -> bool:

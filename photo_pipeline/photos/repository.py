@@ -32,7 +32,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from photo_pipeline.photos.albums import AlbumQueries
 from photo_pipeline.photos.claims import ClaimQueries
 from photo_pipeline.photos.database import create_engine_for, in_chunks
-from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus
+from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus, RenditionFile
 
 CLEANABLE = (PhotoStatus.PENDING, PhotoStatus.FAILED, PhotoStatus.MISSING)
 
@@ -264,6 +264,9 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
             if row is not None:
                 record = self._record(row)
                 self._leave_tombstone(conn, record)
+                # A failed re-render may have left sized files: their rows go, the files are
+                # orphans reconciliation removes.
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == photo_id))
                 return record
             status = conn.execute(select(Photo.status).where(Photo.id == photo_id)).scalar_one_or_none()
         if status is None:
