@@ -373,7 +373,7 @@ def _sizes_section(repeat: int) -> None:
         print(f"\n{label}: base pair (preview {base.preview_long_side} + thumbnail {base.thumb_long_side}) {reference * 1000:.0f} ms")
         print(f"  {'configuration':<44} {'ms':>6} {'extra ms':>9} {'x base':>7} {'files':>6} {'KB':>7}")
         rows = [(f"default widths {DEFAULT_WIDTHS}, JPEG", default), (f"widths {WISHED_WIDTHS}, JPEG", wished)]
-        rows += [(f"base pair + width {width}", replace(base_pair, widths=(width,))) for width in WISHED_WIDTHS]
+        rows += [(f"base pair + width {width}", replace(base_pair, widths=(width,))) for width in sorted({*DEFAULT_WIDTHS, *WISHED_WIDTHS})]
         rows += [(f"default widths + {fmt}", replace(default, extra_formats=(fmt,))) for fmt in EXTRA_FORMATS]
         rows += [("default widths + WEBP + AVIF", replace(default, extra_formats=EXTRA_FORMATS))]
         for name, options in rows:

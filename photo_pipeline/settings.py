@@ -193,12 +193,12 @@ class EnvironmentSettings(BaseSettings):
         le=2_000_000_000,
     )
     rendition_widths: tuple[int, ...] = _setting(
-        (400, 800),  # rendering/sizes.py DEFAULT_WIDTHS: within 1.3x of the base pair
+        (400, 800, 1600, 2400),  # rendering/sizes.py DEFAULT_WIDTHS
         description="widths of the responsive sizes (`processed/<width>/…`, for srcset), each made from the next "
         "larger one, from the decode the preview needs; never upscaled: the widths that decode cannot fill get one "
         "rendition at its own width, filed under the smallest of them (the `renditions` table has the real size); "
         "empty string: none (the preview and thumbnail only); see [Renditions](#renditions)",
-        shown_default="400,800",
+        shown_default="400,800,1600,2400",
         accepted="comma-separated pixel widths, 16-20000",
         empty_is_a_value=True,
     )

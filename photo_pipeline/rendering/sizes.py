@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 __all__ = ["DEFAULT_WIDTHS", "WISHED_WIDTHS", "SizedTarget", "fit_width", "planned_widths", "resize_chain"]
 
-# The widths a default configuration renders: those the base pair's decode already pays for at
-# (nearly) no cost, within 1.3x of the preview and thumbnail alone. The wish list adds
-# 1600 and 2400: 1.8x on 12-MP JPEGs (the largest rendition's encode, and for 2400 a decode that
-# covers it), so they are opt-in (PHOTO_RENDITION_WIDTHS); `render_benchmark.py --sizes` prints both.
-DEFAULT_WIDTHS: tuple[int, ...] = (400, 800)
-WISHED_WIDTHS: tuple[int, ...] = (400, 800, 1600, 2400)
+# The widths a default configuration renders (PHOTO_RENDITION_WIDTHS). From the preview's decode
+# (rendering/render.py `_plan`) they cost 1.1-1.25x the base pair on 12-MP landscape JPEGs and about
+# 1.5x on portraits (`render_benchmark.py --sizes`, docs/operations.md#renditions); the smallest
+# useful list (400, 800) saves little on portraits (1.5x too: the 800 step is a 1.5 resize there).
+DEFAULT_WIDTHS: tuple[int, ...] = (400, 800, 1600, 2400)
+# What the benchmark compares besides the default: the two smallest widths alone.
+WISHED_WIDTHS: tuple[int, ...] = (400, 800)
 
 
 @dataclass(frozen=True)
