@@ -30,6 +30,13 @@ preview's resolution limit) and each thread count (1, 2 and PHOTO_WORKERS):
 --draft     what JPEG draft decoding saves on a 24-MP photo: time and peak memory (VmHWM growth
             in a fresh process), full decode vs draft.
 
+--sizes     the responsive sizes and formats (PHOTO_RENDITION_WIDTHS, PHOTO_RENDITION_FORMATS):
+            the base pair (preview + thumbnail, what every photo got before them) against the
+            default configuration, each extra width alone and each extra format on top of the
+            default widths; one thread, watermark on, best of --repeat, 12-MP landscape and
+            portrait JPEGs. The default configuration must stay within 1.3x of the base pair.
+            `--sizes` alone skips the libvips comparison.
+
 Everything is printed, nothing asserted. Bounded: about two minutes for the defaults on 2 cores.
 """
 
@@ -49,17 +56,18 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
 import pyvips
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 from skimage.metrics import structural_similarity
 
 from photo_pipeline.cli import samples
 from photo_pipeline.rendering import render as rendering
-from photo_pipeline.rendering.render import RenderOptions, _render, render_renditions
+from photo_pipeline.rendering.render import EXTRA_FORMATS, RenderOptions, _render, render_renditions
+from photo_pipeline.rendering.sizes import DEFAULT_WIDTHS, WISHED_WIDTHS
 from photo_pipeline.settings import Settings
 
 SSIM_TOLERANCE = 0.005
@@ -119,7 +127,11 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS), help="which photos")
     parser.add_argument("--choices", action="store_true", help="also print the measurements behind the settings")
     parser.add_argument("--draft", action="store_true", help="also print what JPEG draft saves on 24 MP")
+    parser.add_argument("--sizes", action="store_true", help="only the cost of each responsive size and format")
     args = parser.parse_args()
+    if args.sizes:
+        _sizes_section(args.repeat)
+        return
 
     pyvips.cache_set_max(0)
     workers = sorted({1, 2, Settings.from_env().workers})
@@ -336,6 +348,46 @@ def _ssim_against(source: Image.Image, image: Image.Image) -> float:
 def _best_seconds(action: Callable[[], object], runs: int = 5) -> float:
     """The best of `runs`: the timing least disturbed by the rest of the machine."""
     return min(_timed(action) for _ in range(runs))
+
+
+# --- the responsive sizes and formats ------------------------------------------------------------
+
+# The default configuration may cost at most this much more than the base pair (issue 12).
+DEFAULT_BUDGET_RATIO = 1.3
+
+
+def _sizes_section(repeat: int) -> None:
+    settings = Settings.from_env()
+    base = rendering.render_options_from_settings(settings.render)
+    base_pair = replace(base, widths=(), extra_formats=())
+    default = replace(base, widths=DEFAULT_WIDTHS, extra_formats=())
+    wished = replace(base, widths=WISHED_WIDTHS, extra_formats=())
+    print(
+        f"responsive sizes: Pillow {Image.__version__}, AVIF {features.check('avif')}, WebP {features.check('webp')}; "
+        f"one thread, watermark on, quality {base.quality}, best of {repeat}; default widths {DEFAULT_WIDTHS}"
+    )
+    for label, make in (("12 MP JPEG 4000x3000", lambda: samples.photo_jpeg(4000, 3000, seed=3)),
+                        ("12 MP JPEG portrait (EXIF 6)", lambda: samples.photo_jpeg(4000, 3000, seed=4, orientation=6))):
+        photo = make()
+        reference = _best_seconds(lambda: render_renditions(photo, base_pair), repeat)
+        print(f"\n{label}: base pair (preview {base.preview_long_side} + thumbnail {base.thumb_long_side}) {reference * 1000:.0f} ms")
+        print(f"  {'configuration':<44} {'ms':>6} {'extra ms':>9} {'x base':>7} {'files':>6} {'KB':>7}")
+        rows = [(f"default widths {DEFAULT_WIDTHS}, JPEG", default), (f"widths {WISHED_WIDTHS}, JPEG", wished)]
+        rows += [(f"base pair + width {width}", replace(base_pair, widths=(width,))) for width in sorted({*DEFAULT_WIDTHS, *WISHED_WIDTHS})]
+        rows += [(f"default widths + {fmt}", replace(default, extra_formats=(fmt,))) for fmt in EXTRA_FORMATS]
+        rows += [("default widths + WEBP + AVIF", replace(default, extra_formats=EXTRA_FORMATS))]
+        for name, options in rows:
+            seconds = _best_seconds(lambda options=options: render_renditions(photo, options), repeat)
+            result = render_renditions(photo, options)
+            kilobytes = sum(len(s.rendition.data) for s in result.sized) / 1024
+            ratio = seconds / reference
+            verdict = ""
+            if options is default:
+                verdict = "  within 1.3x" if ratio <= DEFAULT_BUDGET_RATIO else "  OVER the 1.3x budget"
+            print(
+                f"  {name:<44} {seconds * 1000:6.0f} {(seconds - reference) * 1000:+9.0f} {ratio:7.2f} "
+                f"{len(result.sized):6d} {kilobytes:7.0f}{verdict}"
+            )
 
 
 # --- what draft decoding saves (the original benchmark) ------------------------------------------

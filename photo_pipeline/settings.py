@@ -192,6 +192,29 @@ class EnvironmentSettings(BaseSettings):
         ge=1,
         le=2_000_000_000,
     )
+    rendition_widths: tuple[int, ...] = _setting(
+        (400, 800, 1600, 2400),  # rendering/sizes.py DEFAULT_WIDTHS
+        description="widths of the responsive sizes (`processed/<width>/…`, for srcset), each made from the next "
+        "larger one, from the decode the preview needs; never upscaled: the widths that decode cannot fill get one "
+        "rendition at its own width, filed under the smallest of them (the `renditions` table has the real size); "
+        "empty string: none (the preview and thumbnail only); see [Renditions](#renditions)",
+        shown_default="400,800,1600,2400",
+        accepted="comma-separated pixel widths, 16-20000",
+        empty_is_a_value=True,
+    )
+    rendition_formats: tuple[Literal["WEBP", "AVIF"], ...] = _setting(
+        (),
+        description="formats of the responsive sizes beside JPEG (which they always have); each costs its "
+        "encode (see [Renditions](#renditions))",
+        shown_default="none: JPEG only",
+        accepted="comma-separated `WEBP`, `AVIF` (any case)",
+    )
+    store_gps: bool = _setting(
+        False,
+        description="store the EXIF GPS position of each photo in the photo table (personal data: off unless "
+        "wanted); renditions never carry it",
+        accepted="true or false",
+    )
 
     # Limits of one run (see the guide's Limits and The processing pipeline).
     memory_budget_mb: int = _setting(
@@ -416,6 +439,26 @@ class EnvironmentSettings(BaseSettings):
             raise PydanticCustomError("setting", "must be printable ASCII without spaces (it travels in an HTTP header)")
         return SecretStr(token)
 
+    @field_validator("rendition_widths", mode="before")
+    @classmethod
+    def _widths(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            widths = tuple(sorted({int(item) for item in value.split(",") if item.strip()}))
+        except ValueError:
+            raise PydanticCustomError("setting", "must be comma-separated whole pixel widths, got {value}", {"value": repr(value)}) from None
+        if any(not 16 <= width <= 20_000 for width in widths):
+            raise PydanticCustomError("setting", "widths must be between 16 and 20000 pixels, got {value}", {"value": repr(value)})
+        return widths
+
+    @field_validator("rendition_formats", mode="before")
+    @classmethod
+    def _formats(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return tuple(dict.fromkeys(item.strip().upper() for item in value.split(",") if item.strip()))
+
     @field_validator("api_allowed_origins", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> Any:
@@ -577,6 +620,9 @@ class RenderSettings:
     watermark_scale: float = _DECLARED.watermark_scale
     background: str = _DECLARED.background
     max_pixels: int = _DECLARED.max_pixels
+    store_gps: bool = _DECLARED.store_gps
+    widths: tuple[int, ...] = _DECLARED.rendition_widths
+    extra_formats: tuple[str, ...] = _DECLARED.rendition_formats
 
 
 @dataclass(frozen=True)
@@ -712,6 +758,9 @@ def _render_settings_from(declared: EnvironmentSettings) -> RenderSettings:
         watermark_scale=declared.watermark_scale,
         background=declared.background,
         max_pixels=declared.max_pixels,
+        store_gps=declared.store_gps,
+        widths=declared.rendition_widths,
+        extra_formats=declared.rendition_formats,
     )
 
 

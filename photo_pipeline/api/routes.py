@@ -195,6 +195,9 @@ async def get_album(request: Request) -> Response:
             thumbnail_url=_download_url(request, api.store, item.thumbnail),
             preview_url=_download_url(request, api.store, item.preview),
             urls_expire_at=item.thumbnail.expires_at if item.thumbnail else None,
+            thumbhash=item.thumbhash,
+            taken_at=item.taken_at,
+            duplicate_of=item.duplicate_of,
         )
         for item in view.photos
     ]

@@ -74,6 +74,9 @@ class PhotoOut(_Strict):
     thumbnail_url: str | None = Field(description="short-lived GET URL, completed photos only")
     preview_url: str | None = Field(description="short-lived GET URL, completed photos only")
     urls_expire_at: datetime | None
+    thumbhash: str | None = Field(default=None, description="ThumbHash (base64) of the thumbnail: the placeholder to paint while it loads")
+    taken_at: str | None = Field(default=None, description="EXIF capture time, local, ISO 8601 (with offset when the file has one)")
+    duplicate_of: uuid.UUID | None = Field(default=None, description="set when this upload repeats an earlier photo of the album (same SHA-256); it has no renditions of its own")
 
 
 class AlbumOut(_Strict):

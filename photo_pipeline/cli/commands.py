@@ -31,6 +31,7 @@ from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import (
     CleanupRefused,
     PhotoNotFound,
+    PhotoRecord,
     PhotoRepository,
 )
 from photo_pipeline.redaction import RedactingFilter, install_log_redaction, redact
@@ -255,7 +256,11 @@ def status(ctx: Context, album_id: uuid.UUID | None, as_json: bool) -> None:
     ordered = sorted(states.values(), key=lambda a: str(a.album_id))
     totals = {s: sum(a.counts[s] for a in ordered) for s in PhotoStatus}
     if as_json:
-        click.echo(json.dumps(status_payload(ordered, totals), indent=2))
+        payload = status_payload(ordered, totals)
+        if album_id is not None:
+            # One album: its photos too, in the order they were taken.
+            payload["photos"] = [photo_facts(p) for p in repository.photos_in_capture_order(album_id, STATUS_PHOTOS_LISTED)]
+        click.echo(json.dumps(payload, indent=2))
         return
     console.print(status_table(ordered, totals))
     print_failed_photos([a for a in ordered if a.failed])
@@ -269,11 +274,34 @@ def status_payload(albums: list[AlbumState], totals: dict[PhotoStatus, int]) -> 
                 "title": a.title,
                 **{s.value: a.counts[s] for s in PhotoStatus},
                 # The latest failures (all of them are counted in "failed"), by id and file name.
+                "duplicates": a.duplicates,
                 "failed_photos": [{"id": str(p.id), "file": p.filename, "error": p.error} for p in a.failures.examples],
             }
             for a in albums
         },
         "albums_with_failed_photos": [str(a.album_id) for a in albums if a.failed],
+    }
+
+
+# `status --album ID --json` lists at most this many photos (capture order).
+STATUS_PHOTOS_LISTED = 5000
+
+
+def photo_facts(photo: PhotoRecord) -> dict[str, object]:
+    """One photo in `status --album ID --json`: its capture facts, checksum and placeholder."""
+    return {
+        "id": str(photo.id),
+        "file": photo.display_filename,
+        "status": photo.status.value,
+        "taken_at": photo.taken_at,
+        "camera_make": photo.camera_make,
+        "camera_model": photo.camera_model,
+        "width": photo.width,
+        "height": photo.height,
+        "sha256": photo.original_sha256,
+        "duplicate_of": str(photo.duplicate_of) if photo.duplicate_of else None,
+        "thumbhash": photo.thumbhash,
+        **({"gps": [photo.gps_latitude, photo.gps_longitude]} if photo.gps_latitude is not None else {}),
     }
 
 

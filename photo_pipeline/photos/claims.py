@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    delete,
+    insert,
     Select,
     and_,
     func,
@@ -28,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from photo_pipeline.photos.database import in_chunks
-from photo_pipeline.photos.models import Photo, PhotoStatus
+from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 
 # claimed_by is String(255); the token appends "/" and 12 hex digits to the worker's name.
 MAX_WORKER_NAME = 255 - 13
@@ -42,6 +44,47 @@ class ClaimedPhoto:
     created_at: datetime
     attempts: int
     claim: str
+
+
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What rendering learnt about a photo besides its renditions, written with its completion
+    (photos' columns of the same names)."""
+
+    original_sha256: str | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    thumbhash: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "original_sha256": self.original_sha256,
+            "taken_at": self.taken_at,
+            "camera_make": self.camera_make,
+            "camera_model": self.camera_model,
+            "gps_latitude": self.gps_latitude,
+            "gps_longitude": self.gps_longitude,
+            "thumbhash": self.thumbhash,
+        }
+
+
+@dataclass(frozen=True)
+class StoredRendition:
+    """A responsive size written to the bucket (a row of `renditions`)."""
+
+    key: str
+    size: int  # the configured width it is filed under
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+    def row(self, photo_id: uuid.UUID) -> dict[str, Any]:
+        return {"photo_id": photo_id, "key": self.key, "size": self.size, "format": self.format,
+                "width": self.width, "height": self.height, "bytes": self.bytes}
 
 
 class ClaimQueries:
@@ -185,8 +228,11 @@ class ClaimQueries:
             for r in conn.execute(statement)
         ]
 
-    def _finish(self, claim: ClaimedPhoto, now: datetime, **values: Any) -> bool:
-        """Write the outcome only while the caller still holds the claim (fencing)."""
+    def _finish(
+        self, claim: ClaimedPhoto, now: datetime, *, files: Sequence[StoredRendition] | None = None, **values: Any
+    ) -> bool:
+        """Write the outcome only while the caller still holds the claim (fencing). With `files`,
+        the photo's rows in `renditions` are replaced by these, in the same transaction."""
         statement = (
             update(Photo)
             .where(
@@ -197,7 +243,31 @@ class ClaimQueries:
             .values(updated_at=now, claimed_by=None, claimed_at=None, **values)
         )
         with self.engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
+            if conn.execute(statement).rowcount != 1:
+                return False
+            if files is not None:
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == claim.id))
+                if files:
+                    conn.execute(insert(RenditionFile), [file.row(claim.id) for file in files])
+            return True
+
+    def rendition_files(self, photo_id: uuid.UUID) -> list[StoredRendition]:
+        """The photo's responsive sizes as its last completion recorded them, largest first."""
+        query = (
+            select(RenditionFile)
+            .where(RenditionFile.photo_id == photo_id)
+            .order_by(RenditionFile.width.desc(), RenditionFile.format, RenditionFile.key)
+        )
+        with self.engine.connect() as conn:
+            return [
+                StoredRendition(key=r.key, size=r.size, format=r.format, width=r.width, height=r.height, bytes=r.bytes)
+                for r in conn.execute(query)
+            ]
+
+    def rendition_sizes(self) -> list[int]:
+        """Every width some rendition is filed under (reconciliation lists those folders)."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(select(RenditionFile.size).distinct()).scalars())
 
     def complete(
         self,
@@ -212,6 +282,8 @@ class ClaimQueries:
         preview_bytes: int,
         original_etag: str | None = None,
         note: str | None = None,
+        facts: PhotoFacts = PhotoFacts(),
+        files: Sequence[StoredRendition] = (),
     ) -> bool:
         """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
         but looks damaged, such as a truncated JPEG padded with grey."""
@@ -219,6 +291,9 @@ class ClaimQueries:
         return self._finish(
             claim,
             now,
+            files=files,
+            **facts.columns(),
+            duplicate_of=None,
             status=PhotoStatus.COMPLETED.value,
             thumb_key=thumb_key,
             preview_key=preview_key,
@@ -233,6 +308,55 @@ class ClaimQueries:
             # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
             first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
         )
+
+    def complete_duplicate(
+        self,
+        claim: ClaimedPhoto,
+        *,
+        duplicate_of: uuid.UUID,
+        original_sha256: str,
+        original_bytes: int | None,
+        original_etag: str | None = None,
+    ) -> bool:
+        """Mark the photo completed as a duplicate of `duplicate_of` (same checksum, same album):
+        no renditions of its own, so its keys are emptied (their objects, from before it was found
+        to be a duplicate, become orphans reconciliation removes)."""
+        now = self._clock()
+        return self._finish(
+            claim,
+            now,
+            files=(),
+            status=PhotoStatus.COMPLETED.value,
+            duplicate_of=duplicate_of,
+            original_sha256=original_sha256,
+            original_bytes=original_bytes,
+            original_etag=original_etag,
+            thumb_key=None,
+            preview_key=None,
+            thumb_bytes=None,
+            preview_bytes=None,
+            thumbhash=None,
+            error=None,
+            completed_at=now,
+            first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+        )
+
+    def first_with_checksum(self, album_id: uuid.UUID, sha256: str, *, other_than: uuid.UUID) -> uuid.UUID | None:
+        """The album's earliest completed photo (not itself a duplicate) with this checksum."""
+        query = (
+            select(Photo.id)
+            .where(
+                Photo.album_id == album_id,
+                Photo.original_sha256 == sha256,
+                Photo.duplicate_of.is_(None),
+                Photo.status == PhotoStatus.COMPLETED.value,
+                Photo.id != other_than,
+            )
+            .order_by(Photo.created_at, Photo.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
 
     def fail(self, claim: ClaimedPhoto, error: str) -> bool:
         return self._finish(claim, self._clock(), status=PhotoStatus.FAILED.value, error=error)

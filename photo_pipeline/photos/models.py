@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     Index,
     Integer,
     String,
@@ -73,6 +74,8 @@ class Photo(Base):
         Index("ix_photos_thumb_key", "thumb_key"),
         Index("ix_photos_preview_key", "preview_key"),
         Index("ix_photos_first_completed_at", "first_completed_at"),
+        Index("ix_photos_album_sha256", "album_id", "original_sha256"),
+        Index("ix_photos_album_taken_at", "album_id", "taken_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -103,6 +106,38 @@ class Photo(Base):
     # upload-to-completed latency is measured to it.
     first_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # SHA-256 (hex) of the original as it was streamed for rendering (no second read).
+    original_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Set on a photo whose original has the same checksum as an earlier photo of the album: it is
+    # completed without renditions of its own (thumb_key and preview_key stay empty).
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Capture facts from EXIF (rendering/capture.py): local time of capture in ISO 8601, with its
+    # offset when the file has one; camera make and model; GPS only with PHOTO_STORE_GPS.
+    taken_at: Mapped[str | None] = mapped_column(String(32))
+    camera_make: Mapped[str | None] = mapped_column(String(128))
+    camera_model: Mapped[str | None] = mapped_column(String(128))
+    gps_latitude: Mapped[float | None] = mapped_column(Float)
+    gps_longitude: Mapped[float | None] = mapped_column(Float)
+    # ThumbHash of the thumbnail (rendering/thumbhash.py), base64: the page's placeholder.
+    thumbhash: Mapped[str | None] = mapped_column(String(64))
+
+
+class RenditionFile(Base):
+    """One responsive size of a photo in one format (`processed/{width}/...`): what exists, as the
+    photo's last completion wrote it. Replaced whole at each completion; reconciliation compares
+    these keys with the bucket."""
+
+    __tablename__ = "renditions"
+    __table_args__ = (Index("ix_renditions_photo_id", "photo_id"),)
+
+    key: Mapped[str] = mapped_column(ObjectKey, primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    # The configured width it is filed under (its folder); `width` is what it has (never upscaled).
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    format: Mapped[str] = mapped_column(String(8), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class DeletedUpload(Base):

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from photo_pipeline.photos.database import in_chunks
-from photo_pipeline.photos.models import Photo, PhotoStatus
+from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 
 
@@ -64,6 +64,33 @@ class ReconciliationQueries:
 
     def rows_by_preview_key(self, prefix: str | None = None) -> Iterator[tuple[str, PhotoRecord]]:
         return self._iter_ordered(Photo.preview_key, where=self._starts_with(Photo.preview_key, prefix))
+
+    def rows_by_sized_key(self, prefix: str | None = None) -> Iterator[tuple[str, PhotoRecord]]:
+        """(key, photo) of every responsive size recorded in `renditions`, in key order, with
+        `prefix` those under it; a file whose photo row is gone is not listed (its object is an
+        orphan to the plan)."""
+        ordered = _byte_ordered(RenditionFile.key, self.engine.dialect.name)
+        last: str | None = None
+        while True:
+            query = (
+                select(RenditionFile.key, *Photo.__table__.columns)
+                .join(Photo, Photo.id == RenditionFile.photo_id)
+                .order_by(ordered)
+                .limit(self._page_size)
+            )
+            where = self._starts_with(RenditionFile.key, prefix)
+            if where is not None:
+                query = query.where(where)
+            if last is not None:
+                query = query.where(ordered > last)
+            with self.engine.connect() as conn:
+                rows = list(conn.execute(query))
+            for row in rows:
+                values = dict(row._mapping)
+                yield values.pop("key"), PhotoRepository._record_from(values)
+            if len(rows) < self._page_size:
+                return
+            last = rows[-1].key
 
     def _starts_with(self, column: Any, prefix: str | None) -> Any:
         """Keys starting with `prefix`, as a byte-ordered range rather than LIKE: SQLite's LIKE
@@ -138,6 +165,8 @@ class ReconciliationQueries:
                         Photo.missing_since < missing_before,
                     )
                 ).rowcount
+                # Their sized files' rows go too (the files are orphans the next plan removes).
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id.in_(chunk), ~RenditionFile.photo_id.in_(select(Photo.id))))
         return purged
 
     def correct_key(self, photo_id: uuid.UUID, old_key: str, new_key: str) -> bool:

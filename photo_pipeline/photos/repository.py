@@ -32,7 +32,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from photo_pipeline.photos.albums import AlbumQueries
 from photo_pipeline.photos.claims import ClaimQueries
 from photo_pipeline.photos.database import create_engine_for, in_chunks
-from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus
+from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus, RenditionFile
 
 CLEANABLE = (PhotoStatus.PENDING, PhotoStatus.FAILED, PhotoStatus.MISSING)
 
@@ -89,6 +89,14 @@ class PhotoRecord:
     missing_since: datetime | None
     original_etag: str | None = None
     first_completed_at: datetime | None = None
+    original_sha256: str | None = None
+    duplicate_of: uuid.UUID | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    thumbhash: str | None = None
 
     @property
     def display_filename(self) -> str:
@@ -184,6 +192,26 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
 
+    def photos_in_capture_order(self, album_id: uuid.UUID, limit: int) -> list[PhotoRecord]:
+        """Up to `limit` of the album's photos in the order they were taken (EXIF local time;
+        photos without one last, in upload order)."""
+        query = (
+            select(*Photo.__table__.columns)
+            .where(Photo.album_id == album_id)
+            .order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.created_at, Photo.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def duplicate_counts_by_album(self, album_ids: Collection[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
+        """Photos marked as duplicates, per album (albums without any are absent)."""
+        query = select(Photo.album_id, func.count()).where(Photo.duplicate_of.is_not(None)).group_by(Photo.album_id)
+        if album_ids is not None:
+            query = query.where(Photo.album_id.in_(list(album_ids)))
+        with self.engine.connect() as conn:
+            return {album_id: count for album_id, count in conn.execute(query)}
+
     def album_page(self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None) -> list[PhotoRecord]:
         """Up to `limit` of the album's photos in upload order (created_at, id), after the photo
         `after` (keyset pagination: pages stay cheap deep into a large album). A cursor that is
@@ -236,6 +264,9 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
             if row is not None:
                 record = self._record(row)
                 self._leave_tombstone(conn, record)
+                # A failed re-render may have left sized files: their rows go, the files are
+                # orphans reconciliation removes.
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == photo_id))
                 return record
             status = conn.execute(select(Photo.status).where(Photo.id == photo_id)).scalar_one_or_none()
         if status is None:
@@ -435,7 +466,10 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
 
     @staticmethod
     def _record(row: Any) -> PhotoRecord:
-        values = dict(row._mapping)
+        return PhotoRepository._record_from(dict(row._mapping))
+
+    @staticmethod
+    def _record_from(values: dict[str, Any]) -> PhotoRecord:
         values["status"] = PhotoStatus(values["status"])
         return PhotoRecord(**values)
 

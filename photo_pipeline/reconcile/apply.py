@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import (
     NewPhoto,
+    PhotoRecord,
     PhotoRepository,
     isolate_refused_rows,
     utc_now,
@@ -33,7 +34,7 @@ from photo_pipeline.services.processing import (
     PhotoProcessor,
 )
 from photo_pipeline.settings import Settings
-from photo_pipeline.storage import ObjectStore, StorageError, keys
+from photo_pipeline.storage import ObjectInfo, ObjectStore, StorageError, keys
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,25 @@ def _error_headline(exc: BaseException) -> str:
     return keys.display_key(f"{type(exc).__name__}: {lines[0] if lines else ''}", limit=300)
 
 
+# Every sized folder's name starts with a digit (keys.is_sized_key): listing these ten prefixes in
+# order reads every responsive size in key order, thumbs/ and previews/ not at all.
+_DIGITS = "0123456789"
+
+
+def iter_sized_objects(
+    store: ObjectStore, page_size: int, *, album_id: uuid.UUID | None = None, widths: Iterable[int] = ()
+) -> Iterator[ObjectInfo]:
+    """The responsive sizes' objects in key order. Whole bucket: every `processed/<digits>/`
+    folder, configured or not (a width dropped from the settings leaves orphans behind). One
+    album: its slice of each folder of `widths` (the configured ones and those the table records)."""
+    if album_id is None:
+        prefixes = [f"{keys.PROCESSED_PREFIX}{digit}" for digit in _DIGITS]
+    else:
+        prefixes = keys.sized_prefixes_in_key_order(widths, album_id)
+    for prefix in prefixes:
+        yield from (obj for obj in store.iter_objects(prefix, page_size=page_size) if keys.is_sized_key(obj.key))
+
+
 def policy_from_settings(settings: Settings) -> ReconcilePolicy:
     return ReconcilePolicy(
         missing_grace_seconds=settings.missing_grace_seconds,
@@ -85,6 +105,7 @@ def policy_from_settings(settings: Settings) -> ReconcilePolicy:
         max_attempts=settings.max_attempts,
         max_change_fraction=settings.reconcile_max_change_fraction,
         min_changes=settings.reconcile_min_changes,
+        rendition_widths=settings.render.widths,
     )
 
 
@@ -128,10 +149,22 @@ class Reconciler:
             rows_by_thumb_key=self.queries.rows_by_thumb_key(thumbs if scoped else None),
             previews=self.store.iter_objects(previews, page_size=page),
             rows_by_preview_key=self.queries.rows_by_preview_key(previews if scoped else None),
+            sized=iter_sized_objects(self.store, page, album_id=album_id, widths=self._sized_widths()),
+            rows_by_sized_key=self._rows_by_sized_key(album_id),
             now=now,
             policy=self.policy,
             cancelled_uploads=self.repository.tombstones_since(now - timedelta(seconds=self.policy.tombstone_seconds)),
         )
+
+    def _sized_widths(self) -> list[int]:
+        return sorted(set(self.repository.rendition_sizes()) | set(self.policy.rendition_widths))
+
+    def _rows_by_sized_key(self, album_id: uuid.UUID | None) -> Iterator[tuple[str, PhotoRecord]]:
+        if album_id is None:
+            return self.queries.rows_by_sized_key()
+        # Per folder, in the same order as the listing (one album's slice of each).
+        prefixes = keys.sized_prefixes_in_key_order(self._sized_widths(), album_id)
+        return (pair for prefix in prefixes for pair in self.queries.rows_by_sized_key(prefix))
 
     def apply(
         self,

@@ -71,6 +71,8 @@ class ReconcilePolicy:
     max_attempts: int = 5
     max_change_fraction: float = 0.2
     min_changes: int = 10
+    # The configured responsive widths (PHOTO_RENDITION_WIDTHS): an album's check lists their folders.
+    rendition_widths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -455,12 +457,16 @@ def plan_reconciliation(
     now: datetime,
     policy: ReconcilePolicy,
     cancelled_uploads: Collection[str] = (),
+    sized: Iterable[ObjectInfo] = (),
+    rows_by_sized_key: Iterable[tuple[str, PhotoRecord]] = (),
 ) -> ReconciliationPlan:
-    """All six streams sorted by key (UTF-8 byte order)."""
+    """All eight streams sorted by key (UTF-8 byte order). `sized`: the responsive sizes'
+    objects (`processed/<width>/...`), `rows_by_sized_key`: the `renditions` table's keys."""
     planner = Planner(now, policy, cancelled_uploads)
     planner.compare_originals(rows_by_original_key, originals)
     planner.compare_renditions(rows_by_thumb_key, thumbnails)
     planner.compare_renditions(rows_by_preview_key, previews)
+    planner.compare_renditions(rows_by_sized_key, sized)
     return planner.check_safety()
 
 

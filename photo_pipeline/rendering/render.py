@@ -21,6 +21,9 @@ from typing import BinaryIO
 import pillow_heif
 from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
+from photo_pipeline.rendering.capture import CaptureFacts, capture_facts
+from photo_pipeline.rendering.sizes import SizedTarget, planned_widths, resize_chain
+from photo_pipeline.rendering.thumbhash import thumbhash_of
 from photo_pipeline.rendering.watermark import (
     WatermarkOptions,
     apply_watermark,
@@ -53,7 +56,14 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Photo formats only: an allow-list keeps exotic decoders (EPS runs Ghostscript, for one) away
 # from files anybody can upload.
 SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF")
-OUTPUT_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
+OUTPUT_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "WEBP": "image/webp", "AVIF": "image/avif"}
+# The preview and thumbnail's format (PHOTO_FORMAT); AVIF only as an extra format of the sizes.
+BASE_FORMATS: tuple[str, ...] = ("JPEG", "WEBP")
+# Formats the responsive sizes may get beside JPEG (PHOTO_RENDITION_FORMATS); Pillow 13 has both built in.
+EXTRA_FORMATS: tuple[str, ...] = ("WEBP", "AVIF")
+# AVIF's encoder speed (0 slowest/smallest .. 10 fastest): Pillow's default (6) costs about twice
+# the JPEG's time for the same size; 8 halves that for a few percent more bytes (render benchmark).
+AVIF_SPEED = 8
 
 # Figures below: `benchmarks/render_benchmark.py --choices` (SSIM against a float Lanczos resize
 # of the full decode; times best of 5 on the 2-core machine; see docs/operations.md).
@@ -67,6 +77,14 @@ REDUCING_GAP = 3.0
 # libvips's own resize does. On a zone plate it gives 0.92 (a straight resize 0.999); a box
 # reduce by 4 (gap 1.0) aliases badly there: 0.73.
 THUMB_REDUCING_GAP = 2.0
+# The responsive sizes' chain (1600 -> 800 -> 400): each step box-reduces by the whole factor first,
+# then resamples what remains. A step of exactly 2 is then a 2x2 average (a mipmap level: what
+# libvips's shrink does) at 2 ms instead of 25 ms for a Lanczos resize of 1600x1200 to 800x600
+# (reducing_gap 2.0 reduces nothing at a factor of 2): the difference between meeting the 1.3x
+# budget of the default sizes and 1.6x. The filter is the preview's (BICUBIC, see below): on a
+# portrait's 1.5 step (1200x1600 -> 800x1067) it saves a third of the Lanczos time. The thumbnail,
+# made in the chain, is made this way too.
+CHAIN_REDUCING_GAP = 1.0
 # The preview's filter: BICUBIC, not LANCZOS. On the photos (12 and 24 MP JPEGs after draft, PNG)
 # both give the same SSIM to +-0.0005, before and after JPEG encoding, and BICUBIC's support of 2
 # pixels instead of 3 saves about 14 ms a 12-MP photo (a quarter of the resize, the largest step).
@@ -108,14 +126,25 @@ class RenderOptions:
     watermark: WatermarkOptions | None = WatermarkOptions()  # noqa: RUF009
     background: str = "#ffffff"  # transparency is flattened onto this colour
     max_pixels: int = 120_000_000
+    # Read GPS coordinates into the capture facts (PHOTO_STORE_GPS); renditions never carry them.
+    keep_gps: bool = False
+    # Responsive sizes (PHOTO_RENDITION_WIDTHS): widths in pixels, each made from the next larger
+    # one; () = the preview and thumbnail alone. And their formats beside JPEG.
+    widths: tuple[int, ...] = ()
+    extra_formats: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.preview_long_side < 1 or self.thumb_long_side < 1:
             raise ValueError("preview and thumbnail sizes must be at least 1 pixel")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
-        if self.format not in OUTPUT_FORMATS:
-            raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.format!r}")
+        if self.format not in BASE_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(BASE_FORMATS)}, got {self.format!r}")
+        if any(width < 16 or width > 20_000 for width in self.widths):
+            raise ValueError(f"rendition widths must be between 16 and 20000 pixels, got {self.widths}")
+        unknown = [fmt for fmt in self.extra_formats if fmt not in EXTRA_FORMATS]
+        if unknown:
+            raise ValueError(f"extra formats must be among {', '.join(EXTRA_FORMATS)}, got {', '.join(unknown)}")
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
         ImageColor.getrgb(self.background)  # raises ValueError naming the bad colour
@@ -131,6 +160,14 @@ class Rendition:
 
 
 @dataclass(frozen=True)
+class SizedRendition:
+    """One responsive size in one format, filed under its configured width (`label`)."""
+
+    label: int
+    rendition: Rendition
+
+
+@dataclass(frozen=True)
 class Renditions:
     preview: Rendition
     thumbnail: Rendition
@@ -139,6 +176,12 @@ class Renditions:
     source_format: str  # e.g. "JPEG", "PNG", "HEIF"
     # Set when the pixels look damaged although the decoder raised nothing (see _grey_padding).
     warning: str | None = None
+    # When and with what it was taken, from the EXIF the one open already parsed.
+    capture: CaptureFacts = CaptureFacts()  # noqa: RUF009 - frozen
+    # The page's placeholder, from the thumbnail before its watermark (rendering/thumbhash.py).
+    thumbhash: str | None = None
+    # The responsive sizes, largest first, JPEG then the extra formats of each.
+    sized: tuple[SizedRendition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +192,7 @@ class _Decoded:
     source_size: tuple[int, int]  # full size of the original, after orientation
     source_format: str
     warning: str | None = None
+    capture: CaptureFacts = CaptureFacts()  # noqa: RUF009 - frozen
 
 
 Source = bytes | BinaryIO
@@ -278,6 +322,9 @@ def render_options_from_settings(render: RenderSettings) -> RenderOptions:
             watermark=watermark if watermark.is_visible else None,
             background=render.background,
             max_pixels=render.max_pixels,
+            keep_gps=render.store_gps,
+            widths=render.widths,
+            extra_formats=render.extra_formats,
         )
     except ValueError as exc:
         raise SettingsError(f"render settings: {exc}") from exc
@@ -299,22 +346,73 @@ def _read_logo(logo_path: Path) -> bytes:
 def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditions:
     """The rendering itself; `use_draft=False` exists only so the benchmark can show what draft saves."""
     decoded = _decode(data, options, use_draft=use_draft)
-    preview = _preview(decoded.image, _fit_size(decoded.source_size, options.preview_long_side), options.background)
-    # From the preview, not the original: a small resize of an already small image.
-    thumbnail = _fit(preview, _fit_size(preview.size, options.thumb_long_side), THUMB_FILTER, THUMB_REDUCING_GAP)
-    if thumbnail is preview:
-        # A photo no larger than the thumbnail: the preview is not resized, and would be marked twice.
-        thumbnail = preview.copy()
-    # Both images belong to this call alone (fresh from the decode or a resize; the thumbnail is
-    # made before the preview is marked), so the mark is blended and the metadata dropped in place.
+    plan = _plan(decoded.source_size, decoded.image.size, options)
+    images = _resized(decoded.image, plan.chain, options.background)
+    thumbnail = images[plan.thumbnail]
+    # Before the watermark: the mark is noise in a 100-pixel sketch.
+    placeholder = thumbhash_of(thumbnail)
+    # Every image belongs to this call alone (fresh from the decode or a resize, and all resizes
+    # are made before any mark), so each is marked and stripped of metadata in place, once.
+    for size, image in images.items():
+        images[size] = _watermarked(image, options)
+    encoded: dict[tuple[tuple[int, int], str], Rendition] = {}
+
+    def rendition(size: tuple[int, int], fmt: str) -> Rendition:
+        # A size shared by the preview and a width (a landscape's 1600) is encoded once.
+        if (size, fmt) not in encoded:
+            encoded[size, fmt] = _encode(images[size], fmt, options.quality)
+        return encoded[size, fmt]
+
+    formats = ("JPEG", *(fmt for fmt in options.extra_formats if fmt != "JPEG"))
     return Renditions(
-        preview=_encode(_watermarked(preview, options), options),
-        thumbnail=_encode(_watermarked(thumbnail, options), options),
+        preview=rendition(plan.preview, options.format),
+        thumbnail=rendition(plan.thumbnail, options.format),
         source_width=decoded.source_size[0],
         source_height=decoded.source_size[1],
         source_format=decoded.source_format,
         warning=decoded.warning,
+        capture=decoded.capture,
+        thumbhash=placeholder,
+        sized=tuple(SizedRendition(target.label, rendition(target.size, fmt)) for target in plan.sized for fmt in formats),
     )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The sizes one photo is rendered at: the preview, the thumbnail, the responsive widths, and
+    the chain of distinct sizes (largest first) each resized from the one before."""
+
+    preview: tuple[int, int]
+    thumbnail: tuple[int, int]
+    sized: list[SizedTarget]
+    chain: list[tuple[int, int]]
+
+
+def _plan(source: tuple[int, int], decoded: tuple[int, int], options: RenderOptions) -> _Plan:
+    """`source`: the original's upright size; `decoded`: what the one decode holds (a JPEG is
+    drafted to cover the preview, by 1/2, 1/4 or 1/8). The widths are made from the decode the
+    preview needs, not a larger one: a width wider than the decode gets the decode's own width
+    (the renditions table records it). A 12-MP JPEG's decode is 2000 px wide; a full decode for a
+    2400 rendition would cost three times the base pair (`render_benchmark.py --sizes`)."""
+    preview = _fit_size(source, options.preview_long_side)
+    thumbnail = _fit_size(preview, options.thumb_long_side)
+    sized = planned_widths(decoded, options.widths)
+    return _Plan(preview, thumbnail, sized, resize_chain([preview, thumbnail, *(t.size for t in sized)]))
+
+
+def _resized(decoded: Image.Image, chain: list[tuple[int, int]], background: str) -> dict[tuple[int, int], Image.Image]:
+    """Each size of the chain, the first from the decode (made sRGB), every other from the one
+    before it: small resizes of already small images."""
+    images: dict[tuple[int, int], Image.Image] = {}
+    previous: Image.Image | None = None
+    for size in chain:
+        if previous is None:
+            current = _preview(decoded, size, background)
+        else:
+            current = _fit(previous, size, PREVIEW_FILTER, CHAIN_REDUCING_GAP)
+        images[size] = current
+        previous = current
+    return images
 
 
 # Modes whose embedded profile is applied after the resize rather than before (see _preview).
@@ -363,7 +461,9 @@ def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> 
     with _decode_errors_as_render_errors(), _open(data) as opened:
         stored_size = opened.size
         _check_pixel_limit(stored_size, options.max_pixels)
-        orientation = _orientation(opened)
+        exif = opened.getexif()
+        orientation = _orientation(exif)
+        capture = capture_facts(exif, keep_gps=options.keep_gps)
         if use_draft:
             _request_draft(opened, _fit_size(stored_size, options.preview_long_side))
         opened.load()
@@ -372,7 +472,7 @@ def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> 
         image = _upright(opened)
     if orientation in TRANSPOSING_ORIENTATIONS:
         stored_size = (stored_size[1], stored_size[0])
-    return _Decoded(image=image, source_size=stored_size, source_format=source_format, warning=warning)
+    return _Decoded(image=image, source_size=stored_size, source_format=source_format, warning=warning, capture=capture)
 
 
 # libjpeg-turbo meeting the EOI marker before the scan data is complete ("Corrupt JPEG data:
@@ -451,8 +551,8 @@ def _megapixels(pixels: int) -> str:
     return f"{megapixels:.0f}" if megapixels >= 10 else f"{megapixels:.1f}"
 
 
-def _orientation(image: Image.Image) -> int:
-    value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+def _orientation(exif: Image.Exif) -> int:
+    value = exif.get(EXIF_ORIENTATION_TAG, 1)
     return value if isinstance(value, int) else 1
 
 
@@ -589,26 +689,28 @@ def _watermarked(image: Image.Image, options: RenderOptions) -> Image.Image:
     return apply_watermark(image, options.watermark, in_place=True)
 
 
-def _encode(image: Image.Image, options: RenderOptions) -> Rendition:
+def _encode(image: Image.Image, fmt: str, quality: int) -> Rendition:
     """Encode an image this render owns; its `info` is emptied rather than the pixels copied."""
     # Decoded EXIF (GPS, camera serials) and ICC data ride along in `info`; none may leave.
     image.info = {}
     buffer = io.BytesIO()
-    if options.format == "JPEG":
+    if fmt == "JPEG":
         image.save(
             buffer,
             "JPEG",
-            quality=options.quality,
+            quality=quality,
             optimize=JPEG_OPTIMIZE,
             progressive=JPEG_PROGRESSIVE,
             subsampling=JPEG_SUBSAMPLING,
         )
+    elif fmt == "AVIF":
+        image.save(buffer, "AVIF", quality=quality, speed=AVIF_SPEED)
     else:
-        image.save(buffer, "WEBP", quality=options.quality)
+        image.save(buffer, "WEBP", quality=quality)
     return Rendition(
         data=buffer.getvalue(),
         width=image.width,
         height=image.height,
-        format=options.format,
-        content_type=OUTPUT_FORMATS[options.format],
+        format=fmt,
+        content_type=OUTPUT_FORMATS[fmt],
     )

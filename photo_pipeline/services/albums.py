@@ -29,6 +29,8 @@ class AlbumState:
     thumb_bytes: int
     preview_bytes: int
     failures: AlbumFailures
+    # Completed photos whose original has the checksum of an earlier one (not rendered again).
+    duplicates: int = 0
 
     @property
     def photos(self) -> int:
@@ -75,6 +77,7 @@ def album_states(
     titles = repository.album_titles(list(figures))
     failing = [album_id for album_id, f in figures.items() if f.counts[PhotoStatus.FAILED]]
     latest = repository.failed_in_albums(failing, failed_examples) if failing and failed_examples > 0 else {}
+    duplicates = repository.duplicate_counts_by_album(list(figures)) if figures else {}
     return {
         album_id: AlbumState(
             album_id=album_id,
@@ -87,6 +90,7 @@ def album_states(
                 failed=f.counts[PhotoStatus.FAILED],
                 examples=[FailedPhoto.of(record) for record in latest.get(album_id, [])],
             ),
+            duplicates=duplicates.get(album_id, 0),
         )
         for album_id, f in figures.items()
     }
@@ -110,6 +114,19 @@ class PhotoView:
     # Bearer credentials until they expire: handed to the client, never logged.
     thumbnail: PresignedDownload | None
     preview: PresignedDownload | None
+
+    @property
+    def thumbhash(self) -> str | None:
+        """The placeholder a page paints until the thumbnail loads (base64 ThumbHash)."""
+        return self.photo.thumbhash
+
+    @property
+    def taken_at(self) -> str | None:
+        return self.photo.taken_at
+
+    @property
+    def duplicate_of(self) -> uuid.UUID | None:
+        return self.photo.duplicate_of
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ turn its report into metadata.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import threading
 import time
 import uuid
@@ -20,7 +22,7 @@ from typing import IO, BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline.photos.claims import ClaimedPhoto
+from photo_pipeline.photos.claims import ClaimedPhoto, PhotoFacts, StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository, utc_now
 from photo_pipeline.rendering.memory_budget import (
@@ -39,13 +41,13 @@ from photo_pipeline.rendering.render import (
 from photo_pipeline.services.pipeline import PhotoPipeline, Stages
 from photo_pipeline.services.progress import Progress, album_total
 from photo_pipeline.storage import (
+    SPOOL_MEMORY_BYTES,
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
     ObjectTooLarge,
     StorageError,
     keys,
-    spooled_download,
 )
 
 DEFAULT_LOGGER = logging.getLogger(__name__)
@@ -76,6 +78,11 @@ class PhotoOutcome:
     warning: str | None = None
     # RELEASED because the store failed (not "original not there yet"): the run did not do its job.
     infrastructure: bool = False
+    # COMPLETED without renditions: the album already has a photo with the same SHA-256.
+    duplicate_of: uuid.UUID | None = None
+    # The responsive sizes written (every size and format), and their bytes.
+    sized_files: int = 0
+    sized_bytes: int = 0
 
 
 @dataclass
@@ -102,11 +109,16 @@ class AlbumReport:
 
     @property
     def rendered(self) -> int:
-        return self.count(Outcome.COMPLETED)
+        """Photos completed with renditions of their own (duplicates are completed unrendered)."""
+        return self.count(Outcome.COMPLETED) - len(self.duplicates)
 
     @property
     def failed(self) -> int:
         return self.count(Outcome.FAILED)
+
+    @property
+    def duplicates(self) -> list[PhotoOutcome]:
+        return [o for o in self.outcomes if o.duplicate_of is not None]
 
     @property
     def flagged(self) -> int:
@@ -267,6 +279,10 @@ class PhotoProcessor:
         self._originals = MemoryBudget(limits.prefetch_bytes)
         # Without it the budget bounds live pixels but not the process's RSS (see the function).
         return_freed_memory_promptly()
+        # (album, SHA-256) -> the photo of this run that first had it: two copies of one original
+        # in the same run are rendered once, although neither is in the table as completed yet.
+        self._first_by_checksum: dict[tuple[uuid.UUID, str], _FirstCopy] = {}
+        self._checksum_lock = threading.Lock()
 
     @property
     def memory_budget(self) -> MemoryBudget:
@@ -434,7 +450,7 @@ class PhotoProcessor:
         held = min(max(head.size, 1), self._originals.total_bytes)
         self._originals.acquire(held)
         try:
-            original = spooled_download(self._store, claim.original_key, self._limits.max_original_bytes)
+            original, sha256 = hashed_download(self._store, claim.original_key, self._limits.max_original_bytes)
         except ObjectNotFound:
             self._originals.release(held)
             return self._release_missing(claim, started)
@@ -453,11 +469,64 @@ class PhotoProcessor:
         except BaseException:
             self._originals.release(held)
             raise
-        return _Fetched(claim, started, head, original, held, self._originals)
+        return _Fetched(claim, started, head, original, held, self._originals, sha256)
+
+    def _duplicate_of(self, claim: ClaimedPhoto, sha256: str) -> uuid.UUID | None:
+        """The photo of the same album this one duplicates: one completed earlier, or one this
+        run took first; None when this photo is the first with its checksum."""
+        first = self._repository.first_with_checksum(claim.album_id, sha256, other_than=claim.id)
+        if first is not None:
+            return first
+        with self._checksum_lock:
+            copy = self._first_by_checksum.setdefault((claim.album_id, sha256), _FirstCopy(claim.id))
+        if copy.photo_id == claim.id:
+            return None
+        # Another thread is rendering the same bytes: its outcome decides. A copy of a photo that
+        # could not be rendered is tried (and reported) on its own.
+        if not copy.settled.wait(FIRST_COPY_WAIT_SECONDS):
+            return None
+        return copy.photo_id if copy.rendered else None
+
+    def _settle_first_copy(self, claim: ClaimedPhoto, sha256: str, *, rendered: bool) -> None:
+        with self._checksum_lock:
+            copy = self._first_by_checksum.get((claim.album_id, sha256))
+        if copy is not None and copy.photo_id == claim.id and not copy.settled.is_set():
+            copy.rendered = rendered
+            copy.settled.set()
+
+    def _complete_duplicate(self, fetched: _Fetched, original: uuid.UUID) -> PhotoOutcome:
+        claim, started = fetched.claim, fetched.started
+        detail = f"duplicate of photo {original} (same SHA-256); not rendered again"
+        if not self._repository.complete_duplicate(
+            claim,
+            duplicate_of=original,
+            original_sha256=fetched.sha256,
+            original_bytes=fetched.head.size,
+            original_etag=fetched.head.etag,
+        ):
+            return self._claim_lost(claim, started)
+        self._log.info("photo %s (%s): %s", claim.id, keys.display_key(claim.original_key), detail)
+        return PhotoOutcome(
+            photo_id=claim.id,
+            album_id=claim.album_id,
+            outcome=Outcome.COMPLETED,
+            detail=detail,
+            seconds=time.perf_counter() - started,
+            duplicate_of=original,
+        )
 
     def _render(self, fetched: _Fetched) -> _Rendered | PhotoOutcome:
         """Render within the memory budget; the original is given back whatever happens."""
         claim, started = fetched.claim, fetched.started
+        try:
+            duplicate_of = self._duplicate_of(claim, fetched.sha256)
+        except BaseException:
+            fetched.discard()
+            raise
+        if duplicate_of is not None:
+            fetched.discard()
+            return self._complete_duplicate(fetched, duplicate_of)
+        rendered = False
         try:
             renditions = self._render_within_budget(fetched.original)
         except RenderError as exc:
@@ -466,17 +535,21 @@ class PhotoProcessor:
         except Exception as exc:  # noqa: BLE001 - one photo's bug must not stop the album
             self._log.exception("photo %s: unexpected error while rendering", claim.id)
             return self._fail(claim, f"unexpected error while rendering: {type(exc).__name__}: {exc}", started)
+        else:
+            rendered = True
         finally:
+            self._settle_first_copy(claim, fetched.sha256, rendered=rendered)
             fetched.discard()
         if renditions.warning is not None:
             self._log.warning("photo %s (%s): %s", claim.id, claim.original_key, renditions.warning)
-        return _Rendered(claim, started, fetched.head, renditions)
+        return _Rendered(claim, started, fetched.head, renditions, fetched.sha256)
 
     def _store_renditions(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome:
         """Upload both renditions, then record them in the row (fenced by the claim's token)."""
         claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
+            files = self._write_sized(claim, renditions)
         except StorageError as exc:
             self._log.exception("photo %s: could not write renditions", claim.id)
             return self._release(claim, f"storage error writing renditions: {exc}", started)
@@ -497,6 +570,12 @@ class PhotoProcessor:
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
             note=renditions.warning,
+            facts=PhotoFacts(
+                original_sha256=rendered.sha256,
+                thumbhash=renditions.thumbhash,
+                **renditions.capture.as_dict(),
+            ),
+            files=files,
         )
         if not completed:
             return self._claim_lost(claim, started)
@@ -511,6 +590,8 @@ class PhotoProcessor:
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
             warning=renditions.warning,
+            sized_files=len(files),
+            sized_bytes=sum(file.bytes for file in files),
         )
 
     def _render_within_budget(self, original: BinaryIO) -> Renditions:
@@ -533,6 +614,20 @@ class PhotoProcessor:
         self._store.put(thumb_key, renditions.thumbnail.data, renditions.thumbnail.content_type)
         self._store.put(preview_key, renditions.preview.data, renditions.preview.content_type)
         return thumb_key, preview_key
+
+    def _write_sized(self, claim: ClaimedPhoto, renditions: Renditions) -> list[StoredRendition]:
+        """Upload every responsive size in every format (`processed/{width}/...`)."""
+        files = []
+        for sized in renditions.sized:
+            rendition = sized.rendition
+            key = keys.sized_key(claim.album_id, claim.id, sized.label, rendition.format)
+            self._store.put(key, rendition.data, rendition.content_type)
+            files.append(
+                StoredRendition(
+                    key=key, size=sized.label, format=rendition.format, width=rendition.width, height=rendition.height, bytes=len(rendition.data)
+                )
+            )
+        return files
 
     def _release_missing(self, claim: ClaimedPhoto, started: float) -> PhotoOutcome:
         # Object stores and clients lag behind the row: a missing original is "not yet", and
@@ -601,6 +696,7 @@ class _Fetched:
     original: IO[bytes]
     held: int
     budget: MemoryBudget
+    sha256: str  # of the bytes streamed into `original`
     _discarded: bool = False
 
     def discard(self) -> None:
@@ -619,6 +715,7 @@ class _Rendered:
     started: float
     head: ObjectInfo
     renditions: Renditions
+    sha256: str
 
 
 def _discard(payload: object) -> None:
@@ -691,6 +788,47 @@ class _PipelineRun:
             ) from first_error
         if self._unexpected is not None:
             raise self._unexpected
+
+
+# How long a copy waits for the first of its checksum to be rendered by another thread (a render
+# takes well under a second; this bounds the wait on a pathological one).
+FIRST_COPY_WAIT_SECONDS = 300.0
+
+
+@dataclass
+class _FirstCopy:
+    """The first photo of a run with a given checksum, and whether its render has succeeded."""
+
+    photo_id: uuid.UUID
+    settled: threading.Event = field(default_factory=threading.Event)
+    rendered: bool = False
+
+
+class _HashingWriter:
+    """A file-like `write` that hashes what passes through on its way into `out`: the checksum
+    of the original is made while it is streamed, never by reading it a second time."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.hash = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> int:
+        self.hash.update(chunk)
+        return self._out.write(chunk)
+
+
+def hashed_download(store: ObjectStore, key: str, max_bytes: int) -> tuple[IO[bytes], str]:
+    """The object streamed into a spooled temporary file (rewound; the caller closes it) and the
+    hex SHA-256 of its bytes, computed on the way; ObjectTooLarge past `max_bytes`."""
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, prefix="original-")  # noqa: SIM115 (the caller closes it)
+    try:
+        writer = _HashingWriter(spool)
+        store.download(key, writer, max_bytes)  # type: ignore[arg-type]  # only write() is used
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, writer.hash.hexdigest()
 
 
 def original_too_large_reason(key: str, size: int | None, max_bytes: int, *, while_reading: bool = False) -> str:

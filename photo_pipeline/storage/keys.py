@@ -3,6 +3,8 @@
 Originals:   raw/{album_id}/{photo_id}.{ext}
 Renditions:  processed/thumbs/{album_id}/{photo_id}.{fmt}
              processed/previews/{album_id}/{photo_id}.{fmt}
+             processed/{width}/{album_id}/{photo_id}.{fmt}   the responsive sizes, one folder a
+                                                           configured width (digits only)
 
 Keys under raw/ written by anything but our upload flow are never trusted as paths: parsing
 yields UUIDs or nothing, and adoption mints stable ids for anything else.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -26,7 +29,7 @@ ADOPTION_NAMESPACE = uuid.UUID("6f0c6c1e-8d0b-4b8e-9a55-0d6f1d2c9a11")
 
 _EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
 
-RENDITION_EXTENSIONS = {"JPEG": "jpg", "WEBP": "webp"}
+RENDITION_EXTENSIONS = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
 
 _CONTENT_TYPES = {
     "jpg": "image/jpeg",
@@ -86,6 +89,32 @@ def thumb_key(album_id: uuid.UUID, photo_id: uuid.UUID, fmt: str) -> str:
 
 def preview_key(album_id: uuid.UUID, photo_id: uuid.UUID, fmt: str) -> str:
     return f"{PREVIEWS_PREFIX}{album_id}/{photo_id}.{rendition_extension(fmt)}"
+
+
+def sized_prefix(width: int) -> str:
+    """Where the responsive size filed under `width` lives (every album)."""
+    if width < 1:
+        raise InvalidKeyPart(f"unusable rendition width {width}")
+    return f"{PROCESSED_PREFIX}{width}/"
+
+
+def sized_key(album_id: uuid.UUID, photo_id: uuid.UUID, width: int, fmt: str) -> str:
+    return f"{sized_prefix(width)}{album_id}/{photo_id}.{rendition_extension(fmt)}"
+
+
+def is_sized_key(key: str) -> bool:
+    """A key of a responsive size: processed/{digits}/..., not thumbs/ or previews/."""
+    if not key.startswith(PROCESSED_PREFIX):
+        return False
+    folder = key[len(PROCESSED_PREFIX) :].split("/", 1)[0]
+    return folder.isascii() and folder.isdigit()
+
+
+def sized_prefixes_in_key_order(widths: Iterable[int], album_id: uuid.UUID | None = None) -> list[str]:
+    """The sized folders (one album's slice of each, with `album_id`) in the bucket's key order, so
+    their listings, one after the other, make one sorted stream."""
+    prefixes = [sized_prefix(width) + (f"{album_id}/" if album_id else "") for width in set(widths)]
+    return sorted(prefixes, key=lambda prefix: prefix.encode())
 
 
 @dataclass(frozen=True)

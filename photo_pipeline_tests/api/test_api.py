@@ -248,9 +248,11 @@ def test_photos_being_processed_or_done_are_not_cleaned_up(api: ApiServer) -> No
 
 def test_an_album_lists_counts_pages_and_short_lived_rendition_urls(api: ApiServer) -> None:
     album = uuid.uuid4()
-    uploads = create(api, album, declare("a.jpg"), declare("b.jpg"), declare("c.jpg")).json()["uploads"]
-    for upload in uploads[:2]:
-        put(upload, JPEG)
+    # Two different photos: a copy of the same bytes would be completed as a duplicate, unrendered.
+    other = samples.photo_jpeg(640, 480, seed=1)
+    uploads = create(api, album, declare("a.jpg"), declare("b.jpg", size=len(other)), declare("c.jpg")).json()["uploads"]
+    put(uploads[0], JPEG)
+    put(uploads[1], other)
     processor = PhotoProcessor(api.repository, api.store, RenderOptions(preview_long_side=320, thumb_long_side=80), ProcessingLimits())
     assert processor.process_album(album, worker="test").rendered == 2
 
@@ -259,6 +261,8 @@ def test_an_album_lists_counts_pages_and_short_lived_rendition_urls(api: ApiServ
     assert [p["filename"] for p in view["photos"]] == ["a.jpg", "b.jpg", "c.jpg"] and view["next_after"] is None
     completed = view["photos"][0]
     assert completed["status"] == "completed" and completed["width"] == 640
+    # The placeholder a page paints while the thumbnail loads (ThumbHash, base64).
+    assert completed["thumbhash"] and view["photos"][2]["thumbhash"] is None
     thumbnail = requests.get(completed["thumbnail_url"], timeout=10)
     assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8"
     assert "X-Amz-Expires=300" in completed["preview_url"]

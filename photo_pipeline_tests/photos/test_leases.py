@@ -82,7 +82,9 @@ def add_photos(repository: PhotoRepository, store: ObjectStore, album: uuid.UUID
     for _ in range(count):
         photo_id = uuid.uuid4()
         key = keys.raw_key(album, photo_id, ext)
-        store.put(key, data, keys.content_type_for_extension(ext))
+        # Each photo its own bytes (trailing bytes after the image's end are ignored by decoders):
+        # copies of one original would be completed as duplicates, unrendered.
+        store.put(key, data + photo_id.bytes, keys.content_type_for_extension(ext))
         repository.register_pending(NewPhoto(id=photo_id, album_id=album, original_key=key))
         ids.append(photo_id)
     return ids

@@ -108,7 +108,9 @@ class RecordingStore:
 def test_threads_wait_for_the_budget_and_every_photo_is_rendered(repository: PhotoRepository, store: ObjectStore) -> None:
     album = uuid.uuid4()
     png = samples.sixteen_bit_png(1500, 1500)
-    photos = [add_photo(repository, store, album, png, "png") for _ in range(4)]
+    # Four different originals (bytes after a PNG's IEND are ignored): copies of the same bytes
+    # would be completed as duplicates, unrendered.
+    photos = [add_photo(repository, store, album, png + uuid.uuid4().bytes, "png") for _ in range(4)]
     one_photo = estimate_memory(png, SMALL).working_bytes
     # Room for one photo at a time, four threads competing for it.
     limits = ProcessingLimits(workers=4, memory_budget_bytes=one_photo + one_photo // 2)

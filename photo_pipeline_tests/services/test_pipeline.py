@@ -231,7 +231,9 @@ def test_the_originals_fetched_ahead_are_bounded_by_the_originals_budget(
     (the budget's own peak); with room for the whole album (the control), more are."""
     album = uuid.uuid4()
     original = samples.photo_jpeg(2400, 1600, seed=5)
-    photos = add_photos(repository, store, album, [original] * 10)
+    # Ten different originals of one size (bytes after the JPEG's end are ignored by decoders):
+    # copies of the same bytes would be completed as duplicates, unrendered.
+    photos = add_photos(repository, store, album, [original + uuid.uuid4().bytes for _ in range(10)])
     size = store.head(keys.raw_key(album, photos[0], "jpg")).size
     prefetch = (5 * size) // 2 if bounded else 100 * size
 

@@ -48,6 +48,7 @@ from photo_pipeline.reconcile import report as told
 from photo_pipeline.reconcile.apply import (
     Reconciler,
     SafetyLimitExceeded,
+    iter_sized_objects,
     policy_from_settings,
 )
 from photo_pipeline.reconcile.plan import ReconciliationPlan, plan_reconciliation
@@ -57,8 +58,13 @@ from photo_pipeline.storage import keys
 STORAGE_RECONCILIATION = "storage_reconciliation"
 RECONCILIATION_ASSET = AssetKey(STORAGE_RECONCILIATION)
 PLAN_WITHIN_SAFETY_LIMIT = "plan_within_safety_limit"
-STREAMS = ("originals", "thumbnails", "previews")
-PREFIXES = {"originals": keys.RAW_PREFIX, "thumbnails": keys.THUMBS_PREFIX, "previews": keys.PREVIEWS_PREFIX}
+STREAMS = ("originals", "thumbnails", "previews", "sized")
+PREFIXES = {
+    "originals": keys.RAW_PREFIX,
+    "thumbnails": keys.THUMBS_PREFIX,
+    "previews": keys.PREVIEWS_PREFIX,
+    "sized": keys.PROCESSED_PREFIX + "<width>/",
+}
 MAX_LISTED_ACTIONS = 50
 
 # Metadata keys `pipeline_health` reads back (one spelling for writer and reader).
@@ -125,7 +131,8 @@ def list_objects(context: OpExecutionContext, photo_pipeline: PhotoPipelineResou
     paths = {}
     for stream in STREAMS:
         path = folder / f"objects-{stream}.pickle"
-        count = spill(path, store.iter_objects(PREFIXES[stream]))
+        listing = iter_sized_objects(store, 1000) if stream == "sized" else store.iter_objects(PREFIXES[stream])
+        count = spill(path, listing)
         context.log.info("listed %d object(s) under %s in %s", count, PREFIXES[stream], store.describe())
         paths[stream] = str(path)
     return paths
@@ -139,6 +146,7 @@ def load_rows(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource
         "originals": queries.rows_by_original_key,
         "thumbnails": queries.rows_by_thumb_key,
         "previews": queries.rows_by_preview_key,
+        "sized": queries.rows_by_sized_key,
     }
     paths = {}
     for stream, read in readers.items():
@@ -168,6 +176,8 @@ def plan_changes(
         rows_by_thumb_key=unspill(Path(rows["thumbnails"])),
         previews=unspill(Path(objects["previews"])),
         rows_by_preview_key=unspill(Path(rows["previews"])),
+        sized=unspill(Path(objects["sized"])),
+        rows_by_sized_key=unspill(Path(rows["sized"])),
         now=utc_now(),
         policy=policy_from_settings(settings),
         cancelled_uploads=cancelled,

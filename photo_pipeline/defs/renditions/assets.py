@@ -174,6 +174,7 @@ def album_metadata(album: AlbumState) -> dict[str, MetadataValue]:
         "album_pending": MetadataValue.int(album.pending),
         "album_processing": MetadataValue.int(album.processing),
         "album_missing": MetadataValue.int(album.missing),
+        "album_duplicates": MetadataValue.int(album.duplicates),
         "album_failed_photos": MetadataValue.md(failed_photos_table(album.failures)),
     }
 
@@ -187,6 +188,11 @@ def run_metadata(report: AlbumReport, filenames: Mapping[uuid.UUID, str]) -> dic
         "photos_skipped": MetadataValue.int(report.skipped),
         # Completed but looking damaged (a truncated JPEG padded with grey): see the outcomes.
         "photos_flagged": MetadataValue.int(report.flagged),
+        # Completed as copies of a photo the album already has (same SHA-256): not rendered.
+        "photos_duplicate": MetadataValue.int(len(report.duplicates)),
+        # The responsive sizes (processed/<width>/...) written, every size and format.
+        "sized_files_written": MetadataValue.int(sum(o.sized_files for o in report.outcomes)),
+        "sized_bytes_written": MetadataValue.int(sum(o.sized_bytes for o in report.outcomes)),
         "outcomes": MetadataValue.md(outcomes_table(report, filenames)),
     }
     if report.outcomes:

@@ -1,0 +1,96 @@
+"""Capture facts, checksums, duplicates and placeholders in the photo table, on PostgreSQL and
+SQLite (the `database_url` fixture), after the real Alembic migrations (0007 adds them)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Uuid, bindparam, inspect, text
+
+from photo_pipeline.photos.claims import PhotoFacts
+from photo_pipeline.photos.database import create_engine_for
+from photo_pipeline.photos.models import PhotoStatus, UTCDateTime
+from photo_pipeline.photos.repository import PhotoRepository, utc_now
+from photo_pipeline_tests.photos.test_repository import (  # noqa: F401 - fixtures
+    Clock,
+    alembic,
+    clock,
+    register,
+    repository,
+    row,
+)
+
+SHA = "ab" * 32
+
+
+def test_migration_0007_adds_empty_facts_to_existing_rows_and_goes_back(database_url: str) -> None:
+    alembic(database_url, "upgrade", "0006")
+    engine = create_engine_for(database_url)
+    album, photo = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO photos (id, album_id, original_key, status, attempts, created_at, updated_at) "
+                "VALUES (:id, :album, :key, 'completed', 1, :now, :now)"
+            ).bindparams(bindparam("id", type_=Uuid()), bindparam("album", type_=Uuid()), bindparam("now", type_=UTCDateTime())),
+            {"id": photo, "album": album, "key": f"raw/{album}/{photo}.jpg", "now": utc_now()},
+        )
+    alembic(database_url, "upgrade", "0007")
+    columns = {c["name"] for c in inspect(engine).get_columns("photos")}
+    assert {"original_sha256", "duplicate_of", "taken_at", "camera_make", "camera_model", "thumbhash"} <= columns
+    repository = PhotoRepository(engine)
+    existing = row(repository, photo)
+    # Empty until the re-render job fills them from the original.
+    assert (existing.original_sha256, existing.taken_at, existing.thumbhash, existing.duplicate_of) == (None, None, None, None)
+    alembic(database_url, "downgrade", "0006")
+    assert "thumbhash" not in {c["name"] for c in inspect(engine).get_columns("photos")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM photos")).scalar_one() == "completed"
+    engine.dispose()
+
+
+def complete_with(repository: PhotoRepository, claim, taken_at: str | None, sha: str = SHA) -> bool:  # type: ignore[no-untyped-def]
+    return repository.complete(
+        claim,
+        thumb_key=f"processed/thumbs/{claim.id}.jpg",
+        preview_key=f"processed/previews/{claim.id}.jpg",
+        width=3000,
+        height=4000,
+        original_bytes=10,
+        thumb_bytes=1,
+        preview_bytes=2,
+        facts=PhotoFacts(original_sha256=sha, taken_at=taken_at, camera_make="Canon", camera_model="EOS R6", thumbhash="XwcOFZhw"),
+    )
+
+
+def test_facts_duplicates_and_capture_order(repository: PhotoRepository, clock: Clock) -> None:
+    album, other_album = uuid.uuid4(), uuid.uuid4()
+    first, copy, later, undated = register(repository, album, 4, clock)
+    [elsewhere] = register(repository, other_album, 1, clock)
+    claims = {c.id: c for c in repository.claim_batch(album, "run", 4)}
+    [elsewhere_claim] = repository.claim_batch(other_album, "run", 1)
+
+    assert repository.first_with_checksum(album, SHA, other_than=first) is None
+    assert complete_with(repository, claims[first], "2024-05-01T10:00:00+02:00")
+    assert complete_with(repository, claims[later], "2023-01-01T08:00:00")
+    assert complete_with(repository, claims[undated], None, sha="cd" * 32)
+    done = row(repository, first)
+    assert (done.original_sha256, done.taken_at, done.camera_make, done.thumbhash) == (SHA, "2024-05-01T10:00:00+02:00", "Canon", "XwcOFZhw")
+    assert done.gps_latitude is None
+
+    # The earliest completed photo with the checksum, in this album only.
+    assert repository.first_with_checksum(album, SHA, other_than=copy) == first
+    assert repository.first_with_checksum(other_album, SHA, other_than=elsewhere) is None
+    assert repository.complete_duplicate(claims[copy], duplicate_of=first, original_sha256=SHA, original_bytes=10)
+    duplicate = row(repository, copy)
+    assert duplicate.status is PhotoStatus.COMPLETED and duplicate.duplicate_of == first
+    assert (duplicate.thumb_key, duplicate.preview_key, duplicate.thumbhash) == (None, None, None)
+    # A duplicate is never what a later copy is a duplicate of.
+    assert repository.first_with_checksum(album, SHA, other_than=elsewhere) == first
+    assert complete_with(repository, elsewhere_claim, None)
+    assert repository.duplicate_counts_by_album() == {album: 1}
+    assert repository.duplicate_counts_by_album([other_album]) == {}
+
+    ordered = [p.id for p in repository.photos_in_capture_order(album, 10)]
+    # By capture time (local clock), then the photos without one in upload order.
+    assert ordered == [later, first, copy, undated]
