@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Uuid, bindparam, inspect, text
+from sqlalchemy import inspect, text
 
 from photo_pipeline.photos.claims import PhotoFacts
 from photo_pipeline.photos.database import create_engine_for
-from photo_pipeline.photos.models import PhotoStatus, UTCDateTime
-from photo_pipeline.photos.repository import PhotoRepository, utc_now
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import PhotoRepository
 from photo_pipeline_tests.photos.test_repository import (  # noqa: F401 - fixtures
     Clock,
     alembic,
     clock,
+    insert_photo_with_sql,
     register,
     repository,
     row,
@@ -27,14 +28,7 @@ def test_migration_0007_adds_empty_facts_to_existing_rows_and_goes_back(database
     alembic(database_url, "upgrade", "0006")
     engine = create_engine_for(database_url)
     album, photo = uuid.uuid4(), uuid.uuid4()
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO photos (id, album_id, original_key, status, attempts, created_at, updated_at) "
-                "VALUES (:id, :album, :key, 'completed', 1, :now, :now)"
-            ).bindparams(bindparam("id", type_=Uuid()), bindparam("album", type_=Uuid()), bindparam("now", type_=UTCDateTime())),
-            {"id": photo, "album": album, "key": f"raw/{album}/{photo}.jpg", "now": utc_now()},
-        )
+    insert_photo_with_sql(engine, album, photo, "completed", 1)
     alembic(database_url, "upgrade", "0007")
     columns = {c["name"] for c in inspect(engine).get_columns("photos")}
     assert {"original_sha256", "duplicate_of", "taken_at", "camera_make", "camera_model", "thumbhash"} <= columns

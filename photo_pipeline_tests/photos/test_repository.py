@@ -16,6 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Uuid, bindparam, inspect, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from photo_pipeline.photos.albums import AlbumFigures, FailedPhotoCounts
@@ -134,19 +135,25 @@ def alembic(url: str, direction: str, revision: str) -> None:
         engine.dispose()
 
 
+def insert_photo_with_sql(engine: Engine, album: uuid.UUID, photo: uuid.UUID, status: str, attempts: int) -> None:
+    """A photo row written with plain SQL, for tests of older revisions: the model is the newest
+    schema and would name columns a revision does not have yet."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO photos (id, album_id, original_key, status, attempts, created_at, updated_at) "
+                "VALUES (:id, :album, :key, :status, :attempts, :now, :now)"
+            ).bindparams(bindparam("id", type_=Uuid()), bindparam("album", type_=Uuid()), bindparam("now", type_=UTCDateTime())),
+            {"id": photo, "album": album, "key": f"raw/{album}/{photo}.jpg", "status": status, "attempts": attempts, "now": utc_now()},
+        )
+
+
 def test_migration_0005_adds_album_titles_beside_existing_photos(database_url: str) -> None:
     # Rows are written and read with plain SQL at older revisions: the model is the newest schema.
     alembic(database_url, "upgrade", "0004")
     engine = create_engine_for(database_url)
     album, photo = uuid.uuid4(), uuid.uuid4()
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO photos (id, album_id, original_key, status, attempts, created_at, updated_at) "
-                "VALUES (:id, :album, :key, 'pending', 0, :now, :now)"
-            ).bindparams(bindparam("id", type_=Uuid()), bindparam("album", type_=Uuid()), bindparam("now", type_=UTCDateTime())),
-            {"id": photo, "album": album, "key": f"raw/{album}/{photo}.jpg", "now": utc_now()},
-        )
+    insert_photo_with_sql(engine, album, photo, "pending", 0)
     assert "albums" not in inspect(engine).get_table_names()
 
     alembic(database_url, "upgrade", "0005")
