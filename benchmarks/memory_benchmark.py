@@ -5,7 +5,8 @@ Two measurements, both printed, nothing asserted:
 --factor   each original rendered once by `render_renditions` in a fresh child process; the
            child's peak RSS growth (VmHWM after minus before; Pillow allocates with malloc,
            which tracemalloc does not see) divided by the header's decoded size. This is where
-           rendering.WORKING_SET_FACTOR comes from.
+           rendering.WORKING_SET_FACTOR comes from. Three configurations: the base pair alone
+           (PHOTO_RENDITION_SIZES=""), the default responsive sizes, and those in WebP and AVIF too.
 --run      (default) a real `process_album` Dagster run (`dagster job execute` in a subprocess) on
            the embedded defaults (SQLite + local folder store) in a temporary PHOTO_PIPELINE_HOME,
            on hostile inputs: six 16-bit 10900x10900 PNGs, a 1 GB sparse "JPEG" and a few big real
@@ -38,12 +39,15 @@ RUN_TIMEOUT_SECONDS = 900
 
 def _factor_child(path: str) -> None:
     """Runs in a fresh process: prints decoded bytes and peak RSS growth of one render."""
-    from photo_pipeline.rendering.render import estimate_memory, render_renditions
+    from photo_pipeline.rendering.render import estimate_memory, render_options_from_settings, render_renditions
+    from photo_pipeline.settings import Settings
 
+    # The configuration the pipeline would render with (the parent sets the variables).
+    options = render_options_from_settings(Settings.from_env().render)
     with open(path, "rb") as source:
         estimate = estimate_memory(source)
         before = _high_water_mark()
-        render_renditions(source)
+        render_renditions(source, options)
         after = _high_water_mark()
     print(f"{estimate.mode} {estimate.width}x{estimate.height} {estimate.decoded_bytes} {after - before}")
 
@@ -72,20 +76,36 @@ def measure_factors(folder: Path) -> None:
     cases["RGB PNG 6000x4000"] = _png(rgb)
     cases["RGBA PNG 6000x4000"] = _png(rgb.convert("RGBA"))
     del rgb
-    print(f"{'original':32} {'decoded as':24} {'decoded MiB':>11} {'peak +MiB':>10} {'factor':>7}")
-    worst = 0.0
+    paths = {}
     for name, data in cases.items():
-        path = folder / f"{uuid.uuid4().hex}.img"
-        path.write_bytes(data)
-        out = subprocess.run(
-            [sys.executable, __file__, "--factor-child", str(path)], capture_output=True, text=True, check=True
-        ).stdout.split()
-        mode, size, decoded, peak = out[0], out[1], int(out[2]), int(out[3])
-        factor = peak / decoded
-        worst = max(worst, factor)
-        print(f"{name:32} {mode + ' ' + size:24} {decoded / MIB:11.0f} {peak / MIB:10.0f} {factor:7.1f}")
-        path.unlink()
-    print(f"largest factor: {worst:.1f}")
+        paths[name] = folder / f"{uuid.uuid4().hex}.img"
+        paths[name].write_bytes(data)
+    for configuration, variables in FACTOR_CONFIGURATIONS.items():
+        print(f"\n{configuration}")
+        print(f"{'original':32} {'decoded as':24} {'decoded MiB':>11} {'peak +MiB':>10} {'factor':>7}")
+        worst = 0.0
+        for name, path in paths.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--factor-child", str(path)],
+                capture_output=True, text=True, check=True, env={**_without_photo_variables(), **variables},
+            ).stdout.split()
+            mode, size, decoded, peak = out[0], out[1], int(out[2]), int(out[3])
+            factor = peak / decoded
+            worst = max(worst, factor)
+            print(f"{name:32} {mode + ' ' + size:24} {decoded / MIB:11.0f} {peak / MIB:10.0f} {factor:7.1f}")
+        print(f"largest factor: {worst:.1f}")
+
+
+# The render configurations --factor compares (PHOTO_ variables of the child).
+FACTOR_CONFIGURATIONS: dict[str, dict[str, str]] = {
+    "base pair (preview + thumbnail)": {"PHOTO_RENDITION_SIZES": ""},
+    "default responsive sizes, JPEG": {},
+    "default responsive sizes, JPEG + WebP + AVIF": {"PHOTO_RENDITION_FORMATS": "webp,avif"},
+}
+
+
+def _without_photo_variables() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("PHOTO_")}
 
 
 def _spooled(data: bytes):  # type: ignore[no-untyped-def]

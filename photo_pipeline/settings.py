@@ -11,6 +11,7 @@ process state. The operations guide's table is generated from the same declarati
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import os
 import re
@@ -45,6 +46,12 @@ MIB = 1024 * 1024
 DAY = 86400
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
 PREFIX = "PHOTO_"
+# Variables under the prefix that are not settings: the test suite's own (conftest.py).
+FOREIGN_PREFIXES: tuple[str, ...] = ("PHOTO_TEST_",)
+# Settings that were renamed: setting the old name must fail, not be silently ignored.
+RENAMED: dict[str, str] = {
+    "PHOTO_RENDITION_WIDTHS": "PHOTO_RENDITION_SIZES (the responsive sizes are long sides, like the preview's)",
+}
 
 # Where the docs table lives, and the comments around the generated block.
 DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
@@ -160,7 +167,15 @@ class EnvironmentSettings(BaseSettings):
     # Rendering.
     preview_size: int = _setting(1600, description="long side of previews in pixels; never upscaled", ge=16, le=20_000)
     thumb_size: int = _setting(400, description="long side of thumbnails in pixels; never upscaled", ge=16, le=20_000)
-    quality: int = _setting(82, description="encoder quality of the renditions", ge=1, le=100)
+    quality: int = _setting(82, description="encoder quality of the renditions (JPEG and WebP)", ge=1, le=100)
+    avif_quality: int = _setting(
+        50,
+        description="encoder quality of the AVIF renditions (`PHOTO_RENDITION_FORMATS`): AVIF's scale is not JPEG's; "
+        "50 (libvips's and sharp's default) gives about JPEG 82's SSIM in a quarter of its bytes, while 82 is larger "
+        "than the JPEG (see [Renditions](#renditions))",
+        ge=1,
+        le=100,
+    )
     format: Literal["JPEG", "WEBP"] = _setting("JPEG", description="format of the renditions (any case)")
     watermark_text: str | None = _setting(
         "© photo_pipeline",
@@ -192,14 +207,15 @@ class EnvironmentSettings(BaseSettings):
         ge=1,
         le=2_000_000_000,
     )
-    rendition_widths: tuple[int, ...] = _setting(
-        (400, 800, 1600, 2400),  # rendering/sizes.py DEFAULT_WIDTHS
-        description="widths of the responsive sizes (`processed/<width>/…`, for srcset), each made from the next "
-        "larger one, from the decode the preview needs; never upscaled: the widths that decode cannot fill get one "
-        "rendition at its own width, filed under the smallest of them (the `renditions` table has the real size); "
-        "empty string: none (the preview and thumbnail only); see [Renditions](#renditions)",
+    rendition_sizes: tuple[int, ...] = _setting(
+        (400, 800, 1600, 2400),  # rendering/sizes.py DEFAULT_SIZES
+        description="responsive sizes (`processed/<size>/…`, for srcset), each a long side like the preview's "
+        "(800: 800x600 landscape, 600x800 portrait), each made from the next larger one, from the decode the "
+        "preview needs; never upscaled: the sizes that decode cannot fill get one rendition at its own size, filed "
+        "under the smallest of them (the `renditions` table has each file's real width and height); empty string: "
+        "none (the preview and thumbnail only); see [Renditions](#renditions)",
         shown_default="400,800,1600,2400",
-        accepted="comma-separated pixel widths, 16-20000",
+        accepted="comma-separated long sides in pixels, 16-20000",
         empty_is_a_value=True,
     )
     rendition_formats: tuple[Literal["WEBP", "AVIF"], ...] = _setting(
@@ -370,7 +386,9 @@ class EnvironmentSettings(BaseSettings):
 
     @classmethod
     def read(cls, env: Mapping[str, str]) -> EnvironmentSettings:
-        """The declared variables from `env`; a bad value raises one SettingsError naming it."""
+        """The declared variables from `env`; a bad value raises one SettingsError naming it, and so
+        does a PHOTO_ variable that is no setting (a typo would otherwise leave the default on)."""
+        _check_names(env)
         try:
             # Validated as they are: BaseSettings.__init__ would also build the default sources
             # (parsing os.environ) only for settings_customise_sources to drop them.
@@ -439,18 +457,18 @@ class EnvironmentSettings(BaseSettings):
             raise PydanticCustomError("setting", "must be printable ASCII without spaces (it travels in an HTTP header)")
         return SecretStr(token)
 
-    @field_validator("rendition_widths", mode="before")
+    @field_validator("rendition_sizes", mode="before")
     @classmethod
-    def _widths(cls, value: Any) -> Any:
+    def _sizes(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
         try:
-            widths = tuple(sorted({int(item) for item in value.split(",") if item.strip()}))
+            sizes = tuple(sorted({int(item) for item in value.split(",") if item.strip()}))
         except ValueError:
-            raise PydanticCustomError("setting", "must be comma-separated whole pixel widths, got {value}", {"value": repr(value)}) from None
-        if any(not 16 <= width <= 20_000 for width in widths):
-            raise PydanticCustomError("setting", "widths must be between 16 and 20000 pixels, got {value}", {"value": repr(value)})
-        return widths
+            raise PydanticCustomError("setting", "must be comma-separated whole pixel sizes, got {value}", {"value": repr(value)}) from None
+        if any(not 16 <= size <= 20_000 for size in sizes):
+            raise PydanticCustomError("setting", "sizes must be between 16 and 20000 pixels, got {value}", {"value": repr(value)})
+        return sizes
 
     @field_validator("rendition_formats", mode="before")
     @classmethod
@@ -500,6 +518,18 @@ class EnvironmentSettings(BaseSettings):
                 {"heartbeat": heartbeat, "lease": lease},
             )
         return self
+
+
+def _check_names(env: Mapping[str, str]) -> None:
+    declared = {EnvironmentSettings.variable(name) for name in EnvironmentSettings.model_fields}
+    for variable in sorted(env):
+        if not variable.startswith(PREFIX) or variable in declared or variable.startswith(FOREIGN_PREFIXES):
+            continue
+        if variable in RENAMED:
+            raise SettingsError(f"{variable} was renamed {RENAMED[variable]}")
+        close = difflib.get_close_matches(variable, sorted(declared), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise SettingsError(f"{variable} is not a setting{hint}; the settings are listed in docs/operations.md#configuration")
 
 
 class _MappingSource(PydanticBaseSettingsSource):
@@ -611,6 +641,7 @@ class RenderSettings:
     preview_long_side: int = _DECLARED.preview_size
     thumb_long_side: int = _DECLARED.thumb_size
     quality: int = _DECLARED.quality
+    avif_quality: int = _DECLARED.avif_quality
     format: str = _DECLARED.format  # or "WEBP"
     watermark_text: str | None = _DECLARED.watermark_text
     watermark_logo_path: Path | None = _DECLARED.watermark_logo
@@ -621,7 +652,7 @@ class RenderSettings:
     background: str = _DECLARED.background
     max_pixels: int = _DECLARED.max_pixels
     store_gps: bool = _DECLARED.store_gps
-    widths: tuple[int, ...] = _DECLARED.rendition_widths
+    sizes: tuple[int, ...] = _DECLARED.rendition_sizes
     extra_formats: tuple[str, ...] = _DECLARED.rendition_formats
 
 
@@ -750,6 +781,7 @@ def _render_settings_from(declared: EnvironmentSettings) -> RenderSettings:
         preview_long_side=declared.preview_size,
         thumb_long_side=declared.thumb_size,
         quality=declared.quality,
+        avif_quality=declared.avif_quality,
         format=declared.format,
         watermark_text=declared.watermark_text,
         watermark_logo_path=logo.expanduser() if logo is not None else None,
@@ -759,7 +791,7 @@ def _render_settings_from(declared: EnvironmentSettings) -> RenderSettings:
         background=declared.background,
         max_pixels=declared.max_pixels,
         store_gps=declared.store_gps,
-        widths=declared.rendition_widths,
+        sizes=declared.rendition_sizes,
         extra_formats=declared.rendition_formats,
     )
 

@@ -141,6 +141,9 @@ def test_a_database_that_cannot_be_reached_is_one_clear_line(clean_env: Path, mo
         ("PHOTO_WATERMARK_OPACITY", "nan"),
         ("PHOTO_RECONCILE_CRON", "hourly"),
         ("PHOTO_PUBLIC_ENDPOINT_URL", "minio:9000"),
+        # A typo and a renamed setting: silently ignored, they would leave the default on.
+        ("PHOTO_QUALTIY", "60"),
+        ("PHOTO_RENDITION_WIDTHS", "400,800"),
     ],
 )
 def test_a_bad_setting_fails_doctor_and_every_command_naming_the_variable(

@@ -114,6 +114,20 @@ def test_a_bad_value_is_one_error_naming_the_variable(tmp_path: Path, variable: 
     assert error.value.__cause__ is None and error.value.__suppress_context__, "pydantic's report (with the input) is not chained"
 
 
+def test_a_photo_variable_that_is_no_setting_is_refused_with_the_name_meant(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as typo:
+        load(tmp_path, PHOTO_QUALTIY="60")
+    assert str(typo.value) == (
+        "PHOTO_QUALTIY is not a setting (did you mean PHOTO_QUALITY?); the settings are listed in docs/operations.md#configuration"
+    )
+    with pytest.raises(SettingsError, match=r"^PHOTO_NOTHING_LIKE_IT is not a setting; "):
+        load(tmp_path, PHOTO_NOTHING_LIKE_IT="1")
+    with pytest.raises(SettingsError, match=r"^PHOTO_RENDITION_WIDTHS was renamed PHOTO_RENDITION_SIZES "):
+        load(tmp_path, PHOTO_RENDITION_WIDTHS="400,800")
+    # The test suite's own variables and other programs' are not ours to judge.
+    assert load(tmp_path, PHOTO_TEST_PG_ADMIN_DSN="postgresql://x", PHOTOS="1", HOME="/").render.quality == 82
+
+
 def test_empty_means_unset_except_for_the_watermark_text(tmp_path: Path) -> None:
     empty = {name: "" for name in (EnvironmentSettings.variable(field) for field in EnvironmentSettings.model_fields)}
     empty.pop(ENV_HOME)

@@ -123,7 +123,7 @@ class Photo(Base):
 
 
 class RenditionFile(Base):
-    """One responsive size of a photo in one format (`processed/{width}/...`): what exists, as the
+    """One responsive size of a photo in one format (`processed/{size}/...`): what exists, as the
     photo's last completion wrote it. Replaced whole at each completion; reconciliation compares
     these keys with the bucket."""
 
@@ -132,7 +132,8 @@ class RenditionFile(Base):
 
     key: Mapped[str] = mapped_column(ObjectKey, primary_key=True)
     photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
-    # The configured width it is filed under (its folder); `width` is what it has (never upscaled).
+    # The configured size it is filed under (its folder, a long side); `width` and `height` are what
+    # the file has (never upscaled).
     size: Mapped[int] = mapped_column(Integer, nullable=False)
     format: Mapped[str] = mapped_column(String(8), nullable=False)
     width: Mapped[int] = mapped_column(Integer, nullable=False)

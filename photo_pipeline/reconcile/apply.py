@@ -83,15 +83,15 @@ _DIGITS = "0123456789"
 
 
 def iter_sized_objects(
-    store: ObjectStore, page_size: int, *, album_id: uuid.UUID | None = None, widths: Iterable[int] = ()
+    store: ObjectStore, page_size: int, *, album_id: uuid.UUID | None = None, sizes: Iterable[int] = ()
 ) -> Iterator[ObjectInfo]:
     """The responsive sizes' objects in key order. Whole bucket: every `processed/<digits>/`
-    folder, configured or not (a width dropped from the settings leaves orphans behind). One
-    album: its slice of each folder of `widths` (the configured ones and those the table records)."""
+    folder, configured or not (a size dropped from the settings leaves orphans behind). One
+    album: its slice of each folder of `sizes` (the configured ones and those the table records)."""
     if album_id is None:
         prefixes = [f"{keys.PROCESSED_PREFIX}{digit}" for digit in _DIGITS]
     else:
-        prefixes = keys.sized_prefixes_in_key_order(widths, album_id)
+        prefixes = keys.sized_prefixes_in_key_order(sizes, album_id)
     for prefix in prefixes:
         yield from (obj for obj in store.iter_objects(prefix, page_size=page_size) if keys.is_sized_key(obj.key))
 
@@ -105,7 +105,7 @@ def policy_from_settings(settings: Settings) -> ReconcilePolicy:
         max_attempts=settings.max_attempts,
         max_change_fraction=settings.reconcile_max_change_fraction,
         min_changes=settings.reconcile_min_changes,
-        rendition_widths=settings.render.widths,
+        rendition_sizes=settings.render.sizes,
     )
 
 
@@ -149,21 +149,21 @@ class Reconciler:
             rows_by_thumb_key=self.queries.rows_by_thumb_key(thumbs if scoped else None),
             previews=self.store.iter_objects(previews, page_size=page),
             rows_by_preview_key=self.queries.rows_by_preview_key(previews if scoped else None),
-            sized=iter_sized_objects(self.store, page, album_id=album_id, widths=self._sized_widths()),
+            sized=iter_sized_objects(self.store, page, album_id=album_id, sizes=self._sized_sizes()),
             rows_by_sized_key=self._rows_by_sized_key(album_id),
             now=now,
             policy=self.policy,
             cancelled_uploads=self.repository.tombstones_since(now - timedelta(seconds=self.policy.tombstone_seconds)),
         )
 
-    def _sized_widths(self) -> list[int]:
-        return sorted(set(self.repository.rendition_sizes()) | set(self.policy.rendition_widths))
+    def _sized_sizes(self) -> list[int]:
+        return sorted(set(self.repository.rendition_sizes()) | set(self.policy.rendition_sizes))
 
     def _rows_by_sized_key(self, album_id: uuid.UUID | None) -> Iterator[tuple[str, PhotoRecord]]:
         if album_id is None:
             return self.queries.rows_by_sized_key()
         # Per folder, in the same order as the listing (one album's slice of each).
-        prefixes = keys.sized_prefixes_in_key_order(self._sized_widths(), album_id)
+        prefixes = keys.sized_prefixes_in_key_order(self._sized_sizes(), album_id)
         return (pair for prefix in prefixes for pair in self.queries.rows_by_sized_key(prefix))
 
     def apply(

@@ -71,8 +71,8 @@ class ReconcilePolicy:
     max_attempts: int = 5
     max_change_fraction: float = 0.2
     min_changes: int = 10
-    # The configured responsive widths (PHOTO_RENDITION_WIDTHS): an album's check lists their folders.
-    rendition_widths: tuple[int, ...] = ()
+    # The configured responsive sizes (PHOTO_RENDITION_SIZES): an album's check lists their folders.
+    rendition_sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -461,7 +461,7 @@ def plan_reconciliation(
     rows_by_sized_key: Iterable[tuple[str, PhotoRecord]] = (),
 ) -> ReconciliationPlan:
     """All eight streams sorted by key (UTF-8 byte order). `sized`: the responsive sizes'
-    objects (`processed/<width>/...`), `rows_by_sized_key`: the `renditions` table's keys."""
+    objects (`processed/<size>/...`), `rows_by_sized_key`: the `renditions` table's keys."""
     planner = Planner(now, policy, cancelled_uploads)
     planner.compare_originals(rows_by_original_key, originals)
     planner.compare_renditions(rows_by_thumb_key, thumbnails)

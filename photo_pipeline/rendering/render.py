@@ -22,7 +22,7 @@ import pillow_heif
 from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
 from photo_pipeline.rendering.capture import CaptureFacts, capture_facts
-from photo_pipeline.rendering.sizes import SizedTarget, planned_widths, resize_chain
+from photo_pipeline.rendering.sizes import SizedTarget, fit_long_side, planned_sizes, resize_chain
 from photo_pipeline.rendering.thumbhash import thumbhash_of
 from photo_pipeline.rendering.watermark import (
     WatermarkOptions,
@@ -64,6 +64,9 @@ EXTRA_FORMATS: tuple[str, ...] = ("WEBP", "AVIF")
 # AVIF's encoder speed (0 slowest/smallest .. 10 fastest): Pillow's default (6) costs about twice
 # the JPEG's time for the same size; 8 halves that for a few percent more bytes (render benchmark).
 AVIF_SPEED = 8
+# libavif encodes on every core by default; photos already render one per core, so more threads
+# per encode only oversubscribe the CPU (and would hide its cost from a one-thread benchmark).
+AVIF_THREADS = 1
 
 # Figures below: `benchmarks/render_benchmark.py --choices` (SSIM against a float Lanczos resize
 # of the full decode; times best of 5 on the 2-core machine; see docs/operations.md).
@@ -77,13 +80,14 @@ REDUCING_GAP = 3.0
 # libvips's own resize does. On a zone plate it gives 0.92 (a straight resize 0.999); a box
 # reduce by 4 (gap 1.0) aliases badly there: 0.73.
 THUMB_REDUCING_GAP = 2.0
-# The responsive sizes' chain (1600 -> 800 -> 400): each step box-reduces by the whole factor first,
-# then resamples what remains. A step of exactly 2 is then a 2x2 average (a mipmap level: what
-# libvips's shrink does) at 2 ms instead of 25 ms for a Lanczos resize of 1600x1200 to 800x600
-# (reducing_gap 2.0 reduces nothing at a factor of 2): the difference between meeting the 1.3x
-# budget of the default sizes and 1.6x. The filter is the preview's (BICUBIC, see below): on a
-# portrait's 1.5 step (1200x1600 -> 800x1067) it saves a third of the Lanczos time. The thumbnail,
-# made in the chain, is made this way too.
+# The responsive sizes other than the preview and thumbnail (the chain 2000 -> 1600 -> 800 -> 400 of
+# a 12-MP JPEG, each made from the one before): each step box-reduces by the whole factor first, then
+# resamples what remains. A step of exactly 2 (the default 800 from the 1600 preview) is then a 2x2
+# average, a mipmap level, at 1.9 ms instead of 17.7 (bicubic) or 24.5 (Lanczos): on photos SSIM
+# 0.9965 against 0.9971, on a zone plate 0.68 against 0.95 (a box filter shows moire on fine
+# repeating patterns). The affordable choice within the 1.3x budget of the default sizes. The
+# preview and the thumbnail keep their own filters wherever they fall in the chain, so configuring
+# sizes never changes them (`render_benchmark.py --choices`).
 CHAIN_REDUCING_GAP = 1.0
 # The preview's filter: BICUBIC, not LANCZOS. On the photos (12 and 24 MP JPEGs after draft, PNG)
 # both give the same SSIM to +-0.0005, before and after JPEG encoding, and BICUBIC's support of 2
@@ -92,6 +96,8 @@ CHAIN_REDUCING_GAP = 1.0
 # against LANCZOS's 0.977 before encoding. HAMMING and BILINEAR lose 0.005 SSIM on photos too.
 PREVIEW_FILTER = Image.Resampling.BICUBIC
 # The thumbnail's resize is small, so the better filter costs under 2 ms (8.4 against 6.6 ms).
+# (Made from the 800 of the default sizes, itself a 2x2 average of the preview, it is the same
+# reduce-by-2-then-Lanczos and the same pixels.)
 THUMB_FILTER = Image.Resampling.LANCZOS
 # Encoder settings, measured on 1600-px previews of 12-MP photos at quality 82 (libjpeg-turbo):
 #   baseline, standard Huffman tables        82 KB    4 ms
@@ -121,6 +127,8 @@ class RenderOptions:
     preview_long_side: int = 1600
     thumb_long_side: int = 400
     quality: int = 82
+    # AVIF's own scale (PHOTO_AVIF_QUALITY): its 82 is larger than JPEG's 82.
+    avif_quality: int = 50
     format: str = "JPEG"  # or "WEBP"
     # None = no watermark. A shared default is safe: WatermarkOptions is frozen.
     watermark: WatermarkOptions | None = WatermarkOptions()  # noqa: RUF009
@@ -128,20 +136,20 @@ class RenderOptions:
     max_pixels: int = 120_000_000
     # Read GPS coordinates into the capture facts (PHOTO_STORE_GPS); renditions never carry them.
     keep_gps: bool = False
-    # Responsive sizes (PHOTO_RENDITION_WIDTHS): widths in pixels, each made from the next larger
+    # Responsive sizes (PHOTO_RENDITION_SIZES): long sides in pixels, each made from the next larger
     # one; () = the preview and thumbnail alone. And their formats beside JPEG.
-    widths: tuple[int, ...] = ()
+    sizes: tuple[int, ...] = ()
     extra_formats: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.preview_long_side < 1 or self.thumb_long_side < 1:
             raise ValueError("preview and thumbnail sizes must be at least 1 pixel")
-        if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
+        if not 1 <= self.quality <= 100 or not 1 <= self.avif_quality <= 100:
+            raise ValueError(f"quality must be between 1 and 100, got {self.quality} (AVIF {self.avif_quality})")
         if self.format not in BASE_FORMATS:
             raise ValueError(f"format must be one of {', '.join(BASE_FORMATS)}, got {self.format!r}")
-        if any(width < 16 or width > 20_000 for width in self.widths):
-            raise ValueError(f"rendition widths must be between 16 and 20000 pixels, got {self.widths}")
+        if any(size < 16 or size > 20_000 for size in self.sizes):
+            raise ValueError(f"rendition sizes must be between 16 and 20000 pixels, got {self.sizes}")
         unknown = [fmt for fmt in self.extra_formats if fmt not in EXTRA_FORMATS]
         if unknown:
             raise ValueError(f"extra formats must be among {', '.join(EXTRA_FORMATS)}, got {', '.join(unknown)}")
@@ -161,7 +169,7 @@ class Rendition:
 
 @dataclass(frozen=True)
 class SizedRendition:
-    """One responsive size in one format, filed under its configured width (`label`)."""
+    """One responsive size in one format, filed under its configured size (`label`, a long side)."""
 
     label: int
     rendition: Rendition
@@ -264,7 +272,7 @@ def estimate_memory(data: Source, options: RenderOptions = RenderOptions()) -> M
     """
     with _decode_errors_as_render_errors(), _open(data) as opened:
         _check_pixel_limit(opened.size, options.max_pixels)
-        _request_draft(opened, _fit_size(opened.size, options.preview_long_side))
+        _request_draft(opened, fit_long_side(opened.size, options.preview_long_side))
         width, height = opened.size
         mode = opened.mode
     bands, bytes_per_sample, decoded = decoded_bytes(width, height, mode)
@@ -318,12 +326,13 @@ def render_options_from_settings(render: RenderSettings) -> RenderOptions:
             preview_long_side=render.preview_long_side,
             thumb_long_side=render.thumb_long_side,
             quality=render.quality,
+            avif_quality=render.avif_quality,
             format=render.format,
             watermark=watermark if watermark.is_visible else None,
             background=render.background,
             max_pixels=render.max_pixels,
             keep_gps=render.store_gps,
-            widths=render.widths,
+            sizes=render.sizes,
             extra_formats=render.extra_formats,
         )
     except ValueError as exc:
@@ -347,7 +356,7 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
     """The rendering itself; `use_draft=False` exists only so the benchmark can show what draft saves."""
     decoded = _decode(data, options, use_draft=use_draft)
     plan = _plan(decoded.source_size, decoded.image.size, options)
-    images = _resized(decoded.image, plan.chain, options.background)
+    images = _resized(decoded.image, plan, options.background)
     thumbnail = images[plan.thumbnail]
     # Before the watermark: the mark is noise in a 100-pixel sketch.
     placeholder = thumbhash_of(thumbnail)
@@ -358,9 +367,9 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
     encoded: dict[tuple[tuple[int, int], str], Rendition] = {}
 
     def rendition(size: tuple[int, int], fmt: str) -> Rendition:
-        # A size shared by the preview and a width (a landscape's 1600) is encoded once.
+        # A size shared by the preview or thumbnail (the default 1600 and 400) is encoded once.
         if (size, fmt) not in encoded:
-            encoded[size, fmt] = _encode(images[size], fmt, options.quality)
+            encoded[size, fmt] = _encode(images[size], fmt, options.avif_quality if fmt == "AVIF" else options.quality)
         return encoded[size, fmt]
 
     formats = ("JPEG", *(fmt for fmt in options.extra_formats if fmt != "JPEG"))
@@ -379,7 +388,7 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
 
 @dataclass(frozen=True)
 class _Plan:
-    """The sizes one photo is rendered at: the preview, the thumbnail, the responsive widths, and
+    """The sizes one photo is rendered at: the preview, the thumbnail, the responsive sizes, and
     the chain of distinct sizes (largest first) each resized from the one before."""
 
     preview: tuple[int, int]
@@ -390,29 +399,38 @@ class _Plan:
 
 def _plan(source: tuple[int, int], decoded: tuple[int, int], options: RenderOptions) -> _Plan:
     """`source`: the original's upright size; `decoded`: what the one decode holds (a JPEG is
-    drafted to cover the preview, by 1/2, 1/4 or 1/8). The widths are made from the decode the
-    preview needs, not a larger one: a width wider than the decode gets the decode's own width
-    (the renditions table records it). A 12-MP JPEG's decode is 2000 px wide; a full decode for a
+    drafted to cover the preview, by 1/2, 1/4 or 1/8). The sizes are made from the decode the
+    preview needs, not a larger one: a size larger than the decode gets the decode's own size
+    (the renditions table records it). A 12-MP JPEG's decode is 2000x1500; a full decode for a
     2400 rendition would cost three times the base pair (`render_benchmark.py --sizes`)."""
-    preview = _fit_size(source, options.preview_long_side)
-    thumbnail = _fit_size(preview, options.thumb_long_side)
-    sized = planned_widths(decoded, options.widths)
+    preview = fit_long_side(source, options.preview_long_side)
+    thumbnail = fit_long_side(preview, options.thumb_long_side)
+    sized = planned_sizes(decoded, options.sizes)
     return _Plan(preview, thumbnail, sized, resize_chain([preview, thumbnail, *(t.size for t in sized)]))
 
 
-def _resized(decoded: Image.Image, chain: list[tuple[int, int]], background: str) -> dict[tuple[int, int], Image.Image]:
+def _resized(decoded: Image.Image, plan: _Plan, background: str) -> dict[tuple[int, int], Image.Image]:
     """Each size of the chain, the first from the decode (made sRGB), every other from the one
     before it: small resizes of already small images."""
     images: dict[tuple[int, int], Image.Image] = {}
     previous: Image.Image | None = None
-    for size in chain:
+    for size in plan.chain:
         if previous is None:
             current = _preview(decoded, size, background)
         else:
-            current = _fit(previous, size, PREVIEW_FILTER, CHAIN_REDUCING_GAP)
+            current = _fit(previous, size, *_step_filter(size, plan))
         images[size] = current
         previous = current
     return images
+
+
+def _step_filter(size: tuple[int, int], plan: _Plan) -> tuple[Image.Resampling, float]:
+    """The filter and reducing gap of the chain's step to `size`."""
+    if size == plan.preview:
+        return PREVIEW_FILTER, REDUCING_GAP
+    if size == plan.thumbnail:
+        return THUMB_FILTER, THUMB_REDUCING_GAP
+    return PREVIEW_FILTER, CHAIN_REDUCING_GAP
 
 
 # Modes whose embedded profile is applied after the resize rather than before (see _preview).
@@ -465,7 +483,7 @@ def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> 
         orientation = _orientation(exif)
         capture = capture_facts(exif, keep_gps=options.keep_gps)
         if use_draft:
-            _request_draft(opened, _fit_size(stored_size, options.preview_long_side))
+            _request_draft(opened, fit_long_side(stored_size, options.preview_long_side))
         opened.load()
         source_format = _source_format(opened)
         warning = _grey_padding(opened) if source_format == "JPEG" else None
@@ -662,18 +680,6 @@ def _flatten(rgb: Image.Image, alpha: Image.Image, background: str) -> Image.Ima
     return flat
 
 
-def _fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """`size` scaled so its long side is `long_side`; never larger than `size`."""
-    width, height = size
-    longest = max(width, height)
-    if longest <= long_side:
-        return size
-    scale = long_side / longest
-    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # Rounding must not shave a pixel off the side that defines the box.
-    return (long_side, fitted[1]) if width >= height else (fitted[0], long_side)
-
-
 def _fit(
     image: Image.Image, size: tuple[int, int], resample: Image.Resampling, reducing_gap: float
 ) -> Image.Image:
@@ -704,7 +710,7 @@ def _encode(image: Image.Image, fmt: str, quality: int) -> Rendition:
             subsampling=JPEG_SUBSAMPLING,
         )
     elif fmt == "AVIF":
-        image.save(buffer, "AVIF", quality=quality, speed=AVIF_SPEED)
+        image.save(buffer, "AVIF", quality=quality, speed=AVIF_SPEED, max_threads=AVIF_THREADS)
     else:
         image.save(buffer, "WEBP", quality=quality)
     return Rendition(

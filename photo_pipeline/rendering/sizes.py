@@ -1,50 +1,64 @@
-"""Responsive sizes: which widths a photo gets, and the order they are made in.
+"""Responsive sizes: which sizes a photo gets, and the order they are made in.
 
-Pure arithmetic, no pixels. A photo gets each configured width (PHOTO_RENDITION_WIDTHS) narrower
-than itself; the configured widths it cannot fill are served by one rendition at its own width,
+Pure arithmetic, no pixels. A size is a long side, like the preview's and the thumbnail's
+(PHOTO_PREVIEW_LONG_SIDE, PHOTO_THUMB_LONG_SIDE): size 800 fits the photo in an 800x800 box, so a
+landscape gets 800x600 and a portrait 600x800. A photo gets each configured size (PHOTO_RENDITION_SIZES)
+smaller than its long side; the sizes it cannot fill are served by one rendition at its own size,
 filed under the smallest of them (never upscaled, never two files of the same pixels). Every image
 is resized from the next larger one (the chain starts at the decode), so each resize is small.
+
+Why long sides and not widths: with widths, a portrait's sizes fall between the preview's
+(1200x1600 for 1600) and cost a resize of their own (1200 -> 800 wide is a 1.5 step: 21 ms of
+bicubic on a 12-MP portrait, 1.48x the base pair against a landscape's 1.17x). By long side every
+orientation lines up with the preview and the thumbnail: the default 1600 *is* the preview, 400 the
+thumbnail, 800 a 2x2 average of the preview (`render_benchmark.py --sizes`, docs/operations.md).
+A page's srcset still gets real widths: the renditions table records each file's width and height.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_WIDTHS", "WISHED_WIDTHS", "SizedTarget", "fit_width", "planned_widths", "resize_chain"]
+__all__ = ["DEFAULT_SIZES", "SMALL_SIZES", "SizedTarget", "fit_long_side", "planned_sizes", "resize_chain"]
 
-# The widths a default configuration renders (PHOTO_RENDITION_WIDTHS). From the preview's decode
-# (rendering/render.py `_plan`) they cost 1.1-1.25x the base pair on 12-MP landscape JPEGs and about
-# 1.5x on portraits (`render_benchmark.py --sizes`, docs/operations.md#renditions); the smallest
-# useful list (400, 800) saves little on portraits (1.5x too: the 800 step is a 1.5 resize there).
-DEFAULT_WIDTHS: tuple[int, ...] = (400, 800, 1600, 2400)
-# What the benchmark compares besides the default: the two smallest widths alone.
-WISHED_WIDTHS: tuple[int, ...] = (400, 800)
+# The sizes a default configuration renders (PHOTO_RENDITION_SIZES): 1.15-1.2x the base pair on
+# 12-MP JPEGs of either orientation (`render_benchmark.py --sizes`, docs/operations.md#renditions).
+DEFAULT_SIZES: tuple[int, ...] = (400, 800, 1600, 2400)
+# What the benchmark compares besides the default: the two smallest sizes alone.
+SMALL_SIZES: tuple[int, ...] = (400, 800)
 
 
 @dataclass(frozen=True)
 class SizedTarget:
-    """One rendition to make: filed under the configured width `label`, `size` pixels."""
+    """One rendition to make: filed under the configured size `label`, `size` pixels (w, h)."""
 
     label: int
     size: tuple[int, int]
 
 
-def fit_width(size: tuple[int, int], width: int) -> tuple[int, int]:
-    """`size` scaled to `width` pixels wide (the height rounded, at least 1); never larger."""
-    source_width, source_height = size
-    if width >= source_width:
+def fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """`size` scaled so its long side is `long_side` (the other side rounded, at least 1); never larger."""
+    width, height = size
+    longest = max(width, height)
+    if longest <= long_side:
         return size
-    return (width, max(1, round(source_height * width / source_width)))
+    scale = long_side / longest
+    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Rounding must not shave a pixel off the side that defines the box.
+    return (long_side, fitted[1]) if width >= height else (fitted[0], long_side)
 
 
-def planned_widths(source: tuple[int, int], widths: tuple[int, ...]) -> list[SizedTarget]:
+def planned_sizes(source: tuple[int, int], sizes: tuple[int, ...]) -> list[SizedTarget]:
     """The renditions a photo of upright size `source` gets, largest first."""
+    longest = max(source)
     targets: list[SizedTarget] = []
-    unfillable = sorted(width for width in set(widths) if width >= source[0])
+    unfillable = sorted(size for size in set(sizes) if size >= longest)
     if unfillable:
-        # The photo at its own size, once, under the smallest width it cannot fill.
+        # The photo at its own size, once, under the smallest size it cannot fill.
         targets.append(SizedTarget(unfillable[0], source))
-    targets += [SizedTarget(width, fit_width(source, width)) for width in sorted(set(widths), reverse=True) if width < source[0]]
+    targets += [
+        SizedTarget(size, fit_long_side(source, size)) for size in sorted(set(sizes), reverse=True) if size < longest
+    ]
     return targets
 
 

@@ -3,8 +3,8 @@
 Originals:   raw/{album_id}/{photo_id}.{ext}
 Renditions:  processed/thumbs/{album_id}/{photo_id}.{fmt}
              processed/previews/{album_id}/{photo_id}.{fmt}
-             processed/{width}/{album_id}/{photo_id}.{fmt}   the responsive sizes, one folder a
-                                                           configured width (digits only)
+             processed/{size}/{album_id}/{photo_id}.{fmt}    the responsive sizes, one folder a
+                                                           configured size (digits only)
 
 Keys under raw/ written by anything but our upload flow are never trusted as paths: parsing
 yields UUIDs or nothing, and adoption mints stable ids for anything else.
@@ -91,15 +91,15 @@ def preview_key(album_id: uuid.UUID, photo_id: uuid.UUID, fmt: str) -> str:
     return f"{PREVIEWS_PREFIX}{album_id}/{photo_id}.{rendition_extension(fmt)}"
 
 
-def sized_prefix(width: int) -> str:
-    """Where the responsive size filed under `width` lives (every album)."""
-    if width < 1:
-        raise InvalidKeyPart(f"unusable rendition width {width}")
-    return f"{PROCESSED_PREFIX}{width}/"
+def sized_prefix(size: int) -> str:
+    """Where the responsive size filed under `size` lives (every album)."""
+    if size < 1:
+        raise InvalidKeyPart(f"unusable rendition size {size}")
+    return f"{PROCESSED_PREFIX}{size}/"
 
 
-def sized_key(album_id: uuid.UUID, photo_id: uuid.UUID, width: int, fmt: str) -> str:
-    return f"{sized_prefix(width)}{album_id}/{photo_id}.{rendition_extension(fmt)}"
+def sized_key(album_id: uuid.UUID, photo_id: uuid.UUID, size: int, fmt: str) -> str:
+    return f"{sized_prefix(size)}{album_id}/{photo_id}.{rendition_extension(fmt)}"
 
 
 def is_sized_key(key: str) -> bool:
@@ -110,10 +110,10 @@ def is_sized_key(key: str) -> bool:
     return folder.isascii() and folder.isdigit()
 
 
-def sized_prefixes_in_key_order(widths: Iterable[int], album_id: uuid.UUID | None = None) -> list[str]:
+def sized_prefixes_in_key_order(sizes: Iterable[int], album_id: uuid.UUID | None = None) -> list[str]:
     """The sized folders (one album's slice of each, with `album_id`) in the bucket's key order, so
     their listings, one after the other, make one sorted stream."""
-    prefixes = [sized_prefix(width) + (f"{album_id}/" if album_id else "") for width in set(widths)]
+    prefixes = [sized_prefix(size) + (f"{album_id}/" if album_id else "") for size in set(sizes)]
     return sorted(prefixes, key=lambda prefix: prefix.encode())
 
 

@@ -29,7 +29,7 @@ from photo_pipeline_tests.defs.test_renditions import (  # noqa: F401 - fixtures
     upload,
 )
 
-POLICY = ReconcilePolicy(orphan_grace_seconds=0, min_changes=100, rendition_widths=(120, 240))
+POLICY = ReconcilePolicy(orphan_grace_seconds=0, min_changes=100, rendition_sizes=(120, 240))
 
 
 def sized_objects(store: S3ObjectStore, album: uuid.UUID) -> set[str]:
@@ -39,7 +39,7 @@ def sized_objects(store: S3ObjectStore, album: uuid.UUID) -> set[str]:
 def test_sizes_and_formats_are_rendered_listed_rerendered_and_reconciled(
     instance: DagsterInstance, pipeline_env: None, photo_db: str, store: S3ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PHOTO_RENDITION_WIDTHS", "120,240,4000")
+    monkeypatch.setenv("PHOTO_RENDITION_SIZES", "120,240,4000")
     monkeypatch.setenv("PHOTO_RENDITION_FORMATS", "webp,avif")
     repository = PhotoRepository.from_url(photo_db)
     album = uuid.uuid4()
@@ -64,8 +64,8 @@ def test_sizes_and_formats_are_rendered_listed_rerendered_and_reconciled(
     metadata = latest_metadata(instance, "thumbnails", album)
     assert metadata["sized_files_written"] == 9 and metadata["sized_bytes_written"] == sum(f.bytes for f in files)
 
-    # Settings change: other widths, JPEG only; the re-render job makes exactly those.
-    monkeypatch.setenv("PHOTO_RENDITION_WIDTHS", "120,240")
+    # Settings change: other sizes, JPEG only; the re-render job makes exactly those.
+    monkeypatch.setenv("PHOTO_RENDITION_SIZES", "120,240")
     monkeypatch.setenv("PHOTO_RENDITION_FORMATS", "")
     assert defs().resolve_job_def("rerender_albums").execute_in_process(instance=instance, partition_key=str(album)).success
     files = repository.rendition_files(photo)
@@ -77,8 +77,8 @@ def test_sizes_and_formats_are_rendered_listed_rerendered_and_reconciled(
     lost = files[0].key
     store.delete(lost)
     reconciler = Reconciler(repository, store, POLICY)
-    # The album's check lists the configured widths' folders (and those the table records): the
-    # stale WEBP and AVIF files there; the whole-bucket plan lists every width's folder.
+    # The album's check lists the configured sizes' folders (and those the table records): the
+    # stale WEBP and AVIF files there; the whole-bucket plan lists every size's folder.
     for plan, expected in ((reconciler.plan(album), {k for k in stale if "/4000/" not in k}), (reconciler.plan(), stale)):
         assert {a.key for a in plan.actions if a.kind is ActionKind.DELETE_RENDITION} == expected
         rerenders = [a for a in plan.actions if a.kind is ActionKind.RERENDER]

@@ -63,7 +63,7 @@ PREFIXES = {
     "originals": keys.RAW_PREFIX,
     "thumbnails": keys.THUMBS_PREFIX,
     "previews": keys.PREVIEWS_PREFIX,
-    "sized": keys.PROCESSED_PREFIX + "<width>/",
+    "sized": keys.PROCESSED_PREFIX + "<size>/",
 }
 MAX_LISTED_ACTIONS = 50
 
