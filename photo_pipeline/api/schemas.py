@@ -64,9 +64,9 @@ class DeletedOut(_Strict):
 
 class RenditionOut(_Strict):
     size: int = Field(
-        description="the configured responsive size this file is filed under (`processed/<size>/…`): a name, not "
-        "its pixels. A photo smaller than a size gets one file at its own pixels, filed under the smallest size it "
-        "cannot fill; use `width` and `height`"
+        description="the configured responsive size (a long side) this file is filed under (`processed/<size>/…`): "
+        "a name, not its pixels (a portrait's 800 is 600 wide; a photo smaller than a size gets one file at its own "
+        "pixels, filed under the smallest size it cannot fill): use `width` and `height`"
     )
     format: str = Field(description="JPEG, WEBP or AVIF")
     content_type: str = Field(description="what `url` serves (image/jpeg, image/webp, image/avif): a `<source type>`")

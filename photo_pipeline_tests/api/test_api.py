@@ -281,9 +281,9 @@ def test_an_album_lists_counts_pages_and_short_lived_rendition_urls(api: ApiServ
     assert api.get(f"/api/albums/{album}", params={"after": "zzz"}).status_code == 400
 
 
-def sized_processor(api: ApiServer, widths: tuple[int, ...], extra_formats: tuple[str, ...] = ()) -> PhotoProcessor:
+def sized_processor(api: ApiServer, sizes: tuple[int, ...], extra_formats: tuple[str, ...] = ()) -> PhotoProcessor:
     """Renders with responsive sizes: a 320-px preview, so the 640x480 sample's decode is 320x240."""
-    options = RenderOptions(preview_long_side=320, thumb_long_side=80, widths=widths, extra_formats=extra_formats)
+    options = RenderOptions(preview_long_side=320, thumb_long_side=80, sizes=sizes, extra_formats=extra_formats)
     return PhotoProcessor(api.repository, api.store, options, ProcessingLimits())
 
 
