@@ -364,7 +364,10 @@ class EnvironmentSettings(BaseSettings):
         256, description="largest request body the API reads (JSON); larger ones are refused with 413", ge=1, le=65_536
     )
     api_view_url_seconds: int = _setting(
-        300, description="lifetime of the thumbnail and preview URLs `GET /api/albums/{id}` hands out", ge=10, le=7 * DAY
+        300,
+        description="lifetime of the thumbnail, preview and responsive-size URLs `GET /api/albums/{id}` hands out",
+        ge=10,
+        le=7 * DAY,
     )
 
     @classmethod

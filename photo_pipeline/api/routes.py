@@ -35,7 +35,7 @@ from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.reconcile.apply import SafetyLimitExceeded
 from photo_pipeline.redaction import redact
 from photo_pipeline.services.album_check import AlbumCheck, check_album
-from photo_pipeline.services.albums import AlbumView, album_view
+from photo_pipeline.services.albums import AlbumView, PhotoView, album_view
 from photo_pipeline.services.upload_requests import (
     DeclaredFile,
     IssuedUpload,
@@ -194,10 +194,11 @@ async def get_album(request: Request) -> Response:
             completed_at=item.photo.completed_at,
             thumbnail_url=_download_url(request, api.store, item.thumbnail),
             preview_url=_download_url(request, api.store, item.preview),
-            urls_expire_at=item.thumbnail.expires_at if item.thumbnail else None,
+            urls_expire_at=item.urls_expire_at,
             thumbhash=item.thumbhash,
             taken_at=item.taken_at,
             duplicate_of=item.duplicate_of,
+            renditions=_renditions_out(request, api.store, item),
         )
         for item in view.photos
     ]
@@ -224,6 +225,21 @@ def _ids_parameter(request: Request, max_ids: int) -> list[uuid.UUID] | None:
 
 def _download_url(request: Request, store: ObjectStore, download: PresignedDownload | None) -> str | None:
     return public_url(request, store, download.url) if download is not None else None
+
+
+def _renditions_out(request: Request, store: ObjectStore, item: PhotoView) -> list[schemas.RenditionOut]:
+    return [
+        schemas.RenditionOut(
+            size=sized.file.size,
+            format=sized.file.format,
+            content_type=sized.content_type,
+            width=sized.file.width,
+            height=sized.file.height,
+            bytes=sized.file.bytes,
+            url=public_url(request, store, sized.download.url),
+        )
+        for sized in item.sizes
+    ]
 
 
 async def check_album_endpoint(request: Request) -> Response:
@@ -450,7 +466,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/api/albums/{album_id}",
         get_album,
-        "Counts per status and the album's photos (query: limit, after, or ids=a,b,c), with short-lived rendition URLs",
+        "Counts per status and the album's photos (query: limit, after, or ids=a,b,c), with short-lived URLs of their "
+        "thumbnail, preview and responsive sizes",
         None,
         ((200, "the album", schemas.AlbumOut), _BAD_ID, *_AUTH, _UNAVAILABLE),
         query=(

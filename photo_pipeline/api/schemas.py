@@ -62,6 +62,23 @@ class DeletedOut(_Strict):
     note: str | None = Field(default=None, description="what is left behind and what removes it")
 
 
+class RenditionOut(_Strict):
+    size: int = Field(
+        description="the configured responsive size (a long side) this file is filed under (`processed/<size>/…`): "
+        "a name, not its pixels (a portrait's 800 is 600 wide; a photo smaller than a size gets one file at its own "
+        "pixels, filed under the smallest size it cannot fill): use `width` and `height`"
+    )
+    format: str = Field(description="JPEG, WEBP or AVIF")
+    content_type: str = Field(description="what `url` serves (image/jpeg, image/webp, image/avif): a `<source type>`")
+    width: int = Field(description="the file's real width in pixels: the `w` descriptor of its srcset entry (`<url> <width>w`)")
+    height: int = Field(description="the file's real height in pixels (with `width`, the `<img>`'s aspect ratio)")
+    bytes: int = Field(description="the file's size")
+    url: str = Field(
+        description="short-lived presigned GET URL of the file, a credential until the photo's `urls_expire_at`: "
+        "do not log it, and fetch the album again rather than keep it"
+    )
+
+
 class PhotoOut(_Strict):
     photo_id: uuid.UUID
     filename: str | None
@@ -73,10 +90,19 @@ class PhotoOut(_Strict):
     completed_at: datetime | None
     thumbnail_url: str | None = Field(description="short-lived GET URL, completed photos only")
     preview_url: str | None = Field(description="short-lived GET URL, completed photos only")
-    urls_expire_at: datetime | None
+    urls_expire_at: datetime | None = Field(
+        description="when `thumbnail_url`, `preview_url` and the renditions' `url`s stop working; until then they "
+        "are credentials: do not log them"
+    )
     thumbhash: str | None = Field(default=None, description="ThumbHash (base64) of the thumbnail: the placeholder to paint while it loads")
     taken_at: str | None = Field(default=None, description="EXIF capture time, local, ISO 8601 (with offset when the file has one)")
     duplicate_of: uuid.UUID | None = Field(default=None, description="set when this upload repeats an earlier photo of the album (same SHA-256); it has no renditions of its own")
+    renditions: list[RenditionOut] = Field(
+        default_factory=list,
+        description="the responsive sizes, one entry per file (each size in each configured format), largest first, "
+        "for `<img srcset>` and `<picture>`; empty unless the photo is completed with renditions of its own. "
+        "Their URLs are credentials until `urls_expire_at`: do not log them",
+    )
 
 
 class AlbumOut(_Strict):

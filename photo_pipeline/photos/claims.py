@@ -253,16 +253,25 @@ class ClaimQueries:
 
     def rendition_files(self, photo_id: uuid.UUID) -> list[StoredRendition]:
         """The photo's responsive sizes as its last completion recorded them, largest first."""
-        query = (
-            select(RenditionFile)
-            .where(RenditionFile.photo_id == photo_id)
-            .order_by(RenditionFile.width.desc(), RenditionFile.format, RenditionFile.key)
-        )
+        return self.rendition_files_of([photo_id]).get(photo_id, [])
+
+    def rendition_files_of(self, photo_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[StoredRendition]]:
+        """The responsive sizes of these photos, each photo's largest first; a photo without any
+        is absent. One query per CHUNK ids (an album page's worth in one or two), not one a photo."""
+        found: dict[uuid.UUID, list[StoredRendition]] = {}
         with self.engine.connect() as conn:
-            return [
-                StoredRendition(key=r.key, size=r.size, format=r.format, width=r.width, height=r.height, bytes=r.bytes)
-                for r in conn.execute(query)
-            ]
+            for chunk in in_chunks(list(photo_ids)):
+                query = (
+                    select(RenditionFile)
+                    .where(RenditionFile.photo_id.in_(chunk))
+                    .order_by(RenditionFile.width.desc(), RenditionFile.format, RenditionFile.key)
+                )
+                # Sorted across the chunk: appending keeps each photo's own list largest first.
+                for r in conn.execute(query):
+                    found.setdefault(r.photo_id, []).append(
+                        StoredRendition(key=r.key, size=r.size, format=r.format, width=r.width, height=r.height, bytes=r.bytes)
+                    )
+        return found
 
     def rendition_sizes(self) -> list[int]:
         """Every width some rendition is filed under (reconciliation lists those folders)."""

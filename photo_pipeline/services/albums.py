@@ -4,7 +4,8 @@ do must not make an album look empty). No Dagster here.
 - `AlbumState` / `album_state(s)`: what the operator sees — title, photos per status, rendition
   bytes, the latest failures — in the renditions' materialization metadata and `photo-pipeline status`;
 - `AlbumView` / `album_view`: what a site's page sees (`GET /api/albums/{id}`) — counts per status and
-  its photos a page at a time, with short-lived URLs of the completed ones' renditions.
+  its photos a page at a time, with short-lived URLs of the completed ones' renditions (thumbnail,
+  preview and every responsive size, for a srcset).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from photo_pipeline.photos.albums import AlbumFigures
+from photo_pipeline.photos.claims import StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.services.reruns import FAILED_EXAMPLES, AlbumFailures, FailedPhoto
-from photo_pipeline.storage import ObjectStore, PresignedDownload
+from photo_pipeline.storage import ObjectStore, PresignedDownload, keys
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,33 @@ def display_filenames(repository: PhotoRepository, photo_ids: Collection[uuid.UU
 
 
 @dataclass(frozen=True)
+class SizedView:
+    """One responsive size of a photo in one format, with a URL to fetch it."""
+
+    file: StoredRendition
+    # A bearer credential until it expires: handed to the client, never logged.
+    download: PresignedDownload
+
+    @property
+    def content_type(self) -> str:
+        return rendition_content_type(self.file.format)
+
+
+def rendition_content_type(fmt: str) -> str:
+    """What the bucket serves a rendition of this format as (the type it was stored with)."""
+    # A format the table knows and this code does not (a newer release's) is still served: as bytes.
+    extension = keys.RENDITION_EXTENSIONS.get(fmt.upper())
+    return keys.content_type_for_extension(extension) if extension else "application/octet-stream"
+
+
+@dataclass(frozen=True)
 class PhotoView:
     photo: PhotoRecord
     # Bearer credentials until they expire: handed to the client, never logged.
     thumbnail: PresignedDownload | None
     preview: PresignedDownload | None
+    # The responsive sizes, largest first; empty unless completed with renditions of its own.
+    sizes: tuple[SizedView, ...] = ()
 
     @property
     def thumbhash(self) -> str | None:
@@ -127,6 +152,12 @@ class PhotoView:
     @property
     def duplicate_of(self) -> uuid.UUID | None:
         return self.photo.duplicate_of
+
+    @property
+    def urls_expire_at(self) -> datetime | None:
+        """When the first of the photo's URLs expires (they are signed one after the other)."""
+        downloads = [d for d in (self.thumbnail, self.preview) if d is not None] + [s.download for s in self.sizes]
+        return min((d.expires_at for d in downloads), default=None)
 
 
 @dataclass(frozen=True)
@@ -162,17 +193,26 @@ def album_view(
         # One more than asked says whether another page follows without a count query.
         rows = repository.album_page(album_id, limit + 1, after)
         page, more = rows[:limit], len(rows) > limit
+    sized = _sized_files(repository, page)
     return AlbumView(
         album_id=album_id,
         counts=repository.status_counts(album_id),
-        photos=[_view(store, row, url_seconds) for row in page],
+        photos=[_view(store, row, url_seconds, sized.get(row.id, [])) for row in page],
         next_after=page[-1].id if more and page else None,
     )
 
 
-def _view(store: ObjectStore, row: PhotoRecord, url_seconds: int) -> PhotoView:
+def _sized_files(repository: PhotoRepository, page: list[PhotoRecord]) -> dict[uuid.UUID, list[StoredRendition]]:
+    """The responsive sizes of the page's completed photos, read together (not a query a photo)."""
+    # Only completed photos get URLs, as for their thumbnails; a duplicate has no files of its own.
+    completed = [row.id for row in page if row.status is PhotoStatus.COMPLETED and row.duplicate_of is None]
+    return repository.rendition_files_of(completed) if completed else {}
+
+
+def _view(store: ObjectStore, row: PhotoRecord, url_seconds: int, files: list[StoredRendition]) -> PhotoView:
     if row.status is not PhotoStatus.COMPLETED:
         return PhotoView(row, None, None)
     thumbnail = store.presign_get(row.thumb_key, url_seconds) if row.thumb_key else None
     preview = store.presign_get(row.preview_key, url_seconds) if row.preview_key else None
-    return PhotoView(row, thumbnail, preview)
+    sizes = tuple(SizedView(file, store.presign_get(file.key, url_seconds)) for file in files)
+    return PhotoView(row, thumbnail, preview, sizes)

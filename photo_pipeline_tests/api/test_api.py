@@ -3,19 +3,22 @@ moto's S3 server, runs requested on a Dagster instance with the queued run coord
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from PIL import Image
 
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.database import migrate
@@ -278,6 +281,67 @@ def test_an_album_lists_counts_pages_and_short_lived_rendition_urls(api: ApiServ
     assert api.get(f"/api/albums/{album}", params={"after": "zzz"}).status_code == 400
 
 
+def sized_processor(api: ApiServer, sizes: tuple[int, ...], extra_formats: tuple[str, ...] = ()) -> PhotoProcessor:
+    """Renders with responsive sizes: a 320-px preview, so the 640x480 sample's decode is 320x240."""
+    options = RenderOptions(preview_long_side=320, thumb_long_side=80, sizes=sizes, extra_formats=extra_formats)
+    return PhotoProcessor(api.repository, api.store, options, ProcessingLimits())
+
+
+def test_an_album_lists_each_photos_responsive_sizes_with_urls_that_serve_them(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    album = uuid.uuid4()
+    uploads = create(api, album, declare("sized.jpg"), declare("waiting.jpg")).json()["uploads"]
+    put(uploads[0], JPEG)
+    assert sized_processor(api, (120, 240, 4000), ("WEBP", "AVIF")).process_album(album, worker="test").rendered == 1
+    [copy] = create(api, album, declare("copy.jpg")).json()["uploads"]
+    put(copy, JPEG)
+    assert sized_processor(api, (120, 240, 4000)).process_album(album, worker="test").duplicates
+
+    with caplog.at_level(logging.DEBUG, logger="photo_pipeline"):
+        view = api.get(f"/api/albums/{album}").json()
+    photos = {p["filename"]: p for p in view["photos"]}
+    sized, waiting, duplicate = photos["sized.jpg"], photos["waiting.jpg"], photos["copy.jpg"]
+    assert (sized["status"], waiting["status"], duplicate["duplicate_of"]) == ("completed", "pending", sized["photo_id"])
+    assert waiting["renditions"] == [] and duplicate["renditions"] == []
+
+    table = api.repository.rendition_files(uuid.UUID(sized["photo_id"]))
+    # Every file the table lists, largest first; 4000 is filled by the decode's own 320x240.
+    sizes = ((4000, 320, 240), (240, 240, 180), (120, 120, 90))
+    assert [(f.size, f.format, f.width, f.height) for f in table] == [
+        (size, fmt, width, height) for size, width, height in sizes for fmt in ("AVIF", "JPEG", "WEBP")
+    ]
+    listed = sized["renditions"]
+    assert [{k: r[k] for k in ("size", "format", "width", "height", "bytes")} for r in listed] == [
+        {"size": f.size, "format": f.format, "width": f.width, "height": f.height, "bytes": f.bytes} for f in table
+    ]
+    content_types = {"JPEG": "image/jpeg", "WEBP": "image/webp", "AVIF": "image/avif"}
+    for entry, file in zip(listed, table, strict=True):
+        # Signed as the thumbnail's are, with the same lifetime.
+        assert parse_qs(urlsplit(entry["url"]).query)["X-Amz-Expires"] == [str(api.settings.api_view_url_seconds)]
+        served = requests.get(entry["url"], timeout=10)
+        assert served.status_code == 200, served.text
+        assert served.content == api.store.get(file.key) and len(served.content) == entry["bytes"]
+        assert served.headers["content-type"] == entry["content_type"] == content_types[entry["format"]]
+        with Image.open(io.BytesIO(served.content)) as image:
+            assert (image.format, image.size) == (entry["format"], (entry["width"], entry["height"]))
+    expires = datetime.fromisoformat(sized["urls_expire_at"])
+    assert timedelta(0) < expires - datetime.now(expires.tzinfo) <= timedelta(seconds=api.settings.api_view_url_seconds)
+
+    # Our log lines (the request's among them) name the path and nothing signed.
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("photo_pipeline"))
+    assert f"GET /api/albums/{album} -> 200" in ours and "X-Amz-Signature" not in ours
+    for url in [r["url"] for r in listed] + [sized["thumbnail_url"], sized["preview_url"]]:
+        assert urlsplit(url).query not in ours
+
+    description = requests.get(api.url("/openapi.json"), timeout=10).json()["components"]["schemas"]
+    assert description["PhotoOut"]["properties"]["renditions"]["items"] == {"$ref": "#/components/schemas/RenditionOut"}
+    fields = description["RenditionOut"]["properties"]
+    assert set(fields) == {"size", "format", "content_type", "width", "height", "bytes", "url"}
+    assert "urls_expire_at" in fields["url"]["description"] and "do not log" in fields["url"]["description"]
+    assert "srcset" in fields["width"]["description"]
+
+
 def test_the_album_check_plans_by_default_and_applies_behind_the_safety_limit(api: ApiServer) -> None:
     # Four uploads that never arrived, registered long ago: flagging them all is "destructive"
     # beyond the limit (PHOTO_RECONCILE_MIN_CHANGES 2 here, 20 % of the album).
@@ -357,6 +421,19 @@ def test_with_the_folder_store_the_api_relays_presigned_puts_and_gets(queued_ins
         assert thumbnail.content == store.get(api.repository.get(uuid.UUID(photo["photo_id"])).thumb_key or "")
         forged = requests.get(photo["thumbnail_url"].replace("X-Expires=", "X-Expires=9"), timeout=10)
         assert forged.status_code == 403
+
+        # The responsive sizes' URLs are relayed the same way.
+        other = samples.photo_jpeg(640, 480, seed=2)
+        [second] = create(api, album, declare("sized.jpg", size=len(other))).json()["uploads"]
+        assert put(second, other).status_code == 200
+        assert sized_processor(api, (120,)).process_album(album, worker="test").rendered == 1
+        [sized] = api.get(f"/api/albums/{album}", params={"ids": second["photo_id"]}).json()["photos"]
+        [file] = api.repository.rendition_files(uuid.UUID(second["photo_id"]))
+        [entry] = sized["renditions"]
+        assert entry["url"].startswith(api.url("/api/local-objects/processed/120/"))
+        served = requests.get(entry["url"], timeout=10)
+        assert served.status_code == 200 and served.headers["content-type"] == entry["content_type"] == "image/jpeg"
+        assert served.content == store.get(file.key) and (entry["width"], entry["height"]) == (120, 90)
 
 
 # -- the command ---------------------------------------------------------------------------------
