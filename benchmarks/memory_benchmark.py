@@ -45,11 +45,11 @@ def _factor_child(path: str) -> None:
     # The configuration the pipeline would render with (the parent sets the variables).
     options = render_options_from_settings(Settings.from_env().render)
     with open(path, "rb") as source:
-        estimate = estimate_memory(source)
+        estimate = estimate_memory(source, options)
         before = _high_water_mark()
         render_renditions(source, options)
         after = _high_water_mark()
-    print(f"{estimate.mode} {estimate.width}x{estimate.height} {estimate.decoded_bytes} {after - before}")
+    print(f"{estimate.mode} {estimate.width}x{estimate.height} {estimate.decoded_bytes} {after - before} {estimate.working_bytes}")
 
 
 def _high_water_mark() -> int:
@@ -82,17 +82,19 @@ def measure_factors(folder: Path) -> None:
         paths[name].write_bytes(data)
     for configuration, variables in FACTOR_CONFIGURATIONS.items():
         print(f"\n{configuration}")
-        print(f"{'original':32} {'decoded as':24} {'decoded MiB':>11} {'peak +MiB':>10} {'factor':>7}")
+        print(f"{'original':32} {'decoded as':24} {'decoded MiB':>11} {'peak +MiB':>10} {'factor':>7} {'reserved MiB':>13}")
         worst = 0.0
         for name, path in paths.items():
             out = subprocess.run(
                 [sys.executable, __file__, "--factor-child", str(path)],
                 capture_output=True, text=True, check=True, env={**_without_photo_variables(), **variables},
             ).stdout.split()
-            mode, size, decoded, peak = out[0], out[1], int(out[2]), int(out[3])
+            mode, size, decoded, peak, reserved = out[0], out[1], int(out[2]), int(out[3]), int(out[4])
             factor = peak / decoded
             worst = max(worst, factor)
-            print(f"{name:32} {mode + ' ' + size:24} {decoded / MIB:11.0f} {peak / MIB:10.0f} {factor:7.1f}")
+            # What the budget reserves for this photo (rendering.estimate_memory) against its peak.
+            covered = "" if reserved >= peak else "  UNDER the peak"
+            print(f"{name:32} {mode + ' ' + size:24} {decoded / MIB:11.0f} {peak / MIB:10.0f} {factor:7.1f} {reserved / MIB:13.0f}{covered}")
         print(f"largest factor: {worst:.1f}")
 
 

@@ -223,6 +223,10 @@ def render_renditions(data: Source, options: RenderOptions = RenderOptions()) ->
 #   JPEG 4000x3000, drafted to 2000x1500 (9 MiB):           peak +29 MiB     -> 3.4x (fixed costs weigh)
 # (re-measured after issue 7's renderer changes: no copy before encoding or watermarking, baseline
 # JPEG encoding; the JPEG peaks fell from +51 and +42 MiB, the PNG ones did not move.)
+# With the default responsive sizes (JPEG), the chain's images add to it: the 24-MP JPEG +65 MiB
+# (3.8x), the 12-MP +35 MiB (4.1x), 6000x4000 PNGs 2.1x; the 16-bit grey PNG stays at 5.0x. The
+# sizes never exceed the decode and each is at most a quarter of the one before, so they stay
+# under the factor whatever is configured (24-MP PNG with a 4000 size: 2.9x).
 # 16-bit samples widen to 32-bit "I" while they are scaled down to 8 bits (the 16-bit original, an
 # "I" copy and the point() result are alive at once), and Pillow stores 3-band pixels in 4 bytes.
 # The largest factor plus a margin, and a fixed overhead for what does not scale with the image
@@ -230,6 +234,11 @@ def render_renditions(data: Source, options: RenderOptions = RenderOptions()) ->
 WORKING_SET_FACTOR = 5.5
 # Decoders and buffers that do not scale with the image (libjpeg tables, the encoders' output).
 WORKING_SET_OVERHEAD_BYTES = 8 * 1024 * 1024
+# What an extra format's encoder holds while it runs, per pixel of the largest responsive size: far
+# more than libjpeg (`memory_benchmark.py --factor`, Pillow 13.0): AVIF (libavif/aom, speed 8, one
+# thread) +74 MiB over JPEG alone for a 3-MP size, +116 for 6 MP, +202 for 10.7 MP; WebP +8, +25,
+# +26. One encoder runs at a time, so the dearest format configured is what is reserved.
+ENCODER_BYTES_PER_PIXEL: dict[str, int] = {"AVIF": 25, "WEBP": 5}
 
 
 @dataclass(frozen=True)
@@ -242,7 +251,7 @@ class MemoryEstimate:
     bands: int
     bytes_per_sample: int
     decoded_bytes: int  # width x height x bytes per sample x bands
-    working_bytes: int  # what to reserve: decoded_bytes x WORKING_SET_FACTOR + overhead
+    working_bytes: int  # what to reserve: decoded_bytes x WORKING_SET_FACTOR + overhead + extra encoders
 
     def describe(self) -> str:
         return (
@@ -260,8 +269,18 @@ def decoded_bytes(width: int, height: int, mode: str) -> tuple[int, int, int]:
     return bands, bytes_per_sample, width * height * bands * bytes_per_sample
 
 
-def working_set_bytes(decoded: int) -> int:
-    return int(decoded * WORKING_SET_FACTOR) + WORKING_SET_OVERHEAD_BYTES
+def working_set_bytes(decoded: int, encoder_bytes: int = 0) -> int:
+    return int(decoded * WORKING_SET_FACTOR) + WORKING_SET_OVERHEAD_BYTES + encoder_bytes
+
+
+def extra_encoder_bytes(decoded_size: tuple[int, int], options: RenderOptions) -> int:
+    """What the dearest extra format's encoder needs for the largest responsive size of a photo
+    whose decode is `decoded_size` (the sizes never exceed the decode); 0 without extra formats."""
+    per_pixel = max((ENCODER_BYTES_PER_PIXEL[fmt] for fmt in options.extra_formats), default=0)
+    if not per_pixel or not options.sizes:
+        return 0
+    width, height = fit_long_side(decoded_size, max(options.sizes))
+    return per_pixel * width * height
 
 
 def estimate_memory(data: Source, options: RenderOptions = RenderOptions()) -> MemoryEstimate:
@@ -283,7 +302,7 @@ def estimate_memory(data: Source, options: RenderOptions = RenderOptions()) -> M
         bands=bands,
         bytes_per_sample=bytes_per_sample,
         decoded_bytes=decoded,
-        working_bytes=working_set_bytes(decoded),
+        working_bytes=working_set_bytes(decoded, extra_encoder_bytes((width, height), options)),
     )
 
 

@@ -127,6 +127,18 @@ def test_the_hostile_png_is_estimated_from_its_header_without_decoding() -> None
     assert estimate.working_bytes > 1024 * 1024 * 1024
 
 
+def test_an_extra_format_reserves_its_encoder_for_the_largest_size() -> None:
+    data = samples.photo_jpeg(4000, 3000)
+    jpeg_only = estimate_memory(data, RenderOptions(sizes=(800, 2400)))
+    assert jpeg_only.working_bytes == working_set_bytes(2000 * 1500 * 3), "JPEG sizes fit in the factor"
+    # The largest size is the 2000x1500 decode (2400 cannot be filled); AVIF is the dearest encoder.
+    with_avif = estimate_memory(data, RenderOptions(sizes=(800, 2400), extra_formats=("WEBP", "AVIF")))
+    assert with_avif.working_bytes - jpeg_only.working_bytes == 25 * 2000 * 1500
+    small = estimate_memory(data, RenderOptions(sizes=(400,), extra_formats=("WEBP",)))
+    assert small.working_bytes - jpeg_only.working_bytes == 5 * 400 * 300
+    assert estimate_memory(data, RenderOptions(extra_formats=("AVIF",))).working_bytes == jpeg_only.working_bytes, "no sizes, no extra encodes"
+
+
 def test_a_jpeg_is_estimated_at_its_draft_size() -> None:
     data = samples.photo_jpeg(4000, 3000)
     estimate = estimate_memory(data, RenderOptions(preview_long_side=1600))
