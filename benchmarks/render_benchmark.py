@@ -25,8 +25,9 @@ preview's resolution limit) and each thread count (1, 2 and PHOTO_WORKERS):
   with Lanczos in float ("F" images, one a channel), for both; the renderer's must be within 0.005 of libvips's.
 
 --choices   the measurements behind the renderer's settings: resampling filters x reducing_gap
-            for the preview (time and SSIM before encoding), the thumbnail's reducing_gap, and
-            the JPEG encoder settings (bytes, time, SSIM).
+            for the preview (time and SSIM before encoding), the thumbnail's reducing_gap, the
+            responsive sizes' step of 2 (2x2 average against bicubic and Lanczos), and the JPEG
+            encoder settings (bytes, time, SSIM).
 --draft     what JPEG draft decoding saves on a 24-MP photo: time and peak memory (VmHWM growth
             in a fresh process), full decode vs draft.
 
@@ -309,6 +310,19 @@ def _choices() -> None:
             # Against the chart preview's own float Lanczos resize: what this step alone loses.
             chart_ssim = _ssim_against(chart_preview, chart_preview.resize(thumb_size, resample, reducing_gap=gap))
             print(f"    gap {gap!s:>4} {name:8} {seconds * 1000:5.1f} ms  SSIM {ssim:.4f} | {chart_ssim:.4f}")
+
+    # The responsive sizes' chain: the default 800 is half the 1600 preview (rendering.CHAIN_REDUCING_GAP).
+    half = (preview.width // 2, preview.height // 2)
+    print(f"\nchoices: a responsive size at half the preview ({half[0]}x{half[1]}), SSIM before encoding (photo | zone plate)")
+    for label, resample, gap in (
+        ("2x2 average (reduce)", FILTERS["BICUBIC"], 1.0),
+        ("BICUBIC", FILTERS["BICUBIC"], None),
+        ("LANCZOS", FILTERS["LANCZOS"], None),
+    ):
+        seconds = _best_seconds(lambda: preview.resize(half, resample, reducing_gap=gap))
+        ssim = _ssim_of_image(photo, preview.resize(half, resample, reducing_gap=gap))
+        chart_ssim = _ssim_against(chart_preview, chart_preview.resize(half, resample, reducing_gap=gap))
+        print(f"    {label:22} {seconds * 1000:5.1f} ms  SSIM {ssim:.4f} | {chart_ssim:.4f}")
     original = photo
 
     print(f"\nchoices: JPEG encoder on the preview, quality {options.quality}")
