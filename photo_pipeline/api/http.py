@@ -15,7 +15,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -256,6 +256,18 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     if not low <= value <= high:
         raise ApiError(400, f"{name} must be between {low} and {high}")
     return value
+
+
+def query_choice(request: Request, name: str, choices: Sequence[str], default: str) -> str:
+    """A query parameter that takes one of a few words; 400 naming them all otherwise (an absent
+    or empty parameter is the default, as for `query_int`)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        accepted = ", ".join(json.dumps(choice) for choice in choices)
+        raise ApiError(400, f"{name} must be one of {accepted}, got {json.dumps(raw[:80])}")
+    return raw
 
 
 def response_for(scope: Scope, exc: ApiError) -> Response:

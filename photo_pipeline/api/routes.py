@@ -25,12 +25,14 @@ from photo_pipeline.api.http import (
     ApiError,
     json_response,
     parse_id,
+    query_choice,
     query_int,
     read_json,
     spool_body,
 )
 from photo_pipeline.instance.run_requests import RUN_REQUEST_ERRORS, AlbumRunRequester
 from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.reconcile.apply import SafetyLimitExceeded
 from photo_pipeline.redaction import redact
@@ -61,6 +63,7 @@ log = logging.getLogger("photo_pipeline.api")
 # Where the embedded folder store's presigned URLs are relayed (see `public_url`).
 LOCAL_OBJECTS_PATH = "/api/local-objects/"
 ALBUM_PAGE_DEFAULT, ALBUM_PAGE_MAX = 200, 1000
+ALBUM_ORDERS = tuple(order.value for order in AlbumOrder)
 
 
 class RunRequests:
@@ -171,16 +174,25 @@ async def delete_photo(request: Request) -> Response:
 
 
 async def get_album(request: Request) -> Response:
-    """Counts per status and the album's photos, a page at a time (`limit`, `after`), or only
-    the photos named in `ids` (a page watching its own uploads)."""
+    """Counts per status and the album's photos in upload or capture order (`order`), a page at
+    a time (`limit`, `after`), or only the photos named in `ids` (a page watching its own uploads)."""
     api = context(request)
     album_id = parse_id(request.path_params["album_id"], "album id")
     limit = query_int(request, "limit", ALBUM_PAGE_DEFAULT, 1, ALBUM_PAGE_MAX)
     after_text = request.query_params.get("after")
     after = parse_id(after_text, "after") if after_text else None
     ids = _ids_parameter(request, api.settings.api_max_files)
+    order = AlbumOrder(query_choice(request, "order", ALBUM_ORDERS, AlbumOrder.UPLOAD.value))
     view: AlbumView = await in_thread(
-        album_view, api.repository, api.store, album_id, limit=limit, after=after, url_seconds=api.settings.api_view_url_seconds, only=ids
+        album_view,
+        api.repository,
+        api.store,
+        album_id,
+        limit=limit,
+        after=after,
+        url_seconds=api.settings.api_view_url_seconds,
+        only=ids,
+        order=order,
     )
     photos = [
         schemas.PhotoOut(
@@ -466,13 +478,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/api/albums/{album_id}",
         get_album,
-        "Counts per status and the album's photos (query: limit, after, or ids=a,b,c), with short-lived URLs of their "
-        "thumbnail, preview and responsive sizes",
+        "Counts per status and the album's photos in upload or capture order (query: order, limit, after, or ids=a,b,c), "
+        "with short-lived URLs of their thumbnail, preview and responsive sizes",
         None,
         ((200, "the album", schemas.AlbumOut), _BAD_ID, *_AUTH, _UNAVAILABLE),
         query=(
             ("limit", {"type": "integer", "minimum": 1, "maximum": ALBUM_PAGE_MAX, "default": ALBUM_PAGE_DEFAULT}, "photos per page"),
-            ("after", {"type": "string", "format": "uuid"}, "the previous page's next_after"),
+            ("after", {"type": "string", "format": "uuid"}, "the previous page's next_after (asked with the same order)"),
+            (
+                "order",
+                {"type": "string", "enum": list(ALBUM_ORDERS), "default": AlbumOrder.UPLOAD.value},
+                "upload: in the order the photos were uploaded; taken: in the order they were taken (EXIF local time), "
+                "photos without a capture time last in upload order. Pages and ids= lists alike",
+            ),
             ("ids", {"type": "string"}, "comma-separated photo ids: only these photos of the album"),
         ),
     ),

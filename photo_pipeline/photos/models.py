@@ -75,7 +75,9 @@ class Photo(Base):
         Index("ix_photos_preview_key", "preview_key"),
         Index("ix_photos_first_completed_at", "first_completed_at"),
         Index("ix_photos_album_sha256", "album_id", "original_sha256"),
-        Index("ix_photos_album_taken_at", "album_id", "taken_at"),
+        # The album's capture order (photos/ordering.py) as PostgreSQL's btree keeps it, NULLs last:
+        # a page of it is one index range, with no sort of the album.
+        Index("ix_photos_album_capture_order", "album_id", "taken_at", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -17,22 +17,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    and_,
+    Select,
     delete,
     func,
     insert,
-    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from photo_pipeline.photos.albums import AlbumQueries
 from photo_pipeline.photos.claims import ClaimQueries
 from photo_pipeline.photos.database import create_engine_for, in_chunks
 from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus, RenditionFile
+from photo_pipeline.photos.ordering import ORDER_BY, AlbumOrder, Position, ranges_after
 
 CLEANABLE = (PhotoStatus.PENDING, PhotoStatus.FAILED, PhotoStatus.MISSING)
 
@@ -195,14 +195,7 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
     def photos_in_capture_order(self, album_id: uuid.UUID, limit: int) -> list[PhotoRecord]:
         """Up to `limit` of the album's photos in the order they were taken (EXIF local time;
         photos without one last, in upload order)."""
-        query = (
-            select(*Photo.__table__.columns)
-            .where(Photo.album_id == album_id)
-            .order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.created_at, Photo.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            return [self._record(row) for row in conn.execute(query)]
+        return self.album_page(album_id, limit, order=AlbumOrder.TAKEN)
 
     def duplicate_counts_by_album(self, album_ids: Collection[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
         """Photos marked as duplicates, per album (albums without any are absent)."""
@@ -212,21 +205,45 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
         with self.engine.connect() as conn:
             return {album_id: count for album_id, count in conn.execute(query)}
 
-    def album_page(self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None) -> list[PhotoRecord]:
-        """Up to `limit` of the album's photos in upload order (created_at, id), after the photo
-        `after` (keyset pagination: pages stay cheap deep into a large album). A cursor that is
-        not a photo of the album yields nothing."""
-        query = (
-            select(*Photo.__table__.columns)
-            .where(Photo.album_id == album_id)
-            .order_by(Photo.created_at, Photo.id)
-            .limit(limit)
-        )
-        if after is not None:
-            cursor = select(Photo.created_at).where(Photo.id == after, Photo.album_id == album_id).scalar_subquery()
-            query = query.where(or_(Photo.created_at > cursor, and_(Photo.created_at == cursor, Photo.id > after)))
+    def album_page(
+        self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None, order: AlbumOrder = AlbumOrder.UPLOAD
+    ) -> list[PhotoRecord]:
+        """Up to `limit` of the album's photos in `order`, after the photo `after` (keyset
+        pagination: pages stay cheap deep into a large album). A cursor that is not a photo of the
+        album yields nothing."""
+        rows: list[PhotoRecord] = []
+        with self.engine.connect() as conn:
+            position = self._position(conn, album_id, after) if after is not None else None
+            if after is not None and position is None:
+                return []
+            for rest in ranges_after(order, position):
+                if len(rows) >= limit:
+                    break
+                query = self._in_album(album_id, order).where(rest).limit(limit - len(rows))
+                rows.extend(self._record(row) for row in conn.execute(query))
+        return rows
+
+    def album_photos_among(
+        self, album_id: uuid.UUID, photo_ids: Collection[uuid.UUID], limit: int, order: AlbumOrder = AlbumOrder.UPLOAD
+    ) -> list[PhotoRecord]:
+        """Those of these photos that are in the album, the first `limit` in `order`. One IN list,
+        not chunks, so that the database alone orders them (text compares in its collation): the
+        caller bounds the ids (the API by PHOTO_API_MAX_FILES, at most 10,000, below both
+        databases' limits on parameters)."""
+        query = self._in_album(album_id, order).where(Photo.id.in_(list(photo_ids))).limit(limit)
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
+
+    @staticmethod
+    def _in_album(album_id: uuid.UUID, order: AlbumOrder) -> Select[Any]:
+        return select(*Photo.__table__.columns).where(Photo.album_id == album_id).order_by(*ORDER_BY[order])
+
+    @staticmethod
+    def _position(conn: Connection, album_id: uuid.UUID, photo_id: uuid.UUID) -> Position | None:
+        row = conn.execute(
+            select(Photo.created_at, Photo.taken_at).where(Photo.id == photo_id, Photo.album_id == album_id)
+        ).one_or_none()
+        return Position(photo_id, row.created_at, row.taken_at) if row is not None else None
 
     # -- operator actions ----------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ do must not make an album look empty). No Dagster here.
 - `AlbumState` / `album_state(s)`: what the operator sees — title, photos per status, rendition
   bytes, the latest failures — in the renditions' materialization metadata and `photo-pipeline status`;
 - `AlbumView` / `album_view`: what a site's page sees (`GET /api/albums/{id}`) — counts per status and
-  its photos a page at a time, with short-lived URLs of the completed ones' renditions (thumbnail,
-  preview and every responsive size, for a srcset).
+  its photos a page at a time in upload or capture order, with short-lived URLs of the completed
+  ones' renditions (thumbnail, preview and every responsive size, for a srcset).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import datetime
 from photo_pipeline.photos.albums import AlbumFigures
 from photo_pipeline.photos.claims import StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.services.reruns import FAILED_EXAMPLES, AlbumFailures, FailedPhoto
 from photo_pipeline.storage import ObjectStore, PresignedDownload, keys
@@ -182,16 +183,16 @@ def album_view(
     after: uuid.UUID | None,
     url_seconds: int,
     only: Collection[uuid.UUID] | None = None,
+    order: AlbumOrder = AlbumOrder.UPLOAD,
 ) -> AlbumView:
-    """Counts of the whole album; `limit` photos after the photo `after`, or (with `only`) just
-    those of the named photos that are in the album. StorageError when the renditions' URLs
-    cannot be signed."""
+    """Counts of the whole album; `limit` photos in `order` after the photo `after`, or (with
+    `only`) just those of the named photos that are in the album, in `order` too. StorageError
+    when the renditions' URLs cannot be signed."""
     if only is not None:
-        found = [row for row in repository.get_many(only).values() if row.album_id == album_id]
-        page, more = sorted(found, key=lambda row: (row.created_at, str(row.id)))[:limit], False
+        page, more = repository.album_photos_among(album_id, only, limit, order), False
     else:
         # One more than asked says whether another page follows without a count query.
-        rows = repository.album_page(album_id, limit + 1, after)
+        rows = repository.album_page(album_id, limit + 1, after, order)
         page, more = rows[:limit], len(rows) > limit
     sized = _sized_files(repository, page)
     return AlbumView(

@@ -23,6 +23,7 @@ from PIL import Image
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
 from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
@@ -38,6 +39,7 @@ from photo_pipeline_tests.api.conftest import (
     serve_in_thread,
 )
 from photo_pipeline_tests.conftest import BIN, S3Server
+from photo_pipeline_tests.photos.test_album_order import EXPECTED, seed_album
 
 JPEG = samples.photo_jpeg(640, 480)
 SITE = "https://www.example.com"
@@ -113,7 +115,9 @@ def test_the_api_needs_the_bearer_token_and_never_logs_it(api: ApiServer, caplog
     assert description["paths"]["/api/albums/{album_id}/uploads"]["post"]["security"] == [{"bearer": []}]
     assert "UploadsIn" in description["components"]["schemas"]
     album_parameters = {p["name"]: p["in"] for p in description["paths"]["/api/albums/{album_id}"]["get"]["parameters"]}
-    assert album_parameters == {"album_id": "path", "limit": "query", "after": "query", "ids": "query"}
+    assert album_parameters == {"album_id": "path", "limit": "query", "after": "query", "order": "query", "ids": "query"}
+    [order] = [p for p in description["paths"]["/api/albums/{album_id}"]["get"]["parameters"] if p["name"] == "order"]
+    assert order["schema"] == {"type": "string", "enum": ["upload", "taken"], "default": "upload"}
 
 
 def test_unknown_routes_and_methods_answer_json(api: ApiServer) -> None:
@@ -279,6 +283,42 @@ def test_an_album_lists_counts_pages_and_short_lived_rendition_urls(api: ApiServ
     assert [p["filename"] for p in mine["photos"]] == ["c.jpg"]
     assert api.get(f"/api/albums/{album}", params={"limit": 0}).status_code == 400
     assert api.get(f"/api/albums/{album}", params={"after": "zzz"}).status_code == 400
+
+
+def album_pages(api: ApiServer, album: uuid.UUID, **params: Any) -> list[list[str]]:
+    """The album's pages over HTTP, following next_after to the end: file names, page by page."""
+    pages: list[list[str]] = []
+    after = None
+    for _ in range(20):  # bounded: a cursor that never advanced would loop forever
+        answer = api.get(f"/api/albums/{album}", params={**params, **({"after": after} if after else {})})
+        assert answer.status_code == 200, answer.text
+        view = answer.json()
+        pages.append([p["filename"] for p in view["photos"]])
+        after = view["next_after"]
+        if after is None:
+            return pages
+    raise AssertionError(f"no last page after {pages}")
+
+
+def test_an_album_lists_in_capture_order_on_request(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    ids = seed_album(api.repository, album)
+    taken = [f"{name}.jpg" for name in EXPECTED[AlbumOrder.TAKEN]]
+    upload = [f"{name}.jpg" for name in EXPECTED[AlbumOrder.UPLOAD]]
+
+    pages = album_pages(api, album, order="taken", limit=3)
+    assert [len(page) for page in pages] == [3, 3, 3, 3, 2]
+    assert [name for page in pages for name in page] == taken
+    # Upload order stays the default.
+    assert [name for page in album_pages(api, album, limit=5) for name in page] == upload
+    assert album_pages(api, album, order="upload") == [upload]
+    mine = api.get(f"/api/albums/{album}", params={"ids": f"{ids['b']},{ids['g']},{ids['e']}", "order": "taken"}).json()
+    assert [p["filename"] for p in mine["photos"]] == ["e.jpg", "g.jpg", "b.jpg"]
+
+    for wrong in ("capture", "TAKEN", "taken,upload"):
+        refused = api.get(f"/api/albums/{album}", params={"order": wrong})
+        assert refused.status_code == 400, refused.text
+        assert refused.json() == {"error": f'order must be one of "upload", "taken", got "{wrong}"'}
 
 
 def sized_processor(api: ApiServer, sizes: tuple[int, ...], extra_formats: tuple[str, ...] = ()) -> PhotoProcessor:

@@ -1,6 +1,6 @@
 """An album as a page shows it (services/albums.py), on both databases: whole-album counts,
-pages in upload order with a keyset cursor, or just the named photos; the completed photos'
-responsive sizes, read for the whole page at once."""
+pages in upload or capture order with a keyset cursor, or just the named photos; the completed
+photos' responsive sizes, read for the whole page at once."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from sqlalchemy import event
 from photo_pipeline.photos.claims import StoredRendition
 from photo_pipeline.photos.database import CHUNK, migrate
 from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.services.albums import album_view
 from photo_pipeline.storage import LocalObjectStore, keys
+from photo_pipeline_tests.photos.test_album_order import EXPECTED, seed_album
 
 
 class Clock:
@@ -58,6 +60,32 @@ def test_pages_follow_upload_order_and_cover_every_photo_once(database_url: str,
     assert album_view(repository, store, album, limit=3, after=stranger, url_seconds=60).photos == [], (
         "a cursor from another album yields nothing"
     )
+
+
+def test_pages_and_named_photos_follow_capture_order_when_asked(database_url: str, tmp_path: Path) -> None:
+    migrate(database_url)
+    repository = PhotoRepository.from_url(database_url)
+    store = LocalObjectStore(tmp_path / "objects")
+    album = uuid.uuid4()
+    ids = seed_album(repository, album)
+    names = {photo: name for name, photo in ids.items()}
+    # 7 divides the album: the last full page must still say it is the last.
+    for limit in (4, 7):
+        seen: list[str] = []
+        after = None
+        for _page in range(10):  # bounded: 14 photos
+            view = album_view(repository, store, album, limit=limit, after=after, url_seconds=60, order=AlbumOrder.TAKEN)
+            seen.extend(names[item.photo.id] for item in view.photos)
+            after = view.next_after
+            if after is None:
+                break
+        assert seen == EXPECTED[AlbumOrder.TAKEN], f"limit {limit}"
+
+    named = [ids["b"], ids["g"], ids["e"]]
+    for order, expected in ((AlbumOrder.TAKEN, ["e", "g", "b"]), (AlbumOrder.UPLOAD, ["b", "e", "g"])):
+        mine = album_view(repository, store, album, limit=10, after=None, url_seconds=60, only=named, order=order)
+        assert [names[item.photo.id] for item in mine.photos] == expected and mine.next_after is None
+    repository.engine.dispose()
 
 
 def register(repository: PhotoRepository, album: uuid.UUID) -> uuid.UUID:
