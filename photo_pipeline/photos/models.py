@@ -78,6 +78,8 @@ class Photo(Base):
         # The album's capture order (photos/ordering.py) as PostgreSQL's btree keeps it, NULLs last:
         # a page of it is one index range, with no sort of the album.
         Index("ix_photos_album_capture_order", "album_id", "taken_at", "created_at", "id"),
+        # And its upload order (the API's default pages, `album_page`).
+        Index("ix_photos_album_upload_order", "album_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -51,6 +51,7 @@ EXPECTED = {
 }
 FIRST_INSTANT = datetime(2026, 1, 1, tzinfo=UTC)
 CAPTURE_INDEX = "ix_photos_album_capture_order"
+UPLOAD_INDEX = "ix_photos_album_upload_order"
 
 
 def photo_id(first_byte: int) -> uuid.UUID:
@@ -185,7 +186,22 @@ def test_capture_order_pages_on_postgres_are_read_off_the_index_without_sorting(
     repository.engine.dispose()
 
 
-def test_migration_0008_replaces_the_capture_time_index_and_goes_back(database_url: str) -> None:
+def test_upload_order_pages_on_postgres_are_read_off_the_index_without_sorting(postgres_url: str) -> None:
+    migrate(postgres_url)
+    repository = PhotoRepository(create_engine_for(postgres_url))
+    album = uuid.uuid4()
+    ids = seed_album(repository, album)
+    statements = statements_of(repository)
+    for after in (None, ids["c"]):
+        repository.album_page(album, 20, after, AlbumOrder.UPLOAD)
+    found = plans(repository, list(statements))
+    assert len(found) == 2, found
+    for plan in found:
+        assert UPLOAD_INDEX in plan and "Sort" not in plan and "Filter" not in plan, plan
+    repository.engine.dispose()
+
+
+def test_migration_0008_adds_the_order_indexes_and_goes_back(database_url: str) -> None:
     alembic(database_url, "upgrade", "0007")
     engine = create_engine_for(database_url)
     album, photo = uuid.uuid4(), uuid.uuid4()
@@ -195,11 +211,13 @@ def test_migration_0008_replaces_the_capture_time_index_and_goes_back(database_u
     indexes = {index["name"]: index["column_names"] for index in inspect(engine).get_indexes("photos")}
     assert indexes[CAPTURE_INDEX] == ["album_id", "taken_at", "created_at", "id"]
     assert "ix_photos_album_taken_at" not in indexes, "a prefix of the new index: only a cost to writes"
+    assert indexes[UPLOAD_INDEX] == ["album_id", "created_at", "id"]
     assert [record.id for record in PhotoRepository(engine).album_page(album, 10, order=AlbumOrder.TAKEN)] == [photo]
 
     alembic(database_url, "downgrade", "0007")
     indexes = {index["name"]: index["column_names"] for index in inspect(engine).get_indexes("photos")}
     assert indexes["ix_photos_album_taken_at"] == ["album_id", "taken_at"] and CAPTURE_INDEX not in indexes
+    assert UPLOAD_INDEX not in indexes
     with engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM photos")).scalar_one() == "completed", "the photos are untouched"
     engine.dispose()
