@@ -326,7 +326,11 @@ class EnvironmentSettings(BaseSettings):
         le=10_000_000,
     )
     reconcile_rerender_limit: int = _setting(
-        500, description="completed photos whose renditions vanished, rendered again per run", ge=0, le=1_000_000
+        500,
+        description="completed photos rendered again per run by reconciliation (renditions vanished, original "
+        "replaced, or a duplicate whose photo is gone or changed)",
+        ge=0,
+        le=1_000_000,
     )
 
     # Sensors: the safety net behind the fast path (`photo-pipeline arrived`).

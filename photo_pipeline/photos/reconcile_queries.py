@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,26 @@ from sqlalchemy import (
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """What the table says of the photo a duplicate points to: all the planner needs to tell
+    whether the duplicate still shows its own bytes."""
+
+    id: uuid.UUID
+    album_id: uuid.UUID
+    status: PhotoStatus
+    original_sha256: str | None
+    duplicate_of: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class DuplicateLink:
+    """A completed duplicate and its canonical photo's row (None: no row has that id any more)."""
+
+    photo: PhotoRecord
+    canonical: Canonical | None
 
 
 def _byte_ordered(column: Any, dialect: str) -> Any:
@@ -91,6 +112,42 @@ class ReconciliationQueries:
             if len(rows) < self._page_size:
                 return
             last = rows[-1].key
+
+    def duplicate_links(self, prefix: str | None = None) -> Iterator[DuplicateLink]:
+        """Every completed duplicate with the row it points to, in one LEFT JOIN of the table to
+        itself, keyset-paged on the duplicate's id (this stream is not merged with a listing, so
+        any stable order will do). With `prefix`, the duplicates whose original key starts with
+        it (one album's slice, the rows `rows_by_original_key(prefix)` reads); their canonical
+        photos are joined wherever they are."""
+        photos = Photo.__table__
+        canonical = photos.alias("canonical")
+        last: uuid.UUID | None = None
+        while True:
+            query = (
+                select(
+                    *photos.columns,
+                    canonical.c.id.label("canonical_id"),
+                    canonical.c.album_id.label("canonical_album_id"),
+                    canonical.c.status.label("canonical_status"),
+                    canonical.c.original_sha256.label("canonical_sha256"),
+                    canonical.c.duplicate_of.label("canonical_duplicate_of"),
+                )
+                .select_from(photos.outerjoin(canonical, canonical.c.id == photos.c.duplicate_of))
+                .where(photos.c.status == PhotoStatus.COMPLETED.value, photos.c.duplicate_of.is_not(None))
+                .order_by(photos.c.id)
+                .limit(self._page_size)
+            )
+            where = self._starts_with(Photo.original_key, prefix)
+            if where is not None:
+                query = query.where(where)
+            if last is not None:
+                query = query.where(photos.c.id > last)
+            with self.engine.connect() as conn:
+                links = [_duplicate_link(dict(row._mapping)) for row in conn.execute(query)]
+            yield from links
+            if len(links) < self._page_size:
+                return
+            last = links[-1].photo.id
 
     def _starts_with(self, column: Any, prefix: str | None) -> Any:
         """Keys starting with `prefix`, as a byte-ordered range rather than LIKE: SQLite's LIKE
@@ -198,3 +255,19 @@ class ReconciliationQueries:
                     .values(**values)
                 ).rowcount
         return changed
+
+
+def _duplicate_link(values: dict[str, Any]) -> DuplicateLink:
+    canonical_id = values.pop("canonical_id")
+    canonical_values = {name: values.pop(f"canonical_{name}") for name in ("album_id", "status", "sha256", "duplicate_of")}
+    photo = PhotoRepository._record_from(values)
+    if canonical_id is None:
+        return DuplicateLink(photo, None)
+    canonical = Canonical(
+        id=canonical_id,
+        album_id=canonical_values["album_id"],
+        status=PhotoStatus(canonical_values["status"]),
+        original_sha256=canonical_values["sha256"],
+        duplicate_of=canonical_values["duplicate_of"],
+    )
+    return DuplicateLink(photo, canonical)

@@ -151,6 +151,7 @@ class Reconciler:
             rows_by_preview_key=self.queries.rows_by_preview_key(previews if scoped else None),
             sized=iter_sized_objects(self.store, page, album_id=album_id, sizes=self._sized_sizes()),
             rows_by_sized_key=self._rows_by_sized_key(album_id),
+            duplicates=self.queries.duplicate_links(raw if scoped else None),
             now=now,
             policy=self.policy,
             cancelled_uploads=self.repository.tombstones_since(now - timedelta(seconds=self.policy.tombstone_seconds)),
@@ -273,7 +274,10 @@ class Reconciler:
         return created + self.repository.adopt(minted)
 
     def _rerender(self, actions, processor: PhotoProcessor | None, worker: str, report: ApplyReport) -> int:  # type: ignore[no-untyped-def]
-        """completed -> processing -> completed for photos whose renditions vanished."""
+        """completed -> processing -> completed for photos whose renditions vanished, whose original
+        was replaced, or whose canonical photo no longer stands for them (a stale duplicate): the
+        processor's duplicate check runs again on each, so a duplicate ends up pointing at a photo
+        with its bytes that stands, or rendered on its own."""
         if not actions or processor is None:
             return 0
         by_album: dict[uuid.UUID, list[tuple[uuid.UUID, datetime | None]]] = defaultdict(list)

@@ -15,6 +15,9 @@ The rules, one `Planner` method each (the actions they plan are the `ActionKind`
 - a claim older than the lease: `_expired_claim` (release_claim, or fail_claim once its attempts
   are used up);
 - renditions: `_rerender_once` (one gone: rerender) and `_stray_rendition` (no row: delete_rendition);
+- duplicates: `_stale_duplicate` (rerender a completed duplicate whose canonical photo no longer
+  stands for it, by `stale_duplicate_reason`, or is changed by this very plan: flagged missing,
+  failed, or its original replaced);
 - the whole plan: `check_safety` (refuses mass destruction).
 """
 
@@ -29,6 +32,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.reconcile_queries import Canonical, DuplicateLink
 from photo_pipeline.photos.repository import NewPhoto, PhotoRecord
 from photo_pipeline.storage import ObjectInfo, keys
 
@@ -45,7 +49,7 @@ class ActionKind(StrEnum):
     ADOPT = "adopt"  # raw object without a row: row created (pending)
     CORRECT_KEY = "correct_key"  # the object carrying the photo id has another key
     DELETE_RENDITION = "delete_rendition"  # rendition with no row pointing at it
-    RERENDER = "rerender"  # completed, but a rendition is gone or the original was replaced
+    RERENDER = "rerender"  # completed, but a rendition is gone, the original was replaced, or a duplicate's canonical no longer stands for it
     RELEASE_CLAIM = "release_claim"  # claim older than the lease (not renewed: its run is dead or stuck) -> pending
     FAIL_CLAIM = "fail_claim"  # ... and the photo used up its attempts -> failed
     DELETE_CANCELLED = "delete_cancelled"  # a cleaned-up upload's object that landed late
@@ -204,6 +208,32 @@ def original_replaced(row: PhotoRecord, obj: ObjectInfo) -> bool:
     return obj.etag != row.original_etag or (row.original_bytes is not None and obj.size != row.original_bytes)
 
 
+def stale_duplicate_reason(photo: PhotoRecord, canonical: Canonical | None) -> str | None:
+    """Why a completed duplicate no longer shows its own bytes through the photo it points to, or
+    None while that photo stands for it: completed, not itself a duplicate, in the same album,
+    with the same checksum.
+
+    A canonical photo being rendered right now (processing) is given the benefit of the doubt:
+    its row keeps its renditions meanwhile, and rendering the duplicate beside it would race it
+    (neither sees the other completed, so both end up rendered); the plan after its run decides."""
+    pointed = f"duplicate of photo {photo.duplicate_of}"
+    if canonical is None:
+        return f"{pointed}, which was deleted (purged or cleaned up)"
+    if canonical.status is PhotoStatus.PROCESSING:
+        return None
+    if canonical.status is PhotoStatus.MISSING:
+        return f"{pointed}, which is missing (its original is gone from the bucket)"
+    if canonical.status is not PhotoStatus.COMPLETED:
+        return f"{pointed}, which is {canonical.status.value}"
+    if canonical.duplicate_of is not None:
+        return f"{pointed}, which is itself a duplicate (of photo {canonical.duplicate_of})"
+    if canonical.album_id != photo.album_id:
+        return f"{pointed}, which is in another album ({canonical.album_id})"
+    if canonical.original_sha256 != photo.original_sha256:
+        return f"{pointed}, which changed (its original has other bytes now)"
+    return None
+
+
 def _what_changed(row: PhotoRecord, obj: ObjectInfo) -> str:
     return f"ETag {row.original_etag} -> {obj.etag}, {row.original_bytes} -> {obj.size} bytes"
 
@@ -236,6 +266,13 @@ class Planner:
         self._unmatched_rows: dict[uuid.UUID, PhotoRecord] = {}
         self._unmatched_objects: dict[uuid.UUID, list[tuple[ObjectInfo, keys.RawObjectIdentity]]] = {}
         self._rerender: set[uuid.UUID] = set()
+        # Completed rows whose original this plan did not find (a duplicate among them has nothing
+        # to render from: the missing rules deal with it).
+        self._originals_gone: set[uuid.UUID] = set()
+        # Photo id -> what this plan does to it that would leave its duplicates pointing at nothing
+        # or at other bytes once applied (flag missing, fail, re-render a replaced original): they
+        # are rendered again in the same pass instead of the next.
+        self._changing: dict[uuid.UUID, str] = {}
 
     def add(self, action: Action) -> None:
         self.plan.actions.append(action)
@@ -281,6 +318,7 @@ class Planner:
         key = obj.key
         if row.status is PhotoStatus.COMPLETED and original_replaced(row, obj):
             self._rerender_once(row, key, f"original replaced since it was rendered ({_what_changed(row, obj)})")
+            self._changing[row.id] = "has a replaced original, rendered again by this plan"
         if row.status is PhotoStatus.PROCESSING:
             self._expired_claim(row)
         elif row.status is PhotoStatus.PENDING:
@@ -319,6 +357,8 @@ class Planner:
 
     def _row_without_original(self, row: PhotoRecord) -> None:
         grace = self.policy.missing_grace_seconds
+        if row.status is PhotoStatus.COMPLETED:
+            self._originals_gone.add(row.id)
         if row.status is PhotoStatus.PROCESSING:
             self._expired_claim(row)
         elif row.status is PhotoStatus.MISSING:
@@ -333,6 +373,7 @@ class Planner:
             self.add(Action(ActionKind.SEEN_GONE, row.album_id, row.id, row.original_key, "original not in the bucket", expected_status=row.status))
         elif _age(self.now, row.missing_since) > grace:
             self.add(Action(ActionKind.FLAG_MISSING, row.album_id, row.id, row.original_key, f"original gone since {row.missing_since.isoformat()}", expected_status=row.status))
+            self._changing[row.id] = "is flagged missing by this plan (its original is gone)"
 
     def _orphan(self, obj: ObjectInfo, identity: keys.RawObjectIdentity) -> None:
         if obj.key in self.cancelled_uploads:
@@ -358,6 +399,7 @@ class Planner:
         if _age(self.now, claimed_at) <= self.policy.claim_lease_seconds:
             return
         if row.attempts >= self.policy.max_attempts:
+            self._changing[row.id] = "is failed by this plan (its claim expired with its attempts used up)"
             self.add(
                 Action(
                     ActionKind.FAIL_CLAIM,
@@ -419,6 +461,26 @@ class Planner:
         self.plan.objects_per_album[album] += 1
         self.add(Action(ActionKind.DELETE_RENDITION, album, keys.photo_id_from_key(obj.key), obj.key, "no row points at this rendition"))
 
+    # -- duplicates -----------------------------------------------------------------------------
+
+    def compare_duplicates(self, links: Iterable[DuplicateLink]) -> None:
+        """Every completed duplicate with its canonical photo's row; after `compare_originals`,
+        which decides what this plan does to the canonical photos and the duplicates' originals."""
+        for link in links:
+            self._stale_duplicate(link)
+
+    def _stale_duplicate(self, link: DuplicateLink) -> None:
+        photo = link.photo
+        if photo.id in self._originals_gone:
+            return
+        why = stale_duplicate_reason(photo, link.canonical)
+        if why is None and photo.duplicate_of in self._changing:
+            why = f"duplicate of photo {photo.duplicate_of}, which {self._changing[photo.duplicate_of]}"
+        if why is not None:
+            # The re-render goes through the normal duplicate check: it becomes a duplicate of
+            # another photo with its bytes that still stands, or is rendered on its own.
+            self._rerender_once(photo, photo.original_key, why)
+
     # -- safety ---------------------------------------------------------------------------------
 
     def check_safety(self) -> ReconciliationPlan:
@@ -459,14 +521,17 @@ def plan_reconciliation(
     cancelled_uploads: Collection[str] = (),
     sized: Iterable[ObjectInfo] = (),
     rows_by_sized_key: Iterable[tuple[str, PhotoRecord]] = (),
+    duplicates: Iterable[DuplicateLink] = (),
 ) -> ReconciliationPlan:
     """All eight streams sorted by key (UTF-8 byte order). `sized`: the responsive sizes'
-    objects (`processed/<size>/...`), `rows_by_sized_key`: the `renditions` table's keys."""
+    objects (`processed/<size>/...`), `rows_by_sized_key`: the `renditions` table's keys.
+    `duplicates`: the completed duplicates with their canonical rows, in any order."""
     planner = Planner(now, policy, cancelled_uploads)
     planner.compare_originals(rows_by_original_key, originals)
     planner.compare_renditions(rows_by_thumb_key, thumbnails)
     planner.compare_renditions(rows_by_preview_key, previews)
     planner.compare_renditions(rows_by_sized_key, sized)
+    planner.compare_duplicates(duplicates)
     return planner.check_safety()
 
 

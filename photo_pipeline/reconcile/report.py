@@ -23,7 +23,10 @@ ACTION_MEANING: Mapping[ActionKind, str] = {
     ActionKind.ADOPT: "raw object without a row: pending row created",
     ActionKind.CORRECT_KEY: "row's original_key corrected to the object carrying its id",
     ActionKind.DELETE_RENDITION: "rendition no row points at: removed",
-    ActionKind.RERENDER: "completed photo with a rendition gone or its original replaced: rendered again",
+    ActionKind.RERENDER: (
+        "completed photo with a rendition gone or its original replaced, or a duplicate whose photo is gone "
+        "or changed: rendered again"
+    ),
     ActionKind.RELEASE_CLAIM: "claim past its lease: back to pending",
     ActionKind.FAIL_CLAIM: "claim past its lease, attempts used up: failed",
     ActionKind.DELETE_CANCELLED: "object of a cleaned-up upload that landed late: removed",

@@ -2,8 +2,9 @@
 bucket and the table, planned (a dry run) or applied behind the same safety limit.
 
 Applied from a request handler, it changes rows and deletes strays but renders nothing: a
-completed photo whose renditions vanished is left to the scheduled `reconcile_storage` (or
-`photo-pipeline reconcile`), which render in a run, not in an HTTP request. The albums whose
+completed photo whose renditions vanished (or whose original was replaced, or a duplicate whose
+photo is gone or changed) is left to the scheduled `reconcile_storage` (or `photo-pipeline
+reconcile`), which render in a run, not in an HTTP request. The albums whose
 photos went (back) to `pending` are named, so the caller requests their runs at once.
 """
 

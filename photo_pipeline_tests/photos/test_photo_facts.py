@@ -10,7 +10,9 @@ from sqlalchemy import inspect, text
 from photo_pipeline.photos.claims import PhotoFacts
 from photo_pipeline.photos.database import create_engine_for
 from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.reconcile_queries import Canonical, ReconciliationQueries
 from photo_pipeline.photos.repository import PhotoRepository
+from photo_pipeline.storage import keys
 from photo_pipeline_tests.photos.test_repository import (  # noqa: F401 - fixtures
     Clock,
     alembic,
@@ -88,3 +90,30 @@ def test_facts_duplicates_and_capture_order(repository: PhotoRepository, clock: 
     ordered = [p.id for p in repository.photos_in_capture_order(album, 10)]
     # By capture time (local clock), then the photos without one in upload order.
     assert ordered == [later, first, copy, undated]
+
+
+def test_duplicate_links_pair_each_completed_duplicate_with_its_row_page_by_page(repository: PhotoRepository, clock: Clock) -> None:
+    album, other_album = uuid.uuid4(), uuid.uuid4()
+    first, copy, again, orphaned, pending = register(repository, album, 5, clock)
+    [elsewhere] = register(repository, other_album, 1, clock)
+    claims = {c.id: c for c in repository.claim_photos([first, copy, again, orphaned, elsewhere], "run")}
+    assert complete_with(repository, claims[first], None)
+    for duplicate in (copy, again, elsewhere):
+        assert repository.complete_duplicate(claims[duplicate], duplicate_of=first, original_sha256=SHA, original_bytes=10)
+    gone = uuid.uuid4()  # a photo whose row was purged since
+    assert repository.complete_duplicate(claims[orphaned], duplicate_of=gone, original_sha256=SHA, original_bytes=10)
+
+    queries = ReconciliationQueries(repository, page_size=2)  # three pages for four duplicates
+    links = {link.photo.id: link.canonical for link in queries.duplicate_links()}
+    standing = Canonical(first, album, PhotoStatus.COMPLETED, SHA, None)
+    assert links == {copy: standing, again: standing, elsewhere: standing, orphaned: None}
+    assert pending not in links, "only completed duplicates"
+    scoped = {link.photo.id for link in queries.duplicate_links(keys.album_prefixes(other_album).raw)}
+    assert scoped == {elsewhere}, "an album's slice, its canonical photo joined wherever it is"
+
+    # A duplicate rendered again and completed on its own is a duplicate no more.
+    [claim] = repository.claim_for_rerender([(copy, row(repository, copy).completed_at)], "reconcile")
+    assert copy not in {link.photo.id for link in queries.duplicate_links()}, "being rendered: not completed"
+    assert complete_with(repository, claim, None)
+    assert row(repository, copy).duplicate_of is None
+    assert {link.photo.id for link in queries.duplicate_links()} == {again, elsewhere, orphaned}

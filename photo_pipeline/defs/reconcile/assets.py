@@ -138,7 +138,10 @@ def list_objects(context: OpExecutionContext, photo_pipeline: PhotoPipelineResou
     return paths
 
 
-@op(out=Out(dict), description="Read the photo table in the bucket's key order (streamed to scratch files).")
+@op(
+    out=Out(dict),
+    description="Read the photo table in the bucket's key order, and the duplicates with the photos they point to (streamed to scratch files).",
+)
 def load_rows(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource) -> dict[str, str]:
     queries = ReconciliationQueries(photo_pipeline.repository())
     folder = scratch_dir(context)
@@ -147,12 +150,14 @@ def load_rows(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource
         "thumbnails": queries.rows_by_thumb_key,
         "previews": queries.rows_by_preview_key,
         "sized": queries.rows_by_sized_key,
+        # Not a listing's partner: the completed duplicates with the rows they point to.
+        "duplicates": queries.duplicate_links,
     }
     paths = {}
     for stream, read in readers.items():
         path = folder / f"rows-{stream}.pickle"
         count = spill(path, read())
-        context.log.info("read %d row(s) ordered by their %s key", count, stream)
+        context.log.info("read %d row(s) for the %s comparison", count, stream)
         paths[stream] = str(path)
     return paths
 
@@ -178,6 +183,7 @@ def plan_changes(
         rows_by_preview_key=unspill(Path(rows["previews"])),
         sized=unspill(Path(objects["sized"])),
         rows_by_sized_key=unspill(Path(rows["sized"])),
+        duplicates=unspill(Path(rows["duplicates"])),
         now=utc_now(),
         policy=policy_from_settings(settings),
         cancelled_uploads=cancelled,

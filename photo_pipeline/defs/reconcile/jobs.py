@@ -32,10 +32,11 @@ reconcile_storage = define_asset_job(
     executor_def=in_process_executor,
     description=(
         "Bring the photo table and the bucket back into agreement: requeue, flag missing, adopt "
-        "orphans, correct keys, remove stray renditions, render lost ones, take back expired "
-        "claims. The launchpad starts as a DRY RUN (dry_run: true): the plan is recorded on "
-        "storage_reconciliation and nothing changes. Set dry_run: false to apply; force: true "
-        "applies a plan the safety limit refused. The schedule applies."
+        "orphans, correct keys, remove stray renditions, render lost ones (and duplicates whose photo "
+        "is gone or changed), take back expired claims. The launchpad starts as a DRY RUN "
+        "(dry_run: true): the plan is recorded on storage_reconciliation and nothing changes. Set "
+        "dry_run: false to apply; force: true applies a plan the safety limit refused. The schedule "
+        "applies."
     ),
     tags={"photo_pipeline/kind": "reconcile"},
 )
