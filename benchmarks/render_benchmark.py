@@ -424,8 +424,7 @@ def _formats_compared(photo: bytes, options: RenderOptions) -> None:
     print(f"  {'format, quality':<22} {'KB (all sizes)':>15} {'SSIM of the largest':>20}")
     for fmt in ("JPEG", *EXTRA_FORMATS):
         files = [s.rendition for s in result.sized if s.rendition.format == fmt]
-        quality = options.avif_quality if fmt == "AVIF" else options.quality
-        print(f"  {f'{fmt} {quality}':<22} {sum(len(f.data) for f in files) / 1024:15.0f} {_ssim(photo, files[0].data):20.4f}")
+        print(f"  {f'{fmt} {options.quality_for(fmt)}':<22} {sum(len(f.data) for f in files) / 1024:15.0f} {_ssim(photo, files[0].data):20.4f}")
 
 
 # --- what draft decoding saves (the original benchmark) ------------------------------------------

@@ -76,7 +76,7 @@ class StoredRendition:
     """A responsive size written to the bucket (a row of `renditions`)."""
 
     key: str
-    size: int  # the configured width it is filed under
+    size: int  # the configured size (a long side) it is filed under
     format: str
     width: int
     height: int
@@ -274,7 +274,7 @@ class ClaimQueries:
         return found
 
     def rendition_sizes(self) -> list[int]:
-        """Every width some rendition is filed under (reconciliation lists those folders)."""
+        """Every size some rendition is filed under (reconciliation lists those folders)."""
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(RenditionFile.size).distinct()).scalars())
 

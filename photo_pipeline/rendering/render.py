@@ -157,6 +157,10 @@ class RenderOptions:
             raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
         ImageColor.getrgb(self.background)  # raises ValueError naming the bad colour
 
+    def quality_for(self, fmt: str) -> int:
+        """The encoder quality of `fmt`: AVIF on its own scale, JPEG and WebP on `quality`'s."""
+        return self.avif_quality if fmt == "AVIF" else self.quality
+
 
 @dataclass(frozen=True)
 class Rendition:
@@ -388,7 +392,7 @@ def _render(data: Source, options: RenderOptions, *, use_draft: bool) -> Renditi
     def rendition(size: tuple[int, int], fmt: str) -> Rendition:
         # A size shared by the preview or thumbnail (the default 1600 and 400) is encoded once.
         if (size, fmt) not in encoded:
-            encoded[size, fmt] = _encode(images[size], fmt, options.avif_quality if fmt == "AVIF" else options.quality)
+            encoded[size, fmt] = _encode(images[size], fmt, options.quality_for(fmt))
         return encoded[size, fmt]
 
     formats = ("JPEG", *(fmt for fmt in options.extra_formats if fmt != "JPEG"))

@@ -1,7 +1,7 @@
 """Responsive sizes: which sizes a photo gets, and the order they are made in.
 
 Pure arithmetic, no pixels. A size is a long side, like the preview's and the thumbnail's
-(PHOTO_PREVIEW_LONG_SIDE, PHOTO_THUMB_LONG_SIDE): size 800 fits the photo in an 800x800 box, so a
+(PHOTO_PREVIEW_SIZE, PHOTO_THUMB_SIZE): size 800 fits the photo in an 800x800 box, so a
 landscape gets 800x600 and a portrait 600x800. A photo gets each configured size (PHOTO_RENDITION_SIZES)
 smaller than its long side; the sizes it cannot fill are served by one rendition at its own size,
 filed under the smallest of them (never upscaled, never two files of the same pixels). Every image

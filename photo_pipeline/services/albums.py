@@ -20,8 +20,9 @@ from photo_pipeline.photos.claims import StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.rendering.render import OUTPUT_FORMATS
 from photo_pipeline.services.reruns import FAILED_EXAMPLES, AlbumFailures, FailedPhoto
-from photo_pipeline.storage import ObjectStore, PresignedDownload, keys
+from photo_pipeline.storage import ObjectStore, PresignedDownload
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,9 @@ class SizedView:
 
 
 def rendition_content_type(fmt: str) -> str:
-    """What the bucket serves a rendition of this format as (the type it was stored with)."""
+    """What the bucket serves a rendition of this format as: the type the renderer stored it with."""
     # A format the table knows and this code does not (a newer release's) is still served: as bytes.
-    extension = keys.RENDITION_EXTENSIONS.get(fmt.upper())
-    return keys.content_type_for_extension(extension) if extension else "application/octet-stream"
+    return OUTPUT_FORMATS.get(fmt.upper(), "application/octet-stream")
 
 
 @dataclass(frozen=True)

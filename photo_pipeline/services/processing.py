@@ -616,7 +616,7 @@ class PhotoProcessor:
         return thumb_key, preview_key
 
     def _write_sized(self, claim: ClaimedPhoto, renditions: Renditions) -> list[StoredRendition]:
-        """Upload every responsive size in every format (`processed/{width}/...`)."""
+        """Upload every responsive size in every format (`processed/{size}/...`)."""
         files = []
         for sized in renditions.sized:
             rendition = sized.rendition
