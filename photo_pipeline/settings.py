@@ -41,6 +41,8 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from photo_pipeline.rendering.sizes import DEFAULT_SIZES, MAX_SIZES
+
 DEFAULT_HOME = ".photo_pipeline"
 MIB = 1024 * 1024
 DAY = 86400
@@ -208,14 +210,14 @@ class EnvironmentSettings(BaseSettings):
         le=2_000_000_000,
     )
     rendition_sizes: tuple[int, ...] = _setting(
-        (400, 800, 1600, 2400),  # rendering/sizes.py DEFAULT_SIZES
+        DEFAULT_SIZES,
         description="responsive sizes (`processed/<size>/…`, for srcset), each a long side like the preview's "
         "(800: 800x600 landscape, 600x800 portrait), each made from the next larger one, from the decode the "
         "preview needs; never upscaled: the sizes that decode cannot fill get one rendition at its own size, filed "
         "under the smallest of them (the `renditions` table has each file's real width and height); empty string: "
         "none (the preview and thumbnail only); see [Renditions](#renditions)",
         shown_default="400,800,1600,2400",
-        accepted="comma-separated long sides in pixels, 16-20000",
+        accepted=f"comma-separated long sides in pixels, 16-20000, at most {MAX_SIZES}",
         empty_is_a_value=True,
     )
     rendition_formats: tuple[Literal["WEBP", "AVIF"], ...] = _setting(
@@ -475,6 +477,10 @@ class EnvironmentSettings(BaseSettings):
             raise PydanticCustomError("setting", "must be comma-separated whole pixel sizes, got {value}", {"value": repr(value)}) from None
         if any(not 16 <= size <= 20_000 for size in sizes):
             raise PydanticCustomError("setting", "sizes must be between 16 and 20000 pixels, got {value}", {"value": repr(value)})
+        if len(sizes) > MAX_SIZES:
+            raise PydanticCustomError(
+                "setting", "may list at most {most} sizes, got {count}", {"most": MAX_SIZES, "count": len(sizes)}
+            )
         return sizes
 
     @field_validator("rendition_formats", mode="before")

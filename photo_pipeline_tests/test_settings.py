@@ -105,6 +105,14 @@ def test_only_the_mapping_given_is_read(tmp_path: Path, monkeypatch: pytest.Monk
         # URLs: refused without echoing them.
         ("PHOTO_DATABASE_URL", "not a url, s3cret", "PHOTO_DATABASE_URL is not a SQLAlchemy URL (dialect+driver://user:password@host/db)"),
         ("PHOTO_PUBLIC_ENDPOINT_URL", "ftp://user:s3cret@minio", "PHOTO_PUBLIC_ENDPOINT_URL must be an http(s) URL with a host name"),
+        # Responsive sizes: whole pixels, in range, and not so many that every photo gets dozens of files.
+        ("PHOTO_RENDITION_SIZES", "400,wide", "PHOTO_RENDITION_SIZES must be comma-separated whole pixel sizes, got '400,wide'"),
+        ("PHOTO_RENDITION_SIZES", "8,400", "PHOTO_RENDITION_SIZES sizes must be between 16 and 20000 pixels, got '8,400'"),
+        (
+            "PHOTO_RENDITION_SIZES",
+            ",".join(str(size) for size in range(100, 1200, 100)),
+            "PHOTO_RENDITION_SIZES may list at most 10 sizes, got 11",
+        ),
     ],
 )
 def test_a_bad_value_is_one_error_naming_the_variable(tmp_path: Path, variable: str, value: str, message: str) -> None:

@@ -22,7 +22,7 @@ import pillow_heif
 from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
 from photo_pipeline.rendering.capture import CaptureFacts, capture_facts
-from photo_pipeline.rendering.sizes import SizedTarget, fit_long_side, planned_sizes, resize_chain
+from photo_pipeline.rendering.sizes import MAX_SIZES, SizedTarget, fit_long_side, planned_sizes, resize_chain
 from photo_pipeline.rendering.thumbhash import thumbhash_of
 from photo_pipeline.rendering.watermark import (
     WatermarkOptions,
@@ -150,6 +150,8 @@ class RenderOptions:
             raise ValueError(f"format must be one of {', '.join(BASE_FORMATS)}, got {self.format!r}")
         if any(size < 16 or size > 20_000 for size in self.sizes):
             raise ValueError(f"rendition sizes must be between 16 and 20000 pixels, got {self.sizes}")
+        if len(set(self.sizes)) > MAX_SIZES:
+            raise ValueError(f"at most {MAX_SIZES} rendition sizes, got {len(set(self.sizes))}")
         unknown = [fmt for fmt in self.extra_formats if fmt not in EXTRA_FORMATS]
         if unknown:
             raise ValueError(f"extra formats must be among {', '.join(EXTRA_FORMATS)}, got {', '.join(unknown)}")

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_SIZES", "SMALL_SIZES", "SizedTarget", "fit_long_side", "planned_sizes", "resize_chain"]
+__all__ = ["DEFAULT_SIZES", "MAX_SIZES", "SMALL_SIZES", "SizedTarget", "fit_long_side", "planned_sizes", "resize_chain"]
 
 # The sizes a default configuration renders (PHOTO_RENDITION_SIZES): 1.15-1.2x the base pair on
 # 12-MP JPEGs of either orientation (`render_benchmark.py --sizes`, docs/operations.md#renditions).
 DEFAULT_SIZES: tuple[int, ...] = (400, 800, 1600, 2400)
+# At most this many sizes: each costs every photo a file per format and a URL per page of the album
+# API; a srcset needs a handful, and a long list pasted by mistake would multiply the work.
+MAX_SIZES = 10
 # What the benchmark compares besides the default: the two smallest sizes alone.
 SMALL_SIZES: tuple[int, ...] = (400, 800)
 

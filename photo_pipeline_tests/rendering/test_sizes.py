@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from photo_pipeline.cli import samples
 from photo_pipeline.rendering.render import RenderOptions, render_renditions
-from photo_pipeline.rendering.sizes import SizedTarget, planned_sizes, resize_chain
+from photo_pipeline.rendering.sizes import MAX_SIZES, SizedTarget, planned_sizes, resize_chain
 from photo_pipeline.storage import keys
 
 
@@ -88,6 +88,12 @@ def test_sizes_leave_the_preview_and_thumbnail_pixels_as_they_were() -> None:
     with_sizes = render_renditions(photo, RenderOptions(sizes=(400, 800, 1600, 2400)))
     assert with_sizes.preview.data == alone.preview.data
     assert with_sizes.thumbnail.data == alone.thumbnail.data
+
+
+def test_render_options_refuse_more_sizes_than_the_cap() -> None:
+    assert len(RenderOptions(sizes=tuple(range(100, 1100, 100))).sizes) == MAX_SIZES
+    with pytest.raises(ValueError, match="at most 10 rendition sizes, got 11"):
+        RenderOptions(sizes=tuple(range(100, 1200, 100)))
 
 
 def test_without_sizes_the_base_pair_is_what_it_was() -> None:
