@@ -24,6 +24,7 @@ test: setup
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-chromium.sh
 	./scripts/ensure-redis.sh
+	./scripts/ensure-s3rver.sh
 	$(BIN)/python -m pytest
 
 benchmarks: setup

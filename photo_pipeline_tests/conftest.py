@@ -6,7 +6,9 @@ skipping, so CI cannot turn green without having tested the production database.
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -133,6 +135,60 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
+ROOT = Path(__file__).resolve().parents[1]
+S3RVER_SOURCE = ROOT / "photo_pipeline_tests" / "s3rver"
+S3RVER_MODULES = ROOT / ".cache" / "s3rver" / "node_modules"
+S3RVER_STARTUP_SECONDS = 30
+
+
+@pytest.fixture(scope="session")
+def s3rver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """s3rver (pinned in photo_pipeline_tests/s3rver/) on a free loopback port: unlike moto it
+    checks SigV4 signatures - of headers and of presigned URLs, the signed Content-Type and
+    Content-Length included - their expiry, and each bucket's CORS rule. It does not honour
+    If-None-Match on PUT (moto does). The suite's test credentials are registered with it.
+    scripts/ensure-s3rver.sh installs it into .cache/ (make test runs it; so does this fixture,
+    under a lock, so a single test run from a fresh clone works too)."""
+    install = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-s3rver.sh")], capture_output=True, text=True, timeout=300, check=False
+    )
+    if install.returncode != 0:
+        pytest.fail(f"s3rver could not be installed (scripts/ensure-s3rver.sh): {install.stderr.strip()}", pytrace=False)
+    data = tmp_path_factory.mktemp("s3rver")
+    log = (data.parent / f"{data.name}.log").open("wb")
+    process = subprocess.Popen(
+        [
+            "node",
+            str(S3RVER_SOURCE / "serve.js"),
+            str(S3RVER_MODULES),
+            str(data),
+            S3_TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            S3_TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        ],
+        stdin=subprocess.PIPE,  # closed by us or by our death: the server then ends too
+        stdout=subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        port = _announced_port(process, S3RVER_STARTUP_SECONDS)
+        yield S3Server(endpoint_url=f"http://127.0.0.1:{port}")
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+def _announced_port(process: subprocess.Popen[bytes], seconds: float) -> int:
+    """The port serve.js prints ({"port": N}) once it listens; its exit or silence is an error."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], seconds)
+    line = process.stdout.readline() if ready else b""
+    if not line:
+        process.kill()
+        raise RuntimeError(f"s3rver did not announce its port within {seconds} s (exit code {process.poll()})")
+    return int(json.loads(line)["port"])
+
+
 @pytest.fixture
 def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """boto3's own environment variables pointed at the moto server (as production sets them)."""
@@ -147,7 +203,6 @@ def s3_bucket(s3_env: S3Server) -> str:
     return s3_env.new_bucket()
 
 
-ROOT = Path(__file__).resolve().parents[1]
 # The venv's scripts (dagster-daemon, photo-pipeline) beside the interpreter running the tests.
 BIN = Path(sys.executable).parent
 

@@ -47,6 +47,7 @@ from photo_pipeline.photos.repository import (
 )
 from photo_pipeline.services.upload_requests import ArrivalRefused, UploadConflict
 from photo_pipeline.services.uploads import (
+    InvalidAlbumTitle,
     UnsupportedUpload,
     UploadRejected,
     UploadTooLarge,
@@ -156,6 +157,7 @@ def _version() -> str:
 # hierarchy, so the most specific entry wins.
 STATUS_OF: dict[type[Exception], int] = {
     UploadRejected: 400,
+    InvalidAlbumTitle: 400,
     UploadTooLarge: 413,
     UnsupportedUpload: 415,
     UploadConflict: 409,

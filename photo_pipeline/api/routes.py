@@ -122,7 +122,14 @@ async def create_uploads(request: Request) -> Response:
     body = await read_json(request, schemas.UploadsIn, api.settings.api_max_request_bytes)
     files = [DeclaredFile(f.name, f.size, f.content_type, f.photo_id) for f in body.files]
     issued: list[IssuedUpload] = await in_thread(
-        issue_uploads, api.repository, api.store, album_id, files, api.policy, max_files=api.settings.api_max_files
+        issue_uploads,
+        api.repository,
+        api.store,
+        album_id,
+        files,
+        api.policy,
+        max_files=api.settings.api_max_files,
+        title=body.title,
     )
     uploads = [
         schemas.UploadOut(
@@ -436,7 +443,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         schemas.UploadsIn,
         (
             (201, "the rows exist; PUT each file to its URL with its headers", schemas.UploadsOut),
-            (400, "bad album id, no files, too many files, an empty file or a bad body", _ERROR),
+            (400, "bad album id, no files, too many files, an empty file, a bad album title or a bad body", _ERROR),
             (409, "a chosen photo_id belongs to another upload", _ERROR),
             (413, "a file is over PHOTO_MAX_ORIGINAL_MB, or the body over PHOTO_API_MAX_REQUEST_KB", _ERROR),
             (415, "a file is not an image type we accept", _ERROR),

@@ -30,6 +30,12 @@ class DeclaredFileIn(_Strict):
 
 class UploadsIn(_Strict):
     files: list[DeclaredFileIn] = Field(description="the files to upload; checked all together before any row is written")
+    title: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="the album's title (set, or replaced, with the rows; checked before any is written): "
+        "shown beside the album's id by `photo-pipeline status` and in the Dagster UI",
+    )
 
 
 class UploadOut(_Strict):

@@ -36,6 +36,7 @@ from photo_pipeline.services.uploads import (
     UploadPolicy,
     UploadRejected,
     check_original_size,
+    clean_album_title,
     cleanup_photo,
 )
 from photo_pipeline.storage import (
@@ -143,17 +144,22 @@ def issue_uploads(
     policy: UploadPolicy,
     *,
     max_files: int,
+    title: str | None = None,
 ) -> list[IssuedUpload]:
-    """Rows first (pending), then one presigned PUT per file, bound to its size and type.
+    """Rows first (pending), then one presigned PUT per file, bound to its size and type; with
+    `title`, the album is given that title too (as `photo-pipeline upload --title` does).
 
-    UploadRejected before anything is written; UploadConflict when a chosen id is taken by
-    something else. If a row or a URL cannot be made, the rows this call created are cleaned up
-    again and the error propagates: a client never holds half an answer.
+    UploadRejected (InvalidAlbumTitle for the title) before anything is written; UploadConflict
+    when a chosen id is taken by something else. If a row or a URL cannot be made, the rows this
+    call created are cleaned up again and the error propagates: a client never holds half an answer.
     """
     accepted = check_declared_files(files, policy, max_files)
+    cleaned_title = clean_album_title(title) if title is not None else None
     created: list[uuid.UUID] = []
     try:
         rows = [_register(repository, album_id, declared, file, created) for declared, file in zip(files, accepted, strict=True)]
+        if cleaned_title is not None:
+            repository.set_album_title(album_id, cleaned_title)
         return [
             IssuedUpload(
                 photo_id=row.id,

@@ -131,6 +131,15 @@ class ApiServer:
     thread: threading.Thread
     instance: DagsterInstance | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    sock: socket.socket | None = None
+
+    def stop(self) -> None:
+        """Stop serving (uvicorn's graceful shutdown) and free the port: the API goes away."""
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "the API server thread did not stop"
+        if self.sock is not None:
+            self.sock.close()
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -169,13 +178,21 @@ def serve_in_thread(
             raise RuntimeError("the API did not start (see the log above)")
         time.sleep(0.05)
     try:
-        yield ApiServer(f"http://127.0.0.1:{bound}", settings, repository, store, server, thread)
+        yield ApiServer(f"http://127.0.0.1:{bound}", settings, repository, store, server, thread, sock=sock)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
         repository.engine.dispose()
         assert not thread.is_alive(), "the API server thread did not stop"
+
+
+@pytest.fixture(params=["moto", "s3rver"])
+def bucket_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server the page's tests run against: moto (which honours If-None-Match) and s3rver
+    (which checks the signatures, so a header the page sends differently from the signed one
+    fails there as on S3). Both enforce each bucket's CORS rule."""
+    return request.getfixturevalue("s3_server" if request.param == "moto" else "s3rver_server")
 
 
 def api_settings(home: Path, database_url: str, bucket: str | None, **overrides: Any) -> Settings:

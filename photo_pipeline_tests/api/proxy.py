@@ -1,5 +1,7 @@
 """A loopback HTTP proxy that can cut a request off after the server has answered it: the old
 system's "ECONNRESET" (a load balancer dropping the connection), reproduced for a real browser.
+It can also hold requests back until the test releases them (files kept "in flight" while the
+test changes the world around them).
 
 Each request is forwarded on a fresh upstream connection (`Connection: close`) and answered on a
 connection that is closed afterwards, so a browser never reuses a connection (and never replays a
@@ -46,11 +48,16 @@ def _content_length(lines: list[bytes]) -> int:
 
 
 class CuttingProxy:
-    def __init__(self, upstream_port: int, cut: Callable[[str, str], bool]) -> None:
+    def __init__(
+        self, upstream_port: int, cut: Callable[[str, str], bool], hold: Callable[[str, str], bool] | None = None
+    ) -> None:
         self.upstream_port = upstream_port
         self.cut = cut
+        self.hold = hold
         self.cut_requests: list[str] = []
         self.forwarded: list[str] = []
+        self.held: list[str] = []
+        self._released = threading.Event()
         self._lock = threading.Lock()
         proxy = self
 
@@ -71,7 +78,12 @@ class CuttingProxy:
         self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Let the held requests (and every later one) through."""
+        self._released.set()
+
     def __exit__(self, *exc_info: object) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -95,8 +107,12 @@ class CuttingProxy:
             body += chunk
         kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in (b"connection", b"keep-alive")]
         request = b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n" + body
-        answer = self._forward(request)
         label = f"{method} {path}"
+        if self.hold is not None and self.hold(method, path) and not self._released.is_set():
+            with self._lock:
+                self.held.append(label)
+            self._released.wait(TIMEOUT_SECONDS)
+        answer = self._forward(request)
         if self.cut(method, path):
             with self._lock:
                 self.cut_requests.append(label)

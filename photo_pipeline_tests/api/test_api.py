@@ -177,6 +177,25 @@ def test_an_upload_goes_row_first_then_url_then_verified_completion_requests_the
     assert len(album_runs(api.instance, album)) == 1
 
 
+def test_an_upload_request_may_title_the_album(api: ApiServer) -> None:
+    album = uuid.uuid4()
+    assert create_titled(api, album, "  Summer at the coast ").status_code == 201
+    assert api.repository.album_titles([album]) == {album: "Summer at the coast"}
+    assert create_titled(api, album, "Summer, renamed").status_code == 201
+    assert api.repository.album_titles([album]) == {album: "Summer, renamed"}
+
+    # A title that cannot be kept refuses the request before any row is written.
+    other = uuid.uuid4()
+    for title, reason in (("   ", "the album title is empty"), ("x" * 201, "at most 200"), ("a\u202eb", "album title")):
+        refused = create_titled(api, other, title)
+        assert refused.status_code == 400 and reason in refused.json()["error"], (title, refused.text)
+    assert sum(api.repository.status_counts(other).values()) == 0 and api.repository.album_titles([other]) == {}
+
+
+def create_titled(api: ApiServer, album: uuid.UUID, title: str) -> requests.Response:
+    return api.post(f"/api/albums/{album}/uploads", json={"files": [declare(f"{uuid.uuid4().hex[:8]}.jpg")], "title": title})
+
+
 def test_refused_requests_create_no_row(api: ApiServer) -> None:
     album = uuid.uuid4()
     cases = {

@@ -1,5 +1,8 @@
-"""Presigned GETs (the renditions' short-lived URLs): S3's over HTTP against moto's server, the
-folder store's checked by the store itself (the API relays them)."""
+"""Presigned GETs (the renditions' short-lived URLs): S3's over HTTP against moto and s3rver, the
+folder store's checked by the store itself (the API relays them).
+
+moto serves any GET URL, tampered or expired; s3rver (and S3) check the signature and the expiry,
+so the refusals are tested there (see test_stores.py for the table of who enforces what)."""
 
 from __future__ import annotations
 
@@ -18,14 +21,33 @@ from photo_pipeline.storage import (
 from photo_pipeline_tests.conftest import S3Server
 
 
-def test_an_s3_presigned_get_fetches_the_object(s3_env: S3Server, s3_bucket: str) -> None:
-    store = S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
+def bucket_on(server: S3Server) -> S3ObjectStore:
+    return S3ObjectStore(make_s3_client(endpoint_url=server.endpoint_url), server.new_bucket())
+
+
+@pytest.mark.parametrize("server_name", ["moto", "s3rver"])
+def test_an_s3_presigned_get_fetches_the_object(s3_env: S3Server, server_name: str, request: pytest.FixtureRequest) -> None:
+    store = bucket_on(s3_env if server_name == "moto" else request.getfixturevalue("s3rver_server"))
     store.put("processed/thumbs/a/b.jpg", b"thumbnail bytes", "image/jpeg")
     download = store.presign_get("processed/thumbs/a/b.jpg", 60)
     assert "X-Amz-Expires=60" in download.url and download.expires_at.timestamp() == pytest.approx(time.time() + 60, abs=5)
     assert requests.get(download.url, timeout=10).content == b"thumbnail bytes"
     with pytest.raises(ValueError, match="expires_in"):
         store.presign_get("processed/thumbs/a/b.jpg", 0)
+
+
+def test_a_tampered_or_expired_s3_get_is_refused(s3_env: S3Server, s3rver_server: S3Server) -> None:
+    # Enforced by s3rver (and S3), not by moto.
+    store = bucket_on(s3rver_server)
+    store.put("processed/thumbs/a/b.jpg", b"thumbnail bytes", "image/jpeg")
+    store.put("processed/previews/a/b.jpg", b"preview bytes", "image/jpeg")
+    download = store.presign_get("processed/thumbs/a/b.jpg", 1)
+
+    other_key = download.url.replace("processed/thumbs/", "processed/previews/")
+    assert requests.get(other_key, timeout=10).status_code == 403
+    time.sleep(2.1)  # the expiry is in whole seconds; wait past it
+    late = requests.get(download.url, timeout=10)
+    assert late.status_code == 403 and "expired" in late.text
 
 
 def test_the_folder_store_signs_gets_apart_from_puts(tmp_path: Path) -> None:

@@ -1,13 +1,23 @@
-"""One suite for both object stores: the local folder and S3 (moto's server, over real HTTP).
+"""One suite for both object stores: the local folder and S3 over real HTTP.
 
 Nothing in boto3 is patched: S3 failures are produced by real servers (a bucket that does not
 exist, a closed port, a tiny HTTP server that answers 503 or 403).
 
-What moto's server does NOT check (moto 5.2, verified): presigned URLs' signatures, their expiry,
-and the Content-Type bound into a SigV4 presigned PUT are all ignored. The tests that need a
-server to enforce those are therefore strict xfails on S3 (they turn red the day moto starts
-enforcing, so they can be promoted); what our code controls - that Content-Type is among the
-signed headers and the expiry is the one asked for - is asserted from the URL itself.
+Presigned URLs are tested against two S3 servers, because neither enforces every rule S3 does
+(checked by hand against moto 5.2 and s3rver 4.0.4, see docs/operations.md#testing-against-s3):
+
+| what a presigned PUT promises                 | folder store | moto | s3rver |
+|-----------------------------------------------|--------------|------|--------|
+| lands with the headers it hands out           | yes          | yes  | yes    |
+| another Content-Type is refused (signed)      | yes          | no   | yes    |
+| another Content-Length is refused (signed)    | yes          | no   | yes    |
+| a tampered signature is refused               | yes          | no   | yes    |
+| an expired URL is refused                     | yes          | no   | yes    |
+| a second PUT to the key is refused (412)      | yes          | yes  | no     |
+
+Each rule is tested on the stores that enforce it (`ENFORCED_BY`); neither server checks that a
+URL was signed for the bucket's region (a URL signed for another region is accepted by both; S3
+refuses it), so what our code decides there is asserted from the URL itself.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +39,7 @@ import pytest
 import requests
 
 from photo_pipeline.settings import Settings
+from photo_pipeline_tests.conftest import S3Server
 from photo_pipeline.storage import (
     LocalObjectStore,
     ObjectInfo,
@@ -38,6 +50,7 @@ from photo_pipeline.storage import (
     S3ObjectStore,
     StorageError,
     StorageUnavailable,
+    UploadTargetExists,
     build_object_store,
     make_s3_client,
 )
@@ -57,6 +70,31 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     bucket = request.getfixturevalue("s3_bucket")
     # No endpoint given: boto3 finds moto through AWS_ENDPOINT_URL_S3, as production does.
     return S3ObjectStore(make_s3_client(max_attempts=2), bucket)
+
+
+# Which stores enforce each promise of a presigned PUT (the table in this module's docstring).
+ALL_STORES = ("local", "moto", "s3rver")
+ENFORCED_BY = {
+    "content type": ("local", "s3rver"),
+    "content length": ("local", "s3rver"),
+    "signature": ("local", "s3rver"),
+    "expiry": ("local", "s3rver"),
+    "if-none-match": ("local", "moto"),
+}
+
+
+@pytest.fixture
+def presigning_store(request: pytest.FixtureRequest, tmp_path: Path, s3_env: S3Server) -> ObjectStore:
+    """The store named by the test's parameter: the folder, or a bucket on moto or on s3rver
+    (reached over HTTP with the suite's credentials from the environment, as production does)."""
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "objects")
+    server: S3Server = s3_env if request.param == "moto" else request.getfixturevalue("s3rver_server")
+    return S3ObjectStore(make_s3_client(endpoint_url=server.endpoint_url, max_attempts=2), server.new_bucket())
+
+
+def stores_enforcing(rule: str) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("presigning_store", ENFORCED_BY[rule], indirect=True)
 
 
 @pytest.fixture
@@ -138,11 +176,6 @@ def assert_rejected(store: ObjectStore, upload: PresignedUpload, data: bytes, he
     with pytest.raises(requests.HTTPError) as http_error:
         put_presigned(store, upload, data, headers)
     assert http_error.value.response.status_code == 403
-
-
-def expect_moto_gap(request: pytest.FixtureRequest, store: ObjectStore, what: str) -> None:
-    if isinstance(store, S3ObjectStore):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"moto's server does not enforce {what}"))
 
 
 def xattrs_supported(folder: Path) -> bool:
@@ -323,11 +356,15 @@ def test_page_sizes_must_be_positive(store: ObjectStore) -> None:
 # Presigned uploads
 
 
-def test_presigned_put_lands_the_object(store: ObjectStore) -> None:
-    upload = store.presign_put("raw/album/new.jpg", "image/jpeg", 300)
+@pytest.mark.parametrize("presigning_store", ALL_STORES, indirect=True)
+def test_presigned_put_lands_the_object(presigning_store: ObjectStore) -> None:
+    # On s3rver this proves the handed-out headers are exactly the signed ones: any header too
+    # many, too few or different is a 403 SignatureDoesNotMatch there, as on S3.
+    store = presigning_store
+    upload = store.presign_put("raw/album/new.jpg", "image/jpeg", 300, content_length=len(b"uploaded by a browser"))
 
     assert upload.method == "PUT"
-    assert upload.headers == {"Content-Type": "image/jpeg", "If-None-Match": "*"}
+    assert upload.headers == {"Content-Type": "image/jpeg", "If-None-Match": "*", "Content-Length": "21"}
     assert datetime.now(UTC) + timedelta(seconds=290) <= upload.expires_at <= datetime.now(UTC) + timedelta(seconds=310)
     put_presigned(store, upload, b"uploaded by a browser")
 
@@ -336,33 +373,70 @@ def test_presigned_put_lands_the_object(store: ObjectStore) -> None:
     assert (info.size, info.content_type) == (len(b"uploaded by a browser"), "image/jpeg")
 
 
-def test_presigned_put_with_another_content_type_is_rejected(store: ObjectStore, request: pytest.FixtureRequest) -> None:
-    expect_moto_gap(request, store, "the Content-Type signed into a presigned PUT")
-    upload = store.presign_put("raw/album/typed.jpg", "image/jpeg", 300)
+@stores_enforcing("content type")
+def test_presigned_put_with_another_content_type_is_rejected(presigning_store: ObjectStore) -> None:
+    # moto ignores the signed Content-Type; s3rver and S3 answer 403 SignatureDoesNotMatch.
+    upload = presigning_store.presign_put("raw/album/typed.jpg", "image/jpeg", 300)
 
-    assert_rejected(store, upload, b"not a jpeg", {"Content-Type": "text/html"})
-    assert not store.exists("raw/album/typed.jpg")
+    assert_rejected(presigning_store, upload, b"not a jpeg", {**upload.headers, "Content-Type": "text/html"})
+    assert not presigning_store.exists("raw/album/typed.jpg")
 
 
-def test_expired_presigned_put_is_rejected(store: ObjectStore, request: pytest.FixtureRequest) -> None:
-    expect_moto_gap(request, store, "the expiry of presigned URLs")
-    upload = store.presign_put("raw/album/late.jpg", "image/jpeg", 1)
+@stores_enforcing("content length")
+def test_presigned_put_of_another_size_is_rejected(presigning_store: ObjectStore) -> None:
+    # moto ignores the signed Content-Length; s3rver and S3 answer 403 SignatureDoesNotMatch.
+    upload = presigning_store.presign_put("raw/album/sized.jpg", "image/jpeg", 300, content_length=5)
+
+    assert_rejected(presigning_store, upload, b"more than five bytes", {k: v for k, v in upload.headers.items() if k != "Content-Length"})
+    assert not presigning_store.exists("raw/album/sized.jpg")
+
+
+@stores_enforcing("signature")
+def test_presigned_put_with_a_tampered_url_is_rejected(presigning_store: ObjectStore) -> None:
+    # moto accepts any signature; s3rver and S3 recompute it (the local store: see its own tests).
+    upload = presigning_store.presign_put("raw/album/signed.jpg", "image/jpeg", 300)
+    other_key = replace(upload, url=upload.url.replace("raw/album/signed.jpg", "raw/album/forged.jpg"))
+
+    assert_rejected(presigning_store, other_key, b"forged")
+    assert not presigning_store.exists("raw/album/forged.jpg")
+
+
+@stores_enforcing("expiry")
+def test_expired_presigned_put_is_rejected(presigning_store: ObjectStore) -> None:
+    # moto ignores X-Amz-Expires; s3rver and S3 answer 403 AccessDenied "Request has expired".
+    upload = presigning_store.presign_put("raw/album/late.jpg", "image/jpeg", 1)
     time.sleep(2.1)
 
-    assert_rejected(store, upload, b"too late")
-    assert not store.exists("raw/album/late.jpg")
+    assert_rejected(presigning_store, upload, b"too late")
+    assert not presigning_store.exists("raw/album/late.jpg")
+
+
+@stores_enforcing("if-none-match")
+def test_a_second_presigned_put_to_the_key_is_refused(presigning_store: ObjectStore) -> None:
+    # s3rver ignores If-None-Match on PUT (it overwrites); moto, MinIO and S3 answer 412.
+    upload = presigning_store.presign_put("raw/album/once.jpg", "image/jpeg", 300)
+    put_presigned(presigning_store, upload, b"first")
+
+    if isinstance(presigning_store, LocalObjectStore):
+        with pytest.raises(UploadTargetExists):
+            put_presigned(presigning_store, upload, b"second")
+    else:
+        with pytest.raises(requests.HTTPError) as refused:
+            put_presigned(presigning_store, upload, b"second")
+        assert refused.value.response.status_code == 412
+    assert presigning_store.get("raw/album/once.jpg") == b"first"
 
 
 def test_s3_presigned_url_signs_the_content_type_and_expiry(s3_bucket: str) -> None:
-    # What moto cannot enforce, asserted where our code decides it: S3 will then refuse a PUT
-    # whose Content-Type differs (403 SignatureDoesNotMatch) or that comes too late.
+    # What our code decides, read from the URL (the tests above show the servers enforcing it).
     store = S3ObjectStore(make_s3_client(), s3_bucket)
 
     query = parse_qs(urlsplit(store.presign_put("raw/a/b.jpg", "image/jpeg", 120).url).query)
 
-    assert "content-type" in query["X-Amz-SignedHeaders"][0].split(";")
+    assert {"content-type", "if-none-match", "host"} <= set(query["X-Amz-SignedHeaders"][0].split(";"))
     assert query["X-Amz-Expires"] == ["120"]
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert query["X-Amz-Credential"][0].split("/")[2] == "us-east-1", "neither test server checks the region: read it here"
 
 
 def test_presign_for_the_public_endpoint_while_reading_internally(s3_env, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
