@@ -531,6 +531,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             _UNAVAILABLE,
         ),
         authenticated=False,
+        # For Prometheus, not the site's clients: described in the operations guide instead.
+        listed=False,
     ),
     Endpoint("GET", "/upload", upload_page, "The uploader page", authenticated=False, listed=False),
     Endpoint("PUT", LOCAL_OBJECTS_PATH + "{key:path}", put_local_object, "embedded mode: presigned PUT", authenticated=False, listed=False),
