@@ -82,6 +82,10 @@ class AlertThresholds:
         )
 
 
+def count_limit(threshold: Threshold) -> str:
+    return f"alerts above {threshold.start:g}, resolved at {threshold.clear:g}"
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -152,7 +156,7 @@ def expired_claims(snapshot: HealthSnapshot, thresholds: AlertThresholds) -> Obs
             f"{snapshot.expired_claims} photo(s) are processing under a claim not renewed for over "
             f"{duration_text(snapshot.lease_seconds)} (the lease)"
         ),
-        limit=f"alerts above {thresholds.expired_claims.start:g}, resolved at {thresholds.expired_claims.clear:g}",
+        limit=count_limit(thresholds.expired_claims),
         advice=(
             "Their run died or hangs (killed worker, lost database connection). pending_photo_sensor and "
             "reconcile_storage take expired claims back; if they stay, check that the daemon runs and look at "
@@ -166,17 +170,17 @@ def expired_claims(snapshot: HealthSnapshot, thresholds: AlertThresholds) -> Obs
 
 def observe_reconciliation(findings: ReconciliationFindings | None, thresholds: AlertThresholds) -> list[Observation]:
     """Nothing to judge before the first plan."""
-    orphans = findings.orphan_objects if findings is not None else None
-    missing = findings.missing_rows if findings is not None else None
+    orphans = float(findings.orphan_objects) if findings is not None else None
+    missing = float(findings.missing_rows) if findings is not None else None
     plan = f" ({findings.outcome}, run {findings.run_id})" if findings is not None else ""
     return [
         Observation(
             key=ORPHAN_OBJECTS,
             title="objects without a row in the bucket",
-            value=float(orphans) if orphans is not None else None,
+            value=orphans,
             threshold=thresholds.orphan_objects,
-            detail=f"the latest reconciliation plan found {orphans} object(s) with no row{plan}",
-            limit=f"alerts above {thresholds.orphan_objects.start:g}, resolved at {thresholds.orphan_objects.clear:g}",
+            detail=f"the latest reconciliation plan found {orphans or 0:.0f} object(s) with no row{plan}",
+            limit=count_limit(thresholds.orphan_objects),
             advice=(
                 "Reconciliation adopts raw objects and removes stray renditions when it applies; if its runs are "
                 "refused or fail, see that alert. Many orphans at once: was the table restored from an old backup?"
@@ -185,10 +189,10 @@ def observe_reconciliation(findings: ReconciliationFindings | None, thresholds: 
         Observation(
             key=MISSING_ROWS,
             title="photos whose original is gone",
-            value=float(missing) if missing is not None else None,
+            value=missing,
             threshold=thresholds.missing_rows,
-            detail=f"the latest reconciliation plan found {missing} row(s) whose original is not in the bucket{plan}",
-            limit=f"alerts above {thresholds.missing_rows.start:g}, resolved at {thresholds.missing_rows.clear:g}",
+            detail=f"the latest reconciliation plan found {missing or 0:.0f} row(s) whose original is not in the bucket{plan}",
+            limit=count_limit(thresholds.missing_rows),
             advice=(
                 "Originals were deleted or the bucket is not the one the table belongs to (PHOTO_BUCKET, the endpoint). "
                 "Restore them from a backup: a returning original brings its row back to pending."
