@@ -7,9 +7,13 @@ at the next tick. Time moves through the sensor's clock and the rows' timestamps
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from dagster import (
@@ -260,3 +264,15 @@ def test_without_destinations_the_sensors_skip_and_say_why(instance: DagsterInst
         assert result.cursor is None
     # This test process started without PHOTO_ALERT_URLS: the sensors load stopped.
     assert ALERTS_DEFAULT_STATUS.value == "STOPPED"
+
+
+def test_with_destinations_set_the_sensors_load_running(tmp_path: Path) -> None:
+    """What the daemon and the UI see when the code location loads with PHOTO_ALERT_URLS set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTO_")}
+    env.update(PHOTO_PIPELINE_HOME=str(tmp_path), PHOTO_ALERT_URLS="json://127.0.0.1:9/hook")
+    code = (
+        "from photo_pipeline.definitions import defs\n"
+        "print({s.name: s.default_status.value for s in defs().sensors if s.name.startswith('alert_')})"
+    )
+    printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert printed.stdout.strip() == "{'alert_on_conditions': 'RUNNING', 'alert_on_run_failure': 'RUNNING'}"
