@@ -64,6 +64,9 @@ def deliver(
             continue
         # A destination removed from PHOTO_ALERT_URLS since: nobody to send it to any more.
         pending = replace(pending, destinations=tuple(d for d in pending.destinations if d in by_id))
+        if not pending.destinations:
+            report.dropped.append(f"{pending.message.title}: its destinations are no longer in PHOTO_ALERT_URLS")
+            continue
         targets = [by_id[d] for d in pending.destinations][: max(budget, 0)]
         budget -= len(targets)
         failures: dict[str, str] = {}
@@ -76,7 +79,7 @@ def deliver(
                 report.failed.append(
                     f"{pending.message.title} -> {destination.shown} failed ({reason}); retried at the next tick"
                 )
-        after = after_attempt(pending, failures, [t.id for t in targets]) if pending.destinations else None
+        after = after_attempt(pending, failures, [t.id for t in targets])
         if after is not None:
             report.waiting += len(after.destinations) - len(failures)
             left.append(after)

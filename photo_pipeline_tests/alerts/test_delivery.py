@@ -122,3 +122,15 @@ def test_the_check_message_says_per_destination_whether_it_was_taken(webhook: Js
 def test_a_destination_id_is_a_digest_not_the_url() -> None:
     destination = Destination(SecretStr("json://user:pw-SECRET-1234@127.0.0.1:9/x"), 1)
     assert len(destination.id) == 12 and "SECRET" not in destination.id
+
+
+def test_a_message_for_a_destination_no_longer_configured_is_dropped_and_said(webhook: JsonReceiver) -> None:
+    webhook.statuses = [500]
+    cursor, _ = queue_and_deliver(AlertCursor(), [MESSAGE], destinations_from([SecretStr(webhook.url())]), 0.0, send)
+    assert len(cursor.outbox) == 1
+
+    other = destinations_from([SecretStr(webhook.url("/hooks/another"))])
+    cursor, report = queue_and_deliver(cursor, [], other, 60.0, send)
+
+    assert cursor.outbox == () and webhook.received == []
+    assert report.dropped == [f"{MESSAGE.title}: its destinations are no longer in PHOTO_ALERT_URLS"]
