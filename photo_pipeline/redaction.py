@@ -87,3 +87,60 @@ def install_log_redaction() -> None:
         logger = logging.getLogger(name)
         if _filter not in logger.filters:
             logger.addFilter(_filter)
+
+
+# -- alert destinations (PHOTO_ALERT_URLS): Apprise URLs carry tokens in any part ----------------
+
+_HOST_NAME = re.compile(r"^(localhost|[0-9.]+|\[[0-9a-f:.]+\]|[a-z0-9-]+(\.[a-z0-9-]+)+)$", re.IGNORECASE)
+
+
+def destination_for_display(url: str) -> str:
+    """scheme://host of an Apprise URL: where it goes, never its credentials. Many services keep
+    a token where the host would be (slack://TokenA/..., tgram://bot-token/...): a "host" that
+    does not look like a host name is hidden too."""
+    parts = urlsplit(url)
+    scheme = parts.scheme or "?"
+    try:
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return f"{scheme}://…"
+    if not _HOST_NAME.match(host):
+        return f"{scheme}://…"
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+def destination_secrets(url: str) -> list[str]:
+    """The parts of an Apprise URL that may be secrets (user, password, path segments, query
+    values, a host that is a token), longest first, for `mask_destination`."""
+    parts = urlsplit(url)
+    pieces = [url, parts.netloc, parts.username or "", parts.password or ""]
+    if destination_for_display(url).endswith("…"):
+        pieces.append(parts.netloc.rpartition("@")[2])
+    pieces += parts.path.split("/")
+    pieces += [value for _, _, value in (item.partition("=") for item in parts.query.split("&"))]
+    # Short pieces (a "/", a port, "hook") are no secret and would garble the text.
+    return sorted({piece for piece in pieces if len(piece) >= 4}, key=len, reverse=True)
+
+
+def mask_destination(text: str, urls: list[str]) -> str:
+    """`text` with every possibly secret part of these destinations' URLs replaced by <redacted>."""
+    for url in urls:
+        for secret in destination_secrets(url):
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class DestinationFilter(logging.Filter):
+    """Masks the destinations' secrets in a library's log records (Apprise logs the URLs it loads
+    and posts to, paths and all)."""
+
+    def __init__(self, urls: list[str]) -> None:
+        super().__init__()
+        self.urls = urls
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = mask_destination(message, self.urls)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True

@@ -62,6 +62,18 @@ TABLE_END = "<!-- settings-table:end -->"
 REGENERATE = "python -m photo_pipeline.settings --update-docs"
 
 
+# An Apprise URL: a scheme, then anything (each service shapes the rest its own way).
+_ALERT_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$")
+# Destinations are separated by white space, or by a comma before the next scheme:// (a comma
+# inside a URL, as in mailto's `to=a@x,b@y`, stays part of it).
+_ALERT_URL_SEPARATOR = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
+
+
+def split_alert_urls(text: str) -> tuple[str, ...]:
+    """PHOTO_ALERT_URLS' destinations, in order, duplicates dropped."""
+    return tuple(dict.fromkeys(part.strip(" ,") for part in _ALERT_URL_SEPARATOR.split(text) if part.strip(" ,")))
+
+
 class SettingsError(ValueError):
     """A configuration value is present but unusable."""
 
@@ -376,6 +388,79 @@ class EnvironmentSettings(BaseSettings):
         le=7 * DAY,
     )
 
+    # Alerts and metrics (see the guide's Alerts and metrics).
+    alert_urls: SecretStr | None = _setting(
+        None,
+        description="where alerts go: one or more Apprise URLs (`slack://…`, `mailtos://…`, `json://…`), separated by "
+        "spaces or commas; secrets: shown as scheme and host only; set, the alert sensors start on their own",
+        shown_default="unset: no alerts (the alert sensors stay stopped)",
+        accepted="Apprise URLs",
+    )
+    dagster_url: str | None = _setting(
+        None,
+        description="address of the Dagster UI as operators reach it: alerts about a failed run link to "
+        "`<PHOTO_DAGSTER_URL>/runs/<run id>`",
+        shown_default="unset: alerts name the run id only",
+        accepted="http(s) URL",
+    )
+    alert_repeat_hours: float = _setting(
+        4.0,
+        description="an alert still active is sent again this often, until it is resolved",
+        ge=0.01,
+        le=720.0,
+        allow_inf_nan=False,
+    )
+    alert_clear_fraction: float = _setting(
+        0.8,
+        description="an alert is resolved once its figure is at or below this share of its threshold, so a figure "
+        "hovering at the threshold does not alert again and again",
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+    )
+    alert_failure_rate: float = _setting(
+        0.1,
+        description="alert when more than this share of the photos finished in the last hour failed",
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+    )
+    alert_failure_rate_min_photos: int = _setting(
+        10,
+        description="the failure rate is judged only over at least this many photos finished in the hour "
+        "(1 failure of 2 photos is no outage)",
+        ge=1,
+        le=1_000_000,
+    )
+    alert_pending_age_minutes: int = _setting(
+        60, description="alert when the oldest pending photo was uploaded longer ago than this", ge=1, le=43_200
+    )
+    alert_expired_claims: int = _setting(
+        0,
+        description="alert when more photos than this are `processing` under an expired claim (stuck: their run died)",
+        ge=0,
+        le=10_000_000,
+    )
+    alert_orphan_objects: int = _setting(
+        100,
+        description="alert when the latest reconciliation plan found more objects without a row than this",
+        ge=0,
+        le=10_000_000,
+    )
+    alert_missing_rows: int = _setting(
+        10,
+        description="alert when the latest reconciliation plan found more rows without their original than this",
+        ge=0,
+        le=10_000_000,
+    )
+    metrics_token: SecretStr | None = _setting(
+        None,
+        description="bearer token Prometheus sends to `GET /metrics` on `photo-pipeline serve` (its own: not "
+        "`PHOTO_API_TOKEN`, which can upload and delete); a secret",
+        shown_default="unset: `/metrics` answers 404",
+        accepted=f"{MIN_API_TOKEN_LENGTH}+ printable ASCII characters, no spaces",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -440,7 +525,7 @@ class EnvironmentSettings(BaseSettings):
             ) from None
         return value.strip()
 
-    @field_validator("public_endpoint_url")
+    @field_validator("public_endpoint_url", "dagster_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -451,7 +536,7 @@ class EnvironmentSettings(BaseSettings):
             raise PydanticCustomError("setting", "must be an http(s) URL with a host name")
         return value.strip()
 
-    @field_validator("api_token")
+    @field_validator("api_token", "metrics_token")
     @classmethod
     def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
@@ -465,6 +550,22 @@ class EnvironmentSettings(BaseSettings):
         if not all(33 <= ord(character) <= 126 for character in token):
             raise PydanticCustomError("setting", "must be printable ASCII without spaces (it travels in an HTTP header)")
         return SecretStr(token)
+
+    @field_validator("alert_urls")
+    @classmethod
+    def _alert_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        urls = split_alert_urls(value.get_secret_value())
+        if not urls:
+            return None
+        for position, url in enumerate(urls, start=1):
+            if not _ALERT_URL.match(url):
+                # Never echo the value: it carries tokens and passwords.
+                raise PydanticCustomError(
+                    "setting", "destination {position} is not a URL (scheme://...)", {"position": position}
+                )
+        return SecretStr(" ".join(urls))
 
     @field_validator("rendition_sizes", mode="before")
     @classmethod
@@ -586,6 +687,8 @@ ENV_BUCKET = EnvironmentSettings.variable("bucket")
 ENV_PUBLIC_ENDPOINT_URL = EnvironmentSettings.variable("public_endpoint_url")
 ENV_API_TOKEN = EnvironmentSettings.variable("api_token")
 ENV_API_ALLOWED_ORIGINS = EnvironmentSettings.variable("api_allowed_origins")
+ENV_ALERT_URLS = EnvironmentSettings.variable("alert_urls")
+ENV_METRICS_TOKEN = EnvironmentSettings.variable("metrics_token")
 
 
 # --- What a bad value reads as: one sentence naming the variable, never pydantic's report. ---
@@ -670,6 +773,23 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go and when they start; what each value means is on its declaration."""
+
+    # Secrets: kept out of repr (and so out of tracebacks' locals and logs).
+    urls: tuple[SecretStr, ...] = field(default=(), repr=False)
+    dagster_url: str | None = _DECLARED.dagster_url
+    repeat_hours: float = _DECLARED.alert_repeat_hours
+    clear_fraction: float = _DECLARED.alert_clear_fraction
+    failure_rate: float = _DECLARED.alert_failure_rate
+    failure_rate_min_photos: int = _DECLARED.alert_failure_rate_min_photos
+    pending_age_minutes: int = _DECLARED.alert_pending_age_minutes
+    expired_claims: int = _DECLARED.alert_expired_claims
+    orphan_objects: int = _DECLARED.alert_orphan_objects
+    missing_rows: int = _DECLARED.alert_missing_rows
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the code receives. `from_env` checks every value; constructed directly (as tests do),
     nothing is checked. What each value means is on its declaration in `EnvironmentSettings`."""
@@ -705,6 +825,8 @@ class Settings:
     api_max_files: int = _DECLARED.api_max_files
     api_max_request_kb: int = _DECLARED.api_max_request_kb
     api_view_url_seconds: int = _DECLARED.api_view_url_seconds
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    metrics_token: SecretStr | None = field(default=_DECLARED.metrics_token, repr=False)
 
     @property
     def objects_dir(self) -> Path:
@@ -785,6 +907,24 @@ def _settings_from(declared: EnvironmentSettings) -> Settings:
         api_max_files=declared.api_max_files,
         api_max_request_kb=declared.api_max_request_kb,
         api_view_url_seconds=declared.api_view_url_seconds,
+        alerts=_alert_settings_from(declared),
+        metrics_token=declared.metrics_token,
+    )
+
+
+def _alert_settings_from(declared: EnvironmentSettings) -> AlertSettings:
+    urls = split_alert_urls(declared.alert_urls.get_secret_value()) if declared.alert_urls is not None else ()
+    return AlertSettings(
+        urls=tuple(SecretStr(url) for url in urls),
+        dagster_url=declared.dagster_url.rstrip("/") if declared.dagster_url else None,
+        repeat_hours=declared.alert_repeat_hours,
+        clear_fraction=declared.alert_clear_fraction,
+        failure_rate=declared.alert_failure_rate,
+        failure_rate_min_photos=declared.alert_failure_rate_min_photos,
+        pending_age_minutes=declared.alert_pending_age_minutes,
+        expired_claims=declared.alert_expired_claims,
+        orphan_objects=declared.alert_orphan_objects,
+        missing_rows=declared.alert_missing_rows,
     )
 
 

@@ -31,6 +31,7 @@ from photo_pipeline.api.http import (
     json_response,
     response_for,
 )
+from photo_pipeline.api.metrics import LatestPlan, Metrics, RequestMetrics
 from photo_pipeline.api.openapi import openapi_document
 from photo_pipeline.api.routes import (
     ENDPOINTS,
@@ -39,12 +40,14 @@ from photo_pipeline.api.routes import (
     RunRequests,
     upload_page_html,
 )
+from photo_pipeline.defs.health.assets import latest_reconciliation
 from photo_pipeline.instance.run_requests import AlbumRunRequester
 from photo_pipeline.photos.repository import (
     CleanupRefused,
     PhotoNotFound,
     PhotoRepository,
 )
+from photo_pipeline.services.metrics import CachedFigures
 from photo_pipeline.services.upload_requests import ArrivalRefused, UploadConflict
 from photo_pipeline.services.uploads import (
     InvalidAlbumTitle,
@@ -102,16 +105,21 @@ def create_app(
         store=store if store is not None else build_object_store(settings),
     )
 
+    latest_plan = LatestPlan()
+    metrics = Metrics(CachedFigures(api.repository.engine, settings.claim_lease_seconds, latest_plan), settings.metrics_token)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The code location is loaded once, here, not per request (see instance/run_requests.py).
         with open_run_requester() as requester:
             api.runs = RunRequests(requester)
+            latest_plan.read = lambda: latest_reconciliation(requester.instance)
             log.info("API ready: runs are requested on the Dagster instance; objects in %s", api.store.describe())
             try:
                 yield
             finally:
                 api.runs = None
+                latest_plan.read = None
 
     routes = [Route(e.path, e.handler, methods=[e.method], name=e.handler.__name__) for e in ENDPOINTS]
     routes.append(Route("/openapi.json", openapi_endpoint, methods=["GET"], name="openapi"))
@@ -127,6 +135,7 @@ def create_app(
                 max_age=600,
             ),
             Middleware(RequestLog),
+            Middleware(RequestMetrics, metrics=metrics, routes=routes),
             Middleware(BearerAuth, token=token, protected=protected),
             Middleware(CatchAll),
         ],
@@ -134,6 +143,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api = api
+    app.state.metrics = metrics
     app.state.upload_page = upload_page_html()
     app.state.openapi = openapi_document(ENDPOINTS, version=_version())
     return app

@@ -30,6 +30,7 @@ from photo_pipeline.api.http import (
     read_json,
     spool_body,
 )
+from photo_pipeline.api.metrics import METRICS_PATH, metrics_endpoint
 from photo_pipeline.instance.run_requests import RUN_REQUEST_ERRORS, AlbumRunRequester
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
@@ -523,6 +524,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         None,
         ((200, "both reachable", schemas.HealthOut), (503, "one is not", schemas.HealthOut)),
         authenticated=False,
+    ),
+    Endpoint(
+        "GET",
+        METRICS_PATH,
+        metrics_endpoint,
+        "The pipeline's and the API's figures in Prometheus' text format (bearer token: PHOTO_METRICS_TOKEN)",
+        None,
+        (
+            (200, "text/plain; version=0.0.4: the metrics", None),
+            (401, "missing or wrong PHOTO_METRICS_TOKEN", _ERROR),
+            (404, "PHOTO_METRICS_TOKEN is not set: metrics are off", _ERROR),
+            _UNAVAILABLE,
+        ),
+        authenticated=False,
+        # For Prometheus, not the site's clients: described in the operations guide instead.
+        listed=False,
     ),
     Endpoint("GET", "/upload", upload_page, "The uploader page", authenticated=False, listed=False),
     Endpoint("PUT", LOCAL_OBJECTS_PATH + "{key:path}", put_local_object, "embedded mode: presigned PUT", authenticated=False, listed=False),

@@ -455,6 +455,30 @@ def doctor() -> None:
 
 
 @main.command()
+@click.option("--test", "send_test", is_flag=True, help="Send a test message to each destination of PHOTO_ALERT_URLS.")
+@pass_context
+def alert(ctx: Context, send_test: bool) -> None:
+    """Alerts: --test sends a test message to each destination and says which took it."""
+    from photo_pipeline.alerts.delivery import destinations_from, send
+    from photo_pipeline.services.alerts import send_check
+
+    if not send_test:
+        raise click.UsageError("nothing to do: `photo-pipeline alert --test` sends a test message to each destination")
+    destinations = destinations_from(ctx.settings.alerts.urls)
+    if not destinations:
+        err_console.print("[red]no destinations:[/] PHOTO_ALERT_URLS is not set (see docs/operations.md, Alerts and metrics)")
+        raise SystemExit(1)
+    results = send_check(destinations, send)
+    for result in results:
+        if result.ok:
+            console.print(f"[green]  ok[/] {result.destination.shown}: took the test message", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[red]fail[/] {result.destination.shown}: {escape(result.error or '')}", highlight=False, soft_wrap=True)
+    if not all(result.ok for result in results):
+        raise SystemExit(1)
+
+
+@main.command()
 @pass_context
 def demo(ctx: Context) -> None:
     """Run the whole pipeline on sample photos (made in code) on the embedded defaults."""

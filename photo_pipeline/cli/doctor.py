@@ -177,6 +177,22 @@ def check_api(settings: Settings) -> Check:
     return Check("API", "ok", f"PHOTO_API_TOKEN is set (not shown); allowed origins: {origins}")
 
 
+def check_alerts(settings: Settings) -> list[Check]:
+    """A test message to each alert destination (shown masked); none set is a warning: the
+    pipeline works, but nobody is told when it stops."""
+    from photo_pipeline.alerts.delivery import destinations_from, send
+    from photo_pipeline.services.alerts import send_check
+
+    destinations = destinations_from(settings.alerts.urls)
+    if not destinations:
+        return [Check("alerts", "warn", "PHOTO_ALERT_URLS is not set: nobody is told when the pipeline needs attention")]
+    link = "" if settings.alerts.dagster_url else " (PHOTO_DAGSTER_URL unset: alerts name runs without a link)"
+    return [
+        Check(f"alert destination {r.destination.shown}", "ok" if r.ok else "fail", ("took the test message" + link) if r.ok else f"did not take the test message: {r.error}")
+        for r in send_check(destinations, send)
+    ]
+
+
 def check_settings() -> tuple[Check, Settings | None]:
     """Every PHOTO_* variable parsed and range-checked; a bad one fails the doctor by name."""
     try:
@@ -194,7 +210,7 @@ def run_all_checks() -> list[Check]:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    checks = [check_database(settings), check_api(settings)]
+    checks = [check_database(settings), check_api(settings), *check_alerts(settings)]
     try:
         store = build_object_store(settings)
     except (StorageError, ValueError) as exc:

@@ -122,6 +122,11 @@ class AlbumRunRequester:
         self._instance = instance
         self._workspace_context = None
 
+    @property
+    def instance(self) -> DagsterInstance:
+        """The instance runs are requested on (the API's /metrics reads the latest plan there)."""
+        return self._instance
+
     def __enter__(self) -> AlbumRunRequester:
         from dagster._core.remote_origin import InProcessCodeLocationOrigin
         from dagster._core.types.loadable_target_origin import LoadableTargetOrigin

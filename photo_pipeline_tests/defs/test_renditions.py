@@ -68,7 +68,7 @@ def upload(
 
 def test_definitions_load() -> None:
     assert defs().resolve_job_def("process_album") is not None
-    assert {s.name for s in defs().sensors} == {"raw_object_sensor", "pending_photo_sensor"}
+    assert {s.name for s in defs().sensors} == {"raw_object_sensor", "pending_photo_sensor", "alert_on_run_failure", "alert_on_conditions"}
 
 
 def test_process_album_materializes_both_assets_on_postgres_and_s3(
