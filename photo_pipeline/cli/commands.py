@@ -497,17 +497,20 @@ def serve(ctx: Context, host: str, port: int) -> None:
     """Serve the HTTP API and the uploader page (/upload) with uvicorn; needs PHOTO_API_TOKEN."""
     import uvicorn
 
-    from photo_pipeline.api.app import ApiNotConfigured, create_app, require_token
+    from photo_pipeline.api.app import ApiNotConfigured, create_app, public_base_url, require_token
     from photo_pipeline.instance.run_requests import album_run_requester
 
     settings = ctx.settings
     try:
-        # Checked before anything is opened: the API never runs without its token.
+        # Checked before anything is opened: the API never runs without its token, nor hands out
+        # URLs of a host it cannot name.
         require_token(settings)
+        public_url = public_base_url(settings, host, port)
     except ApiNotConfigured as exc:
         raise click.ClickException(str(exc)) from None
     repository = ctx.repository(migrate_first=ctx.uses_embedded_database)
-    app = create_app(settings, album_run_requester, repository=repository, store=ctx.store())
+    # The bucket's client is the API's own (each call bounded), not the pipeline's patient one.
+    app = create_app(settings, album_run_requester, public_url=public_url, repository=repository)
     # Every request is logged by the app (without query strings or headers); uvicorn's access
     # log would print query strings, which carry the presigned URLs' signatures.
     for name in ("photo_pipeline.api", "uvicorn.error"):

@@ -30,7 +30,7 @@ from botocore.config import Config
 from dagster import DagsterInstance
 from pydantic import SecretStr
 
-from photo_pipeline.api.app import create_app
+from photo_pipeline.api.app import create_app, public_base_url
 from photo_pipeline.instance.run_requests import AlbumRunRequester
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.repository import PhotoRepository
@@ -153,12 +153,16 @@ def serve_in_thread(
     store: Any,
     port: int | None = None,
 ) -> Iterator[ApiServer]:
+    """`store=None`: the app builds its stores from the settings and boto3's environment, as
+    `photo-pipeline serve` does."""
     repository = PhotoRepository.from_url(settings.database_url)
-    app = create_app(settings, open_run_requester, repository=repository, store=store)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port or 0))
     bound = sock.getsockname()[1]
+    public_url = public_base_url(settings, "127.0.0.1", bound)
+    app = create_app(settings, open_run_requester, public_url=public_url, repository=repository, store=store)
+    store = app.state.api.store
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-server", daemon=True)

@@ -423,12 +423,12 @@ def test_an_unreachable_database_or_bucket_answers_503_without_secrets(
     with serve_in_thread(settings, requester_on(queued_instance), store=s3_store(S3Server(f"http://127.0.0.1:{port}"), "b")) as down:
         health = requests.get(down.url("/healthz"), timeout=60)
         assert health.status_code == 503
-        assert health.json()["status"] == "unavailable" and health.json()["database"].startswith("unreachable (OperationalError)")
+        refused = "cannot connect to the database: connection refused"
+        assert health.json()["status"] == "unavailable" and health.json()["database"].startswith(f"unreachable ({refused}")
         assert health.json()["bucket"].startswith("unreachable")
         album = down.get(f"/api/albums/{uuid.uuid4()}")
-        assert album.status_code == 503 and album.json() == {
-            "error": "the photo table's database cannot be used right now (OperationalError)"
-        }
+        assert album.status_code == 503 and album.json()["error"].startswith(refused)
+        assert "127.0.0.1" not in album.text and "photos" not in album.text, "no host or user in an answer"
         for answer in (health, album):
             assert secret not in answer.text and "Traceback" not in answer.text
 
