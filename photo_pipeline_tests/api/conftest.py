@@ -10,6 +10,7 @@ this folder.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,13 +64,19 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes] | None, wha
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+@dataclass(frozen=True)
+class S3Process(S3Server):
+    """moto's S3 server in a process of its own: a test may stop it (SIGSTOP) like a hung server."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+
+@contextmanager
+def moto_process(log_dir: Path) -> Iterator[S3Process]:
     """moto's S3 server over HTTP, in its own process, enforcing each bucket's CORS rule."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
     env = {**os.environ, "MOTO_DISABLE_GLOBAL_CORS": "true"}
-    with log_path.open("wb") as log:
+    with (log_dir / "moto.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             env=env,
@@ -79,14 +86,22 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         )
     try:
         wait_until_listening(port, process, "moto's server")
-        yield S3Server(endpoint_url=f"http://127.0.0.1:{port}")
+        yield S3Process(endpoint_url=f"http://127.0.0.1:{port}", process=process)
     finally:
+        process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server for the API tests (see the module's docstring)."""
+    with moto_process(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 def s3_client(endpoint_url: str) -> Any:
