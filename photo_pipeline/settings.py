@@ -387,6 +387,21 @@ class EnvironmentSettings(BaseSettings):
         ge=10,
         le=7 * DAY,
     )
+    api_public_url: str | None = _setting(
+        None,
+        description="URL browsers reach the API at (behind a proxy: the proxy's, with any path prefix); the embedded "
+        "mode's upload and rendition URLs (`/api/local-objects/…`) are built on it, never on a request's `Host` header",
+        shown_default="`http://<serve --host>:<--port>`; required with the folder store when `--host` is 0.0.0.0 or ::",
+        accepted="http(s) URL",
+    )
+    api_bucket_timeout_seconds: int = _setting(
+        10,
+        description="how long the API waits for each answer of the bucket (`complete`'s HEAD, the album check's listing), "
+        "two attempts at most: past it the request answers 503 naming the bucket and the timeout. `/healthz` has "
+        "its own 2 s",
+        ge=1,
+        le=300,
+    )
 
     # Alerts and metrics (see the guide's Alerts and metrics).
     alert_urls: SecretStr | None = _setting(
@@ -525,15 +540,20 @@ class EnvironmentSettings(BaseSettings):
             ) from None
         return value.strip()
 
-    @field_validator("public_endpoint_url", "dagster_url")
+    @field_validator("public_endpoint_url", "api_public_url", "dagster_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # Never echo the value: it may carry credentials.
             raise PydanticCustomError("setting", "must be an http(s) URL with a host name")
+        if info.field_name == "api_public_url":
+            if parts.username is not None or parts.query or parts.fragment:
+                raise PydanticCustomError("setting", "must be a base URL: no user:password@, query or fragment")
+            # URLs are built by appending /api/…: one slash, whatever was typed.
+            return value.strip().rstrip("/")
         return value.strip()
 
     @field_validator("api_token", "metrics_token")
@@ -687,6 +707,7 @@ ENV_BUCKET = EnvironmentSettings.variable("bucket")
 ENV_PUBLIC_ENDPOINT_URL = EnvironmentSettings.variable("public_endpoint_url")
 ENV_API_TOKEN = EnvironmentSettings.variable("api_token")
 ENV_API_ALLOWED_ORIGINS = EnvironmentSettings.variable("api_allowed_origins")
+ENV_API_PUBLIC_URL = EnvironmentSettings.variable("api_public_url")
 ENV_ALERT_URLS = EnvironmentSettings.variable("alert_urls")
 ENV_METRICS_TOKEN = EnvironmentSettings.variable("metrics_token")
 
@@ -825,6 +846,8 @@ class Settings:
     api_max_files: int = _DECLARED.api_max_files
     api_max_request_kb: int = _DECLARED.api_max_request_kb
     api_view_url_seconds: int = _DECLARED.api_view_url_seconds
+    api_public_url: str | None = _DECLARED.api_public_url
+    api_bucket_timeout_seconds: int = _DECLARED.api_bucket_timeout_seconds
     alerts: AlertSettings = field(default_factory=AlertSettings)
     metrics_token: SecretStr | None = field(default=_DECLARED.metrics_token, repr=False)
 
@@ -907,6 +930,8 @@ def _settings_from(declared: EnvironmentSettings) -> Settings:
         api_max_files=declared.api_max_files,
         api_max_request_kb=declared.api_max_request_kb,
         api_view_url_seconds=declared.api_view_url_seconds,
+        api_public_url=declared.api_public_url,
+        api_bucket_timeout_seconds=declared.api_bucket_timeout_seconds,
         alerts=_alert_settings_from(declared),
         metrics_token=declared.metrics_token,
     )

@@ -238,6 +238,25 @@ def photo_db(postgres_url: str) -> str:
     return postgres_url
 
 
+def _psycopg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def select_only_url(photo_db: str) -> Iterator[str]:
+    """A migrated PostgreSQL database, as a role of its own that may only SELECT there: the
+    database user that reaches every table and writes none (issue 18)."""
+    role = f"photo_reader_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_psycopg_dsn(photo_db), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+    yield make_url(photo_db).set(username=role, password=None).render_as_string(hide_password=False)
+    with psycopg.connect(_psycopg_dsn(photo_db), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 # -- the daemon, out of process, on PostgreSQL and the S3 server (test_daemon, test_crash_recovery)
 
 

@@ -60,6 +60,7 @@ def test_values_are_read_and_normalised(tmp_path: Path) -> None:
         PHOTO_WATERMARK_LOGO="~/logo.png",
         PHOTO_BACKGROUND=" black ",
         PHOTO_PUBLIC_ENDPOINT_URL=" https://photos.example.com ",
+        PHOTO_API_PUBLIC_URL=" https://photos-api.example.com/uploads/ ",
         PHOTO_BUCKET="photos",
         PHOTO_RECONCILE_CRON=" */5 * * * * ",
         PHOTO_WORKERS="3",
@@ -69,6 +70,7 @@ def test_values_are_read_and_normalised(tmp_path: Path) -> None:
     assert render.watermark_logo_path == Path.home() / "logo.png"
     assert render.background == "black"
     assert settings.public_endpoint_url == "https://photos.example.com"
+    assert settings.api_public_url == "https://photos-api.example.com/uploads", "URLs are built by appending /api/…"
     assert (settings.bucket, settings.uses_s3, settings.reconcile_cron, settings.workers) == ("photos", True, "*/5 * * * *", 3)
 
 
@@ -105,6 +107,13 @@ def test_only_the_mapping_given_is_read(tmp_path: Path, monkeypatch: pytest.Monk
         # URLs: refused without echoing them.
         ("PHOTO_DATABASE_URL", "not a url, s3cret", "PHOTO_DATABASE_URL is not a SQLAlchemy URL (dialect+driver://user:password@host/db)"),
         ("PHOTO_PUBLIC_ENDPOINT_URL", "ftp://user:s3cret@minio", "PHOTO_PUBLIC_ENDPOINT_URL must be an http(s) URL with a host name"),
+        ("PHOTO_API_PUBLIC_URL", "photos.example.com", "PHOTO_API_PUBLIC_URL must be an http(s) URL with a host name"),
+        (
+            "PHOTO_API_PUBLIC_URL",
+            "https://user:s3cret@photos.example.com/?x=1",
+            "PHOTO_API_PUBLIC_URL must be a base URL: no user:password@, query or fragment",
+        ),
+        ("PHOTO_API_BUCKET_TIMEOUT_SECONDS", "0", "PHOTO_API_BUCKET_TIMEOUT_SECONDS must be between 1 and 300, got 0"),
         # Responsive sizes: whole pixels, in range, and not so many that every photo gets dozens of files.
         ("PHOTO_RENDITION_SIZES", "400,wide", "PHOTO_RENDITION_SIZES must be comma-separated whole pixel sizes, got '400,wide'"),
         ("PHOTO_RENDITION_SIZES", "8,400", "PHOTO_RENDITION_SIZES sizes must be between 16 and 20000 pixels, got '8,400'"),

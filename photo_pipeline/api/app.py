@@ -32,6 +32,7 @@ from photo_pipeline.api.http import (
     response_for,
 )
 from photo_pipeline.api.metrics import LatestPlan, Metrics, RequestMetrics
+from photo_pipeline.api.health import HealthProbe
 from photo_pipeline.api.openapi import openapi_document
 from photo_pipeline.api.routes import (
     ENDPOINTS,
@@ -42,12 +43,14 @@ from photo_pipeline.api.routes import (
 )
 from photo_pipeline.defs.health.assets import latest_reconciliation
 from photo_pipeline.instance.run_requests import AlbumRunRequester
+from photo_pipeline.photos.errors import describe_database_error
 from photo_pipeline.photos.repository import (
     CleanupRefused,
     PhotoNotFound,
     PhotoRepository,
 )
 from photo_pipeline.services.metrics import CachedFigures
+from photo_pipeline.services.reachability import Probes
 from photo_pipeline.services.upload_requests import ArrivalRefused, UploadConflict
 from photo_pipeline.services.uploads import (
     InvalidAlbumTitle,
@@ -55,11 +58,12 @@ from photo_pipeline.services.uploads import (
     UploadRejected,
     UploadTooLarge,
 )
-from photo_pipeline.settings import ENV_API_TOKEN, Settings
+from photo_pipeline.settings import ENV_API_PUBLIC_URL, ENV_API_TOKEN, Settings
 from photo_pipeline.storage import (
     ObjectNotFound,
     ObjectStore,
     PresignedUploadRejected,
+    S3Timeouts,
     StorageError,
     StorageUnavailable,
     UploadTargetExists,
@@ -90,19 +94,58 @@ def require_token(settings: Settings) -> SecretStr:
     return settings.api_token
 
 
+# Connecting to the bucket takes milliseconds when it is there: a request waits less for that
+# than for an answer (PHOTO_API_BUCKET_TIMEOUT_SECONDS), and tries twice at most.
+API_CONNECT_TIMEOUT_SECONDS = 3.0
+API_BUCKET_ATTEMPTS = 2
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+
+def api_s3_timeouts(settings: Settings) -> S3Timeouts:
+    """The request path's bound on each call to the bucket: no request waits minutes on it."""
+    read = float(settings.api_bucket_timeout_seconds)
+    return S3Timeouts(connect=min(API_CONNECT_TIMEOUT_SECONDS, read), read=read, attempts=API_BUCKET_ATTEMPTS)
+
+
+def public_base_url(settings: Settings, host: str, port: int) -> str:
+    """Where browsers reach the API: PHOTO_API_PUBLIC_URL, else the address `serve` listens on.
+    A wildcard address names no host a browser can use; with the folder store, whose upload URLs
+    point at the API, that is a configuration error, not a guess."""
+    if settings.api_public_url:
+        return settings.api_public_url
+    if host in _WILDCARD_HOSTS and settings.bucket is None:
+        raise ApiNotConfigured(
+            f"{ENV_API_PUBLIC_URL} is not set and serve listens on {host or 'every interface'}: with the folder store "
+            f"(no PHOTO_BUCKET) upload URLs point at the API, so set {ENV_API_PUBLIC_URL} to the URL browsers reach it at"
+        )
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 def create_app(
     settings: Settings,
     open_run_requester: OpenRunRequester,
     *,
+    public_url: str,
     repository: PhotoRepository | None = None,
     store: ObjectStore | None = None,
+    probes: Probes | None = None,
 ) -> Starlette:
-    """The app on these settings. ApiNotConfigured without PHOTO_API_TOKEN: no open default."""
+    """The app on these settings. ApiNotConfigured without PHOTO_API_TOKEN: no open default.
+
+    public_url: where browsers reach the API (`public_base_url`). Without `store`, the bucket's
+    client is the request path's, each call bounded (`api_s3_timeouts`). Without `probes`, /healthz
+    gets its own connections with short timeouts, on `store` when one is given."""
     token = require_token(settings)
+    if probes is None:
+        # A caller's own store (tests with explicit credentials) is probed as it is.
+        probes = Probes.from_settings(settings, store=store)
     api = ApiContext(
         settings=settings,
         repository=repository if repository is not None else PhotoRepository.from_url(settings.database_url),
-        store=store if store is not None else build_object_store(settings),
+        store=store if store is not None else build_object_store(settings, timeouts=api_s3_timeouts(settings)),
+        health=HealthProbe(probes),
+        public_url=public_url.rstrip("/"),
     )
 
     latest_plan = LatestPlan()
@@ -120,6 +163,7 @@ def create_app(
             finally:
                 api.runs = None
                 latest_plan.read = None
+                api.health.close()
 
     routes = [Route(e.path, e.handler, methods=[e.method], name=e.handler.__name__) for e in ENDPOINTS]
     routes.append(Route("/openapi.json", openapi_endpoint, methods=["GET"], name="openapi"))
@@ -214,9 +258,10 @@ def _http_exception(request: Request, exc: HTTPException) -> Response:
 
 
 def _database_error(request: Request, exc: SQLAlchemyError) -> Response:
-    # Never the message: SQLAlchemy's carries the statement and its parameters.
+    # Never SQLAlchemy's message (the statement and its parameters) nor the driver's (hosts,
+    # users): the summary, with the traceback in the server's log.
     log.error("%s %s: database error", request.method, request.url.path, exc_info=exc)
-    return error_response(request.scope, 503, f"the photo table's database cannot be used right now ({type(exc).__name__})")
+    return error_response(request.scope, 503, describe_database_error(exc).summary)
 
 
 __all__ = ["ApiNotConfigured", "create_app", "json_response"]

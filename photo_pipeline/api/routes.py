@@ -14,12 +14,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from photo_pipeline.api import schemas
+from photo_pipeline.api.health import Health, HealthProbe
 from photo_pipeline.api.http import (
     OUTCOME,
     ApiError,
@@ -36,7 +36,6 @@ from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.reconcile.apply import SafetyLimitExceeded
-from photo_pipeline.redaction import redact
 from photo_pipeline.services.album_check import AlbumCheck, check_album
 from photo_pipeline.services.albums import AlbumView, PhotoView, album_view
 from photo_pipeline.services.upload_requests import (
@@ -61,7 +60,7 @@ from photo_pipeline.storage import (
 
 log = logging.getLogger("photo_pipeline.api")
 
-# Where the embedded folder store's presigned URLs are relayed (see `public_url`).
+# Where the embedded folder store's presigned URLs are relayed (see `browser_url`).
 LOCAL_OBJECTS_PATH = "/api/local-objects/"
 ALBUM_PAGE_DEFAULT, ALBUM_PAGE_MAX = 200, 1000
 ALBUM_ORDERS = tuple(order.value for order in AlbumOrder)
@@ -92,7 +91,11 @@ class RunRequests:
 class ApiContext:
     settings: Settings
     repository: PhotoRepository
-    store: ObjectStore
+    store: ObjectStore  # the request path's: each call to the bucket bounded (PHOTO_API_BUCKET_TIMEOUT_SECONDS)
+    health: HealthProbe
+    # Where browsers reach this API (PHOTO_API_PUBLIC_URL, or serve's address): the relay's URLs
+    # are built on it, never on the request's Host header, which any client can forge.
+    public_url: str
     runs: RunRequests | None = None  # set while the app runs (its lifespan)
 
     @property
@@ -137,7 +140,7 @@ async def create_uploads(request: Request) -> Response:
             photo_id=item.photo_id,
             key=item.key,
             filename=item.filename,
-            url=public_url(request, api.store, item.presigned.url),
+            url=browser_url(api, item.presigned.url),
             method="PUT",
             headers=item.presigned.headers,
             expires_at=item.presigned.expires_at,
@@ -212,13 +215,13 @@ async def get_album(request: Request) -> Response:
             height=item.photo.height,
             created_at=item.photo.created_at,
             completed_at=item.photo.completed_at,
-            thumbnail_url=_download_url(request, api.store, item.thumbnail),
-            preview_url=_download_url(request, api.store, item.preview),
+            thumbnail_url=_download_url(api, item.thumbnail),
+            preview_url=_download_url(api, item.preview),
             urls_expire_at=item.urls_expire_at,
             thumbhash=item.thumbhash,
             taken_at=item.taken_at,
             duplicate_of=item.duplicate_of,
-            renditions=_renditions_out(request, api.store, item),
+            renditions=_renditions_out(api, item),
         )
         for item in view.photos
     ]
@@ -243,11 +246,11 @@ def _ids_parameter(request: Request, max_ids: int) -> list[uuid.UUID] | None:
     return [parse_id(part.strip(), "ids") for part in parts]
 
 
-def _download_url(request: Request, store: ObjectStore, download: PresignedDownload | None) -> str | None:
-    return public_url(request, store, download.url) if download is not None else None
+def _download_url(api: ApiContext, download: PresignedDownload | None) -> str | None:
+    return browser_url(api, download.url) if download is not None else None
 
 
-def _renditions_out(request: Request, store: ObjectStore, item: PhotoView) -> list[schemas.RenditionOut]:
+def _renditions_out(api: ApiContext, item: PhotoView) -> list[schemas.RenditionOut]:
     return [
         schemas.RenditionOut(
             size=sized.file.size,
@@ -256,7 +259,7 @@ def _renditions_out(request: Request, store: ObjectStore, item: PhotoView) -> li
             width=sized.file.width,
             height=sized.file.height,
             bytes=sized.file.bytes,
-            url=public_url(request, store, sized.download.url),
+            url=browser_url(api, sized.download.url),
         )
         for sized in item.sizes
     ]
@@ -308,34 +311,17 @@ def _check_out(check: AlbumCheck, *, dry_run: bool) -> schemas.CheckOut:
 
 
 async def healthz(request: Request) -> Response:
-    """Database and bucket reachable (no token: for load balancers and monitors)."""
-    api = context(request)
-    database, bucket = await in_thread(_database_health, api.repository), await in_thread(_bucket_health, api.store)
-    ok = database == "ok" and bucket == "ok"
-    health = schemas.HealthOut(
-        status="ok" if ok else "unavailable",
-        database=database,
-        bucket=bucket,
-        error=None if ok else "; ".join(f"{part}: {state}" for part, state in (("database", database), ("bucket", bucket)) if state != "ok"),
+    """Database and bucket reachable (no token: for load balancers and monitors), answered within
+    seconds whatever hangs, on the probes' own threads (see api/health.py)."""
+    health: Health = await context(request).health.health()
+    states = (("database", health.database), ("bucket", health.bucket))
+    out = schemas.HealthOut(
+        status="ok" if health.ok else "unavailable",
+        database=health.database,
+        bucket=health.bucket,
+        error=None if health.ok else "; ".join(f"{part}: {state}" for part, state in states if state != "ok"),
     )
-    return json_response(health, 200 if ok else 503)
-
-
-def _database_health(repository: PhotoRepository) -> str:
-    try:
-        repository.get(uuid.UUID(int=0))  # a primary-key lookup: the table is there and answers
-    except SQLAlchemyError as exc:
-        # The class only: the driver's message may quote the connection string.
-        return f"unreachable ({type(exc).__name__})"
-    return "ok"
-
-
-def _bucket_health(store: ObjectStore) -> str:
-    try:
-        store.check()
-    except StorageError as exc:
-        return f"unreachable ({redact(str(exc))[:300]})"
-    return "ok"
+    return json_response(out, 200 if health.ok else 503)
 
 
 UPLOAD_PAGE_HEADERS = {
@@ -363,16 +349,15 @@ async def upload_page(request: Request) -> Response:
 # -- the embedded folder store over HTTP --------------------------------------------------------
 
 
-def public_url(request: Request, store: ObjectStore, url: str) -> str:
+def browser_url(api: ApiContext, url: str) -> str:
     """A presigned URL a browser can use. The S3 store's are (signed for the public endpoint);
-    the folder store's are file:// URLs, relayed through this API (LOCAL_OBJECTS_PATH), where
-    the store itself checks their signatures as S3 would."""
+    the folder store's are file:// URLs, relayed through this API (LOCAL_OBJECTS_PATH) at its
+    configured public URL, where the store itself checks their signatures as S3 would."""
     parts = urlsplit(url)
-    if parts.scheme != "file" or not isinstance(store, LocalObjectStore):
+    if parts.scheme != "file" or not isinstance(api.store, LocalObjectStore):
         return url
-    key = _local_key(store, parts.path)
-    base = str(request.base_url).rstrip("/")
-    return f"{base}{LOCAL_OBJECTS_PATH}{quote(key)}?{parts.query}"
+    key = _local_key(api.store, parts.path)
+    return f"{api.public_url}{LOCAL_OBJECTS_PATH}{quote(key)}?{parts.query}"
 
 
 def _local_key(store: LocalObjectStore, path: str) -> str:

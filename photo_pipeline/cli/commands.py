@@ -27,6 +27,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline.photos.database import DatabaseNotReady, migrate, require_schema
+from photo_pipeline.photos.errors import describe_database_error
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import (
     CleanupRefused,
@@ -105,7 +106,27 @@ def parse_uuid(kind: str) -> Callable[[click.Context, click.Parameter, str | Non
     return convert
 
 
-@click.group()
+def failure_text(exc: BaseException) -> str:
+    """One line for an error the command reports: a database error as photos/errors.py describes
+    it (never SQLAlchemy's statement), anything else by class and redacted message."""
+    if isinstance(exc, SQLAlchemyError):
+        return describe_database_error(exc).for_operator()
+    return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+class PipelineCommands(click.Group):
+    """The commands. A database error any of them meets ends it with one line and exit status 1;
+    its traceback goes to the log (shown with -v)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            log.debug("the command failed on a database error", exc_info=True)
+            raise click.ClickException(failure_text(exc)) from None
+
+
+@click.group(cls=PipelineCommands)
 @click.option("-v", "--verbose", is_flag=True, help="Log details (never secrets) to stderr.")
 def main(verbose: bool) -> None:
     """Photo pipeline: the photo table, the bucket and the renditions, kept in agreement."""
@@ -181,7 +202,7 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...], title: st
                 # One file's trouble must not abort the rest of the batch; -v shows the traceback.
                 failures += 1
                 log.debug("upload of %s failed", path, exc_info=True)
-                progress.console.print(f"[red]failed[/] {path}: {type(exc).__name__}: {redact(str(exc))}")
+                progress.console.print(f"[red]failed[/] {escape(str(path))}: {escape(failure_text(exc))}", highlight=False)
                 continue
             progress.console.print(f"[green]uploaded[/] {terminal_text(path.name)} -> photo {result.photo_id} ({result.key})", highlight=False)
             uploaded += 1
@@ -212,7 +233,7 @@ def request_runs(album_ids: list[uuid.UUID]) -> bool:
     except (DagsterError, SQLAlchemyError, OSError) as exc:
         log.debug("requesting the album runs failed", exc_info=True)
         err_console.print(
-            f"[yellow]warning[/] could not request the album's run now ({type(exc).__name__}: {redact(str(exc))}); "
+            f"[yellow]warning[/] could not request the album's run now ({escape(failure_text(exc))}); "
             "the sensors will pick the photos up"
         )
         return False
@@ -441,7 +462,8 @@ def emit_skipped_keys(payload: dict[str, object]) -> None:
 
 @main.command()
 def doctor() -> None:
-    """Check the settings, the database, the bucket, a presigned PUT through the public endpoint, and CORS."""
+    """Check the settings, the database and its write permission, the bucket (a probe object written
+    and deleted), a presigned PUT through the public endpoint, and CORS."""
     from photo_pipeline.cli.doctor import run_all_checks
 
     failed = False
@@ -521,17 +543,20 @@ def serve(ctx: Context, host: str, port: int) -> None:
     """Serve the HTTP API and the uploader page (/upload) with uvicorn; needs PHOTO_API_TOKEN."""
     import uvicorn
 
-    from photo_pipeline.api.app import ApiNotConfigured, create_app, require_token
+    from photo_pipeline.api.app import ApiNotConfigured, create_app, public_base_url, require_token
     from photo_pipeline.instance.run_requests import album_run_requester
 
     settings = ctx.settings
     try:
-        # Checked before anything is opened: the API never runs without its token.
+        # Checked before anything is opened: the API never runs without its token, nor hands out
+        # URLs of a host it cannot name.
         require_token(settings)
+        public_url = public_base_url(settings, host, port)
     except ApiNotConfigured as exc:
         raise click.ClickException(str(exc)) from None
     repository = ctx.repository(migrate_first=ctx.uses_embedded_database)
-    app = create_app(settings, album_run_requester, repository=repository, store=ctx.store())
+    # The bucket's client is the API's own (each call bounded), not the pipeline's patient one.
+    app = create_app(settings, album_run_requester, public_url=public_url, repository=repository)
     # Every request is logged by the app (without query strings or headers); uvicorn's access
     # log would print query strings, which carry the presigned URLs' signatures.
     for name in ("photo_pipeline.api", "uvicorn.error"):

@@ -10,19 +10,27 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.exc import SQLAlchemyError
 
-from photo_pipeline.photos.database import current_revision, head_revision
+from photo_pipeline.photos.database import create_engine_for, current_revision, head_revision
+from photo_pipeline.photos.errors import describe_database_error
+from photo_pipeline.photos.permissions import REQUIRED_PRIVILEGES, WritePermission, check_write_permission
 from photo_pipeline.redaction import redact, s3_error_summary, url_for_display
 from photo_pipeline.settings import Settings, SettingsError
 from photo_pipeline.storage import (
     LocalObjectStore,
     ObjectStore,
     S3ObjectStore,
+    S3Timeouts,
+    StorageAccessDenied,
     StorageError,
     build_object_store,
 )
 
 Level = Literal["ok", "warn", "fail"]
+# Probe objects live here: reconciliation looks only under raw/ and processed/, so one left behind
+# by a refused DELETE is never adopted as a photo.
 PROBE_PREFIX = "doctor/"
+# An operator waits at the terminal: each call to the bucket is bounded (no three-minute retries).
+DOCTOR_S3_TIMEOUTS = S3Timeouts(connect=5, read=15, attempts=2)
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,44 @@ def check_database(settings: Settings) -> Check:
     try:
         current = current_revision(settings.database_url)
     except SQLAlchemyError as exc:
-        return Check(name, "fail", f"cannot connect: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}")
+        return Check(name, "fail", describe_database_error(exc).for_operator())
     head = head_revision()
     if current != head:
         return Check(name, "fail", f"schema at {current or 'nothing'}, code expects {head}: run `photo-pipeline init-db`")
     return Check(name, "ok", f"reachable, schema at {head}")
+
+
+def check_database_writes(settings: Settings) -> Check:
+    """The user's grants on every table of the schema and a rolled-back write to each table
+    (photos/permissions.py): reachable is not enough, the pipeline writes."""
+    name = "database writes"
+    engine = create_engine_for(settings.database_url)
+    try:
+        permission = check_write_permission(engine)
+    except SQLAlchemyError as exc:
+        return Check(name, "fail", describe_database_error(exc).for_operator())
+    finally:
+        engine.dispose()
+    if permission.ok:
+        return Check(name, "ok", "a probe row inserted, updated and deleted in every table, rolled back" + _grants_note(permission))
+    return Check(name, "fail", _write_problems(permission))
+
+
+def _grants_note(permission: WritePermission) -> str:
+    return f"; {permission.user} holds {', '.join(REQUIRED_PRIVILEGES)} on every table of {permission.schema}" if permission.schema else ""
+
+
+def _write_problems(permission: WritePermission) -> str:
+    """What is missing, and the statement that grants it."""
+    problems = [f"{table} lacks {', '.join(privileges)}" for table, privileges in permission.missing_grants.items()]
+    # A write that fails where the grants are there has another cause (a read-only standby or file).
+    problems += [f"{table}: {why}" for table, why in permission.failed_writes.items() if table not in permission.missing_grants]
+    text = f"the database user {permission.user} cannot do what the pipeline does: " + "; ".join(problems)
+    if permission.missing_grants and permission.schema:
+        text += (
+            f". Grant it: GRANT {', '.join(REQUIRED_PRIVILEGES)} ON ALL TABLES IN SCHEMA {permission.schema} TO {permission.user}"
+        )
+    return text
 
 
 def check_bucket(store: ObjectStore) -> Check:
@@ -50,6 +91,47 @@ def check_bucket(store: ObjectStore) -> Check:
     except StorageError as exc:
         return Check(f"bucket {store.describe()}", "fail", str(exc))
     return Check(f"bucket {store.describe()}", "ok", "reachable")
+
+
+# What each step of the write probe needs, in S3's (and MinIO's) policy names.
+S3_GRANTS = {"write": "s3:PutObject", "read back": "s3:GetObject", "delete": "s3:DeleteObject"}
+
+
+def check_bucket_writes(store: ObjectStore) -> Check:
+    """PUT a small probe object under doctor/, read it back, DELETE it, with the pipeline's own
+    credentials (uploads land, renditions are written, cleanup and reconciliation delete), and
+    name the grant a refusal means."""
+    name = "bucket writes"
+    key = f"{PROBE_PREFIX}write-probe-{uuid.uuid4()}.txt"
+    body = b"photo-pipeline doctor write probe"
+    steps = (
+        ("write", lambda: store.put(key, body, "text/plain")),
+        ("read back", lambda: _same_bytes(store.get(key), body)),
+        ("delete", lambda: store.delete(key)),
+    )
+    for done, (step, run) in enumerate(steps):
+        left = f"; the probe object {key} stays behind (reconciliation ignores {PROBE_PREFIX})" if done else ""
+        try:
+            run()
+        except StorageAccessDenied as exc:
+            return Check(name, "fail", f"{_denied(store, step, key)}: {redact(str(exc))}{left}")
+        except StorageError as exc:
+            return Check(name, "fail", f"{step} of the probe object failed: {redact(str(exc))}{left}")
+    if store.exists(key):
+        return Check(name, "fail", f"DELETE of {key} answered, yet the object is still there")
+    granted = f" ({', '.join(S3_GRANTS.values())} granted)" if isinstance(store, S3ObjectStore) else ""
+    return Check(name, "ok", f"wrote, read back and deleted a probe object under {PROBE_PREFIX}{granted}")
+
+
+def _same_bytes(got: bytes, expected: bytes) -> None:
+    if got != expected:
+        raise StorageError(f"the probe object came back with {len(got)} bytes instead of its {len(expected)}")
+
+
+def _denied(store: ObjectStore, step: str, key: str) -> str:
+    if isinstance(store, S3ObjectStore):
+        return f"the credentials may not {step} objects: grant {S3_GRANTS[step]} on arn:aws:s3:::{store.bucket}/*"
+    return f"this user may not {step} files in {store.describe()}: fix the folder's permissions"
 
 
 def check_presigned_put(store: ObjectStore, settings: Settings) -> Check:
@@ -210,15 +292,21 @@ def run_all_checks() -> list[Check]:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    checks = [check_database(settings), check_api(settings), *check_alerts(settings)]
+    database = check_database(settings)
+    checks = [database]
+    if database.level == "ok":
+        checks.append(check_database_writes(settings))
+    checks.append(check_api(settings))
+    checks.extend(check_alerts(settings))
     try:
-        store = build_object_store(settings)
+        store = build_object_store(settings, timeouts=DOCTOR_S3_TIMEOUTS)
     except (StorageError, ValueError) as exc:
         return [*checks, Check("bucket", "fail", str(exc))]
     bucket = check_bucket(store)
     checks.append(bucket)
     if bucket.level == "fail":
         return checks
+    checks.append(check_bucket_writes(store))
     checks.append(check_presigned_put(store, settings))
     checks.extend(check_cors_for_origins(store, settings))
     return checks

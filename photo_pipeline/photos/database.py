@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from photo_pipeline.photos.errors import describe_database_error
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PHOTOS_TABLE = "photos"
 
@@ -23,14 +26,31 @@ class DatabaseNotReady(RuntimeError):
     another schema revision. Only `photo-pipeline init-db` (and the demo) create or migrate."""
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (sensors, status) run beside the one writer; the busy timeout makes a
-    # second writer wait for the lock instead of failing with "database is locked".
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _tune_sqlite(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def tune(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers (sensors, status) run beside the one writer; the busy timeout makes a
+        # second writer wait for the lock instead of failing with "database is locked".
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return tune
+
+
+def _statement_timeout(milliseconds: int) -> Callable[[Any, Any], None]:
+    def set_timeout(dbapi_connection: Any, _record: Any) -> None:
+        # Outside a transaction, so a rollback cannot undo it (SQLAlchemy's recipe for session settings).
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {int(milliseconds)}")
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+    return set_timeout
 
 
 def connections_per_process(io_threads: int) -> int:
@@ -48,18 +68,34 @@ DEFAULT_MAX_CONNECTIONS = connections_per_process(4)
 POOL_TIMEOUT_SECONDS = 30
 
 
-def create_engine_for(url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Engine:
+def create_engine_for(url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS, timeout_seconds: float | None = None) -> Engine:
+    """An engine on the photo table's database. `timeout_seconds` bounds what a caller someone
+    waits on may wait (a health probe): for a free connection, to connect, for each statement
+    (PostgreSQL's statement_timeout) and for SQLite's lock; without it, the pipeline's patient defaults."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _tune_sqlite)
+        busy_seconds = timeout_seconds if timeout_seconds is not None else 30
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_seconds})
+        event.listen(engine, "connect", _tune_sqlite(int(busy_seconds * 1000)))
         return engine
-    # No overflow: max_connections is a limit, not a hint; a thread beyond it waits its turn.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=max_connections, max_overflow=0, pool_timeout=POOL_TIMEOUT_SECONDS
+    if timeout_seconds is None:
+        # No overflow: max_connections is a limit, not a hint; a thread beyond it waits its turn.
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=max_connections, max_overflow=0, pool_timeout=POOL_TIMEOUT_SECONDS
+        )
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=max_connections,
+        max_overflow=0,
+        pool_timeout=timeout_seconds,
+        # libpq counts whole seconds and treats less than 2 as 2.
+        connect_args={"connect_timeout": max(2, math.ceil(timeout_seconds))},
     )
+    event.listen(engine, "connect", _statement_timeout(int(timeout_seconds * 1000)))
+    return engine
 
 
 def alembic_config(url: str) -> Config:
@@ -139,18 +175,13 @@ def require_schema(url: str) -> None:
         with engine.connect():
             pass
     except SQLAlchemyError as exc:
-        raise DatabaseNotReady(f"cannot connect to the database {displayed_url(url)}: {_reason(exc)}") from exc
+        failure = describe_database_error(exc)
+        raise DatabaseNotReady(f"cannot connect to the database {displayed_url(url)}: {failure.summary} ({failure.detail})") from exc
     finally:
         engine.dispose()
     problem = schema_problem(url)
     if problem is not None:
         raise DatabaseNotReady(problem)
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    # The driver's own message (first line), not SQLAlchemy's wrapper with the statement.
-    original = getattr(exc, "orig", None) or exc
-    return f"{type(original).__name__}: {str(original).strip().splitlines()[0] if str(original).strip() else ''}"
 
 
 # Chunk size for IN (...) lists and multi-row inserts: far below SQLite's variable limit.

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from urllib3.util.retry import Retry
 
 from photo_pipeline.photos.albums import AlbumRecord
+from photo_pipeline.photos.errors import describe_database_error
 from photo_pipeline.photos.models import MAX_ALBUM_TITLE_CHARS
 from photo_pipeline.photos.repository import (
     CleanupRefused,
@@ -344,7 +345,7 @@ def _cleanup_after_failed_upload(repository: PhotoRepository, store: ObjectStore
         )
     except SQLAlchemyError as exc:
         log.exception("cleanup after the failed upload of photo %s could not reach the database", photo_id)
-        return f"nothing was cleaned up: the database could not be reached ({type(exc).__name__}); reconciliation flags the row missing later"
+        return f"nothing was cleaned up: {describe_database_error(exc).summary}; reconciliation flags the row missing later"
     return f"row and object cleaned up ({len(result.deleted_keys)} key(s) removed)"
 
 

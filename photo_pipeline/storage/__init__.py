@@ -13,6 +13,7 @@ from photo_pipeline.storage.local import (
 from photo_pipeline.storage.s3 import (
     S3Client,
     S3ObjectStore,
+    S3Timeouts,
     make_s3_client,
     s3_client_config,
 )
@@ -25,7 +26,9 @@ from photo_pipeline.storage.store import (
     PresignedDownload,
     PresignedUpload,
     PresignedUploadRejected,
+    StorageAccessDenied,
     StorageError,
+    StorageTimeout,
     StorageUnavailable,
     UploadTargetExists,
     spooled_download,
@@ -44,7 +47,10 @@ __all__ = [
     "PresignedUploadRejected",
     "S3Client",
     "S3ObjectStore",
+    "S3Timeouts",
+    "StorageAccessDenied",
     "StorageError",
+    "StorageTimeout",
     "StorageUnavailable",
     "UploadTargetExists",
     "build_object_store",

@@ -28,6 +28,7 @@ from photo_pipeline.storage.store import (
     PresignedDownload,
     PresignedUpload,
     PresignedUploadRejected,
+    StorageAccessDenied,
     StorageError,
     UploadTargetExists,
     check_content_length,
@@ -340,7 +341,8 @@ class LocalObjectStore:
         return self.root / validate_local_key(key)
 
     def _error(self, operation: str, key: str, exc: OSError) -> StorageError:
-        return StorageError(f"{operation} {key!r} in folder {self.root} failed: {exc.strerror or exc}")
+        message = f"{operation} {key!r} in folder {self.root} failed: {exc.strerror or exc}"
+        return StorageAccessDenied(message) if isinstance(exc, PermissionError) else StorageError(message)
 
     def _write(self, key: str, reader: BinaryIO | _BytesReader, content_type: str, *, replace: bool = True) -> None:
         target = self.root / key

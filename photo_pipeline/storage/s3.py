@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -17,8 +18,10 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     HTTPClientError,
     IncompleteReadError,
+    ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -30,7 +33,9 @@ from photo_pipeline.storage.store import (
     ObjectTooLarge,
     PresignedDownload,
     PresignedUpload,
+    StorageAccessDenied,
     StorageError,
+    StorageTimeout,
     StorageUnavailable,
     check_content_length,
     check_expiry,
@@ -48,6 +53,21 @@ from photo_pipeline.storage.store import (
 S3Client = Any
 
 
+@dataclass(frozen=True)
+class S3Timeouts:
+    """A bound on one call to the bucket, for callers someone waits on (an HTTP request, a health
+    probe): seconds to connect, seconds to wait for each answer, and attempts in all (the first
+    included; botocore's standard mode retries the others with backoff)."""
+
+    connect: float
+    read: float
+    attempts: int
+
+    def __post_init__(self) -> None:
+        if self.connect <= 0 or self.read <= 0 or self.attempts < 1:
+            raise ValueError(f"S3 timeouts must be positive with at least one attempt, got {self}")
+
+
 def make_s3_client(
     *,
     endpoint_url: str | None = None,
@@ -55,8 +75,10 @@ def make_s3_client(
     connect_timeout: float = 5,
     read_timeout: float = 30,
     addressing_style: str = "path",
+    timeouts: S3Timeouts | None = None,
 ) -> S3Client:
-    """An S3 client with botocore's standard retries (backoff, throttling, 5xx) and timeouts.
+    """An S3 client with botocore's standard retries (backoff, throttling, 5xx) and timeouts;
+    `timeouts`, when given, bounds every call instead (see S3Timeouts).
 
     Credentials, region and (unless given) the endpoint come from boto3's own environment
     variables, so nothing here reads os.environ. A fresh Session per client because sessions are
@@ -68,6 +90,15 @@ def make_s3_client(
         read_timeout=read_timeout,
         addressing_style=addressing_style,
     )
+    if timeouts is not None:
+        config = config.merge(
+            Config(
+                connect_timeout=timeouts.connect,
+                read_timeout=timeouts.read,
+                # total_max_attempts counts the first attempt (max_attempts counts only retries).
+                retries={"mode": "standard", "total_max_attempts": timeouts.attempts},
+            )
+        )
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
 
@@ -342,11 +373,23 @@ class S3ObjectStore:
             if code in _TRANSIENT_CODES or status >= 500 or status == 429:
                 return StorageUnavailable(f"{operation} {where} failed after retries: {detail}")
             if code in _DENIED_CODES or status == 403:
-                return StorageError(f"{operation} {where} failed: access denied ({detail})")
+                return StorageAccessDenied(f"{operation} {where} failed: access denied ({detail})")
             return StorageError(f"{operation} {where} failed: {detail}")
+        if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
+            return StorageTimeout(f"{operation} {where} timed out: {self._patience(exc)}")
         if isinstance(exc, _TRANSIENT_EXCEPTIONS):
             return StorageUnavailable(f"{operation} {where} failed after retries: {exc}")
         return StorageError(f"{operation} {where} failed: {exc}")
+
+    def _patience(self, exc: ConnectTimeoutError | ReadTimeoutError) -> str:
+        """How long the client waited, from its own configuration: what an operator tunes."""
+        config = self.client.meta.config
+        attempts = _attempts(config.retries or {})
+        tries = f", {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
+        endpoint = without_userinfo(self.client.meta.endpoint_url)
+        if isinstance(exc, ConnectTimeoutError):
+            return f"could not connect to {endpoint} within {config.connect_timeout:g} s{tries}"
+        return f"no answer from {endpoint} within {config.read_timeout:g} s{tries}"
 
     def _not_found_or_error(self, operation: str, key: str, exc: ClientError) -> StorageError:
         code, status = _error_code(exc), _http_status(exc)
@@ -381,6 +424,14 @@ class S3ObjectStore:
     def _remember_bucket_exists(self) -> None:
         with self._lock:
             self._bucket_confirmed_at = time.monotonic()
+
+
+def _attempts(retries: Mapping[str, Any]) -> int | None:
+    if "total_max_attempts" in retries:
+        return int(retries["total_max_attempts"])
+    if "max_attempts" in retries:
+        return int(retries["max_attempts"]) + 1  # botocore's max_attempts counts the retries only
+    return None
 
 
 def _check_s3_key(key: str) -> None:

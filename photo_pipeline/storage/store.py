@@ -57,6 +57,16 @@ class StorageUnavailable(StorageError):
     """Transient: connection errors, timeouts, 5xx or throttling left after botocore's retries."""
 
 
+class StorageTimeout(StorageUnavailable):
+    """The bucket gave no answer within the client's timeout, on every attempt; the message names
+    the bucket, the operation and the seconds waited."""
+
+
+class StorageAccessDenied(StorageError):
+    """The credentials (or the folder's permissions) do not allow the operation: a grant is
+    missing, and retrying will not help."""
+
+
 class PresignedUploadRejected(StorageError):
     """The local store refused a presigned PUT (bad signature, expired, wrong key or type)."""
 

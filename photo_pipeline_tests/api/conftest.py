@@ -10,6 +10,7 @@ this folder.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from botocore.config import Config
 from dagster import DagsterInstance
 from pydantic import SecretStr
 
-from photo_pipeline.api.app import create_app
+from photo_pipeline.api.app import create_app, public_base_url
 from photo_pipeline.instance.run_requests import AlbumRunRequester
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.repository import PhotoRepository
@@ -63,13 +64,19 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes] | None, wha
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+@dataclass(frozen=True)
+class S3Process(S3Server):
+    """moto's S3 server in a process of its own: a test may stop it (SIGSTOP) like a hung server."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+
+@contextmanager
+def moto_process(log_dir: Path) -> Iterator[S3Process]:
     """moto's S3 server over HTTP, in its own process, enforcing each bucket's CORS rule."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
     env = {**os.environ, "MOTO_DISABLE_GLOBAL_CORS": "true"}
-    with log_path.open("wb") as log:
+    with (log_dir / "moto.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             env=env,
@@ -79,14 +86,22 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         )
     try:
         wait_until_listening(port, process, "moto's server")
-        yield S3Server(endpoint_url=f"http://127.0.0.1:{port}")
+        yield S3Process(endpoint_url=f"http://127.0.0.1:{port}", process=process)
     finally:
+        process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server for the API tests (see the module's docstring)."""
+    with moto_process(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 def s3_client(endpoint_url: str) -> Any:
@@ -162,12 +177,16 @@ def serve_in_thread(
     store: Any,
     port: int | None = None,
 ) -> Iterator[ApiServer]:
+    """`store=None`: the app builds its stores from the settings and boto3's environment, as
+    `photo-pipeline serve` does."""
     repository = PhotoRepository.from_url(settings.database_url)
-    app = create_app(settings, open_run_requester, repository=repository, store=store)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port or 0))
     bound = sock.getsockname()[1]
+    public_url = public_base_url(settings, "127.0.0.1", bound)
+    app = create_app(settings, open_run_requester, public_url=public_url, repository=repository, store=store)
+    store = app.state.api.store
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-server", daemon=True)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import requests
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from PIL import Image
 
+from photo_pipeline.api.app import ApiNotConfigured, public_base_url
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
@@ -442,12 +444,12 @@ def test_an_unreachable_database_or_bucket_answers_503_without_secrets(
     with serve_in_thread(settings, requester_on(queued_instance), store=s3_store(S3Server(f"http://127.0.0.1:{port}"), "b")) as down:
         health = requests.get(down.url("/healthz"), timeout=60)
         assert health.status_code == 503
-        assert health.json()["status"] == "unavailable" and health.json()["database"].startswith("unreachable (OperationalError)")
+        refused = "cannot connect to the database: connection refused"
+        assert health.json()["status"] == "unavailable" and health.json()["database"].startswith(f"unreachable ({refused}")
         assert health.json()["bucket"].startswith("unreachable")
         album = down.get(f"/api/albums/{uuid.uuid4()}")
-        assert album.status_code == 503 and album.json() == {
-            "error": "the photo table's database cannot be used right now (OperationalError)"
-        }
+        assert album.status_code == 503 and album.json()["error"].startswith(refused)
+        assert "127.0.0.1" not in album.text and "photos" not in album.text, "no host or user in an answer"
         for answer in (health, album):
             assert secret not in answer.text and "Traceback" not in answer.text
 
@@ -495,6 +497,48 @@ def test_with_the_folder_store_the_api_relays_presigned_puts_and_gets(queued_ins
         assert served.content == store.get(file.key) and (entry["width"], entry["height"]) == (120, 90)
 
 
+def test_relay_urls_are_built_on_the_configured_public_url_never_on_the_host_header(
+    queued_instance: DagsterInstance, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'photos.db'}"
+    migrate(database)
+    store = LocalObjectStore(tmp_path / "objects")
+    forged = {**AUTH, "Host": "evil.example.com"}
+    public = "https://photos.example.org/api-prefix"
+    configured = api_settings(tmp_path, database, None, api_public_url=public)
+    with serve_in_thread(configured, requester_on(queued_instance), store=store) as api:
+        album = uuid.uuid4()
+        answer = api.post(f"/api/albums/{album}/uploads", json={"files": [declare()]}, headers=forged)
+        assert answer.status_code == 201, answer.text
+        [upload] = answer.json()["uploads"]
+        assert upload["url"].startswith(f"{public}/api/local-objects/raw/{album}/"), upload["url"]
+        # The URL still works through the API itself (a proxy would strip the prefix).
+        relayed = upload["url"].replace(public, api.base_url)
+        assert requests.put(relayed, data=JPEG, headers=upload["headers"], timeout=10).status_code == 200
+        assert sized_processor(api, (120,)).process_album(album, worker="test").rendered == 1
+        [photo] = api.get(f"/api/albums/{album}", headers=forged).json()["photos"]
+        handed_out = [photo["thumbnail_url"], photo["preview_url"], *(entry["url"] for entry in photo["renditions"])]
+        assert len(handed_out) == 3 and all(url.startswith(f"{public}/api/local-objects/processed/") for url in handed_out), handed_out
+        assert "evil.example.com" not in answer.text + str(photo)
+
+    # Unset, it is the address serve listens on, whatever the request says.
+    with serve_in_thread(api_settings(tmp_path, database, None), requester_on(queued_instance), store=store) as api:
+        [upload] = api.post(f"/api/albums/{uuid.uuid4()}/uploads", json={"files": [declare()]}, headers=forged).json()["uploads"]
+        assert upload["url"].startswith(api.url("/api/local-objects/raw/")), upload["url"]
+
+
+def test_the_public_url_defaults_to_the_bind_address_and_a_wildcard_needs_the_setting(tmp_path: Path) -> None:
+    embedded = api_settings(tmp_path, "sqlite://", None)
+    assert public_base_url(embedded, "127.0.0.1", 8080) == "http://127.0.0.1:8080"
+    assert public_base_url(embedded, "::1", 8080) == "http://[::1]:8080"
+    assert public_base_url(replace(embedded, api_public_url="https://photos.example.org"), "0.0.0.0", 8080) == "https://photos.example.org"
+    for wildcard in ("0.0.0.0", "::"):
+        with pytest.raises(ApiNotConfigured, match="PHOTO_API_PUBLIC_URL is not set and serve listens on"):
+            public_base_url(embedded, wildcard, 8080)
+    # With a bucket the API hands out the bucket's own URLs: nothing to build.
+    assert public_base_url(replace(embedded, bucket="photos"), "0.0.0.0", 8080) == "http://0.0.0.0:8080"
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -502,12 +546,15 @@ def test_serve_refuses_to_start_without_a_usable_token(photo_database: str, tmp_
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
     base.update({"PHOTO_DATABASE_URL": photo_database, "PHOTO_PIPELINE_HOME": str(tmp_path)})
     port = str(free_port())
-    for token, expected in (
-        (None, "PHOTO_API_TOKEN is not set: the API refuses to start without a bearer token"),
-        ("short-secret-value", "PHOTO_API_TOKEN must be at least 24 characters long"),
+    for token, host, expected in (
+        (None, "127.0.0.1", "PHOTO_API_TOKEN is not set: the API refuses to start without a bearer token"),
+        ("short-secret-value", "127.0.0.1", "PHOTO_API_TOKEN must be at least 24 characters long"),
+        # The folder store's upload URLs point at the API: a wildcard address names no host.
+        (TOKEN, "0.0.0.0", "PHOTO_API_PUBLIC_URL is not set and serve listens on 0.0.0.0"),
     ):
         env = {**base, **({"PHOTO_API_TOKEN": token} if token else {})}
-        result = subprocess.run([str(BIN / "photo-pipeline"), "serve", "--port", port], env=env, capture_output=True, text=True, timeout=60, check=False)
+        command = [str(BIN / "photo-pipeline"), "serve", "--host", host, "--port", port]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
         output = " ".join((result.stdout + result.stderr).split())
         assert result.returncode != 0 and expected in output, output
         assert token is None or token not in output, "the token is never echoed"

@@ -180,3 +180,31 @@ def test_demo_in_an_empty_folder(tmp_path: Path) -> None:
         runs = instance.get_run_records(RunsFilter(job_name="process_album"))
         assert len(runs) == 2
         assert all(r.dagster_run.status is DagsterRunStatus.SUCCESS for r in runs)
+
+
+def test_a_database_user_that_cannot_write_reads_as_one_line_with_the_traceback_in_the_log(
+    select_only_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTO_", "DAGSTER_", "AWS_"))}
+    env.update({"PHOTO_DATABASE_URL": select_only_url, "PHOTO_PIPELINE_HOME": str(tmp_path / "home")})
+    photo = write(tmp_path / "a.jpg", samples.photo_jpeg(200, 150))
+    album = str(uuid.uuid4())
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "photo-pipeline"), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    # Each file's failure (the upload goes on with the next), then a command's own (the title).
+    for result, expected in (
+        (run("upload", album, str(photo)), "the database user cannot write to photos: permission denied"),
+        (run("upload", "--title", "Beach", album, str(photo)), "Error: the database user cannot write to albums: permission denied"),
+    ):
+        output = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode == 1, output
+        assert expected in output, output
+        for raw in ("[SQL:", "INSERT INTO", "sqlalche.me", "Traceback", "psycopg.errors"):
+            assert raw not in output, output
+
+    verbose = run("-v", "upload", "--title", "Beach", album, str(photo))
+    assert verbose.returncode == 1
+    assert "Error: the database user cannot write to albums: permission denied" in verbose.stderr
+    assert "Traceback" in verbose.stderr and "InsufficientPrivilege" in verbose.stderr, "the details are in the log"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import stat
 import threading
 import time
@@ -48,7 +49,10 @@ from photo_pipeline.storage import (
     PresignedUpload,
     PresignedUploadRejected,
     S3ObjectStore,
+    S3Timeouts,
+    StorageAccessDenied,
     StorageError,
+    StorageTimeout,
     StorageUnavailable,
     UploadTargetExists,
     build_object_store,
@@ -512,9 +516,27 @@ def test_access_denied_is_an_error_not_a_missing_file(s3_env, answering_server) 
     for call in (lambda: store.get("raw/a.jpg"), lambda: store.head("raw/a.jpg"), lambda: store.exists("raw/a.jpg")):
         with pytest.raises(StorageError) as caught:
             call()
-        assert type(caught.value) is StorageError
+        # Neither "missing" nor "try again": a grant is missing (doctor names it).
+        assert type(caught.value) is StorageAccessDenied
         assert "access denied" in str(caught.value)
         assert_no_secret(str(caught.value))
+
+
+def test_a_bucket_that_never_answers_times_out_within_the_bound_and_says_so(s3_env) -> None:  # type: ignore[no-untyped-def]
+    # A listening socket nobody reads: the kernel completes the connection, no answer ever comes
+    # (what a stopped server process looks like to a client).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        store = S3ObjectStore(make_s3_client(endpoint_url=endpoint, timeouts=S3Timeouts(connect=1, read=1, attempts=2)), "photos")
+        started = time.monotonic()
+        with pytest.raises(StorageTimeout) as caught:
+            store.head("raw/a.jpg")
+        seconds = time.monotonic() - started
+    assert isinstance(caught.value, StorageUnavailable), "transient: a run's RetryPolicy retries it"
+    assert str(caught.value) == f"head s3://photos/raw/a.jpg timed out: no answer from {endpoint} within 1 s, 2 attempts"
+    assert 2 <= seconds < 6, seconds
 
 
 # ---------------------------------------------------------------------------------------------
