@@ -149,7 +149,7 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...], title: st
     repository, store = ctx.repository(), ctx.store()
     if title is not None:
         titled = title_album(repository, album_id, title)
-        console.print(f"album {album_id}: titled \"{terminal_text(titled.title)}\"", highlight=False, soft_wrap=True)
+        console.print(f"album {album_id}: titled \"{terminal_text(titled.title or '')}\"", highlight=False, soft_wrap=True)
     policy = UploadPolicy.from_settings(ctx.settings)
     failures = 0
     uploaded = 0
