@@ -205,8 +205,12 @@ class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
         return self.album_page(album_id, limit, order=AlbumOrder.TAKEN)
 
     def duplicate_counts_by_album(self, album_ids: Collection[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
-        """Photos marked as duplicates, per album (albums without any are absent)."""
-        query = select(Photo.album_id, func.count()).where(Photo.duplicate_of.is_not(None)).group_by(Photo.album_id)
+        """Photos marked as duplicates, per album (albums without any are absent); the trash's not."""
+        query = (
+            select(Photo.album_id, func.count())
+            .where(Photo.duplicate_of.is_not(None), Photo.status != PhotoStatus.TRASHED.value)
+            .group_by(Photo.album_id)
+        )
         if album_ids is not None:
             query = query.where(Photo.album_id.in_(list(album_ids)))
         with self.engine.connect() as conn:
@@ -216,8 +220,8 @@ class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
         self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None, order: AlbumOrder = AlbumOrder.UPLOAD
     ) -> list[PhotoRecord]:
         """Up to `limit` of the album's photos in `order`, after the photo `after` (keyset
-        pagination: pages stay cheap deep into a large album). A cursor that is not a photo of the
-        album yields nothing."""
+        pagination: pages stay cheap deep into a large album); photos in the trash are not shown.
+        A cursor that is not a photo of the album yields nothing."""
         rows: list[PhotoRecord] = []
         with self.engine.connect() as conn:
             position = self._position(conn, album_id, after) if after is not None else None
@@ -243,7 +247,9 @@ class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
 
     @staticmethod
     def _in_album(album_id: uuid.UUID, order: AlbumOrder) -> Select[Any]:
-        return select(*Photo.__table__.columns).where(Photo.album_id == album_id).order_by(*ORDER_BY[order])
+        """The album's photos as a page shows them: in `order`, the trash's left out."""
+        shown = Photo.status != PhotoStatus.TRASHED.value
+        return select(*Photo.__table__.columns).where(Photo.album_id == album_id, shown).order_by(*ORDER_BY[order])
 
     @staticmethod
     def _position(conn: Connection, album_id: uuid.UUID, photo_id: uuid.UUID) -> Position | None:

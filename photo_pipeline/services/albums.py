@@ -17,7 +17,7 @@ from datetime import datetime
 
 from photo_pipeline.photos.albums import AlbumFigures
 from photo_pipeline.photos.claims import StoredRendition
-from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.models import SHOWN_STATUSES, PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.rendering.render import OUTPUT_FORMATS
@@ -39,7 +39,8 @@ class AlbumState:
 
     @property
     def photos(self) -> int:
-        return sum(self.counts.values())
+        """Every photo shown: those in the trash are counted apart (`trashed`)."""
+        return sum(self.counts[status] for status in SHOWN_STATUSES)
 
     @property
     def pending(self) -> int:
@@ -60,6 +61,10 @@ class AlbumState:
     @property
     def missing(self) -> int:
         return self.counts[PhotoStatus.MISSING]
+
+    @property
+    def trashed(self) -> int:
+        return self.counts[PhotoStatus.TRASHED]
 
     @property
     def label(self) -> str:
@@ -171,7 +176,8 @@ class AlbumView:
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        """The album's photos, the trash's not (they are in `counts` as `trashed`)."""
+        return sum(self.counts[status] for status in SHOWN_STATUSES)
 
 
 def album_view(
