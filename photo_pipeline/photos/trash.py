@@ -144,6 +144,14 @@ class TrashedAlbum:
 
 
 @dataclass(frozen=True)
+class TrashFigures:
+    photos: int  # photos in the trash
+    albums: int  # albums in the trash
+    # (album, photos in the trash, the oldest one's trash time), the fullest albums first.
+    by_album: list[tuple[uuid.UUID, int, datetime]]
+
+
+@dataclass(frozen=True)
 class ExpiredTrash:
     """What the trash holds past a cutoff, as empty_trash plans from it: albums trashed before it
     (erased whole, with all their photos), and per other album the photos trashed before it."""
@@ -206,6 +214,10 @@ class TrashQueries:
             index_elements=[Album.id], set_={"trashed_at": func.coalesce(Album.trashed_at, statement.excluded.trashed_at)}
         )
         conn.execute(statement)
+
+    @staticmethod
+    def _album_erased(conn: Connection, album_id: uuid.UUID) -> bool:
+        return conn.execute(select(ErasedAlbum.album_id).where(ErasedAlbum.album_id == album_id)).first() is not None
 
     @staticmethod
     def _album_exists(conn: Connection, album_id: uuid.UUID) -> bool:
@@ -296,15 +308,19 @@ class TrashQueries:
 
     # -- erase ------------------------------------------------------------------------------------
 
-    def erase_photos(self, photo_ids: Collection[uuid.UUID]) -> EraseOutcome:
+    def erase_photos(self, photo_ids: Collection[uuid.UUID], *, trashed_before: datetime | None = None) -> EraseOutcome:
         """Delete these photos' rows and `renditions` rows and write their erase record, in one
-        transaction, whatever their status (a claim in flight is fenced: its row is gone). Ids
-        without a row are left out. The objects are the caller's to delete, after this."""
+        transaction, whatever their status (a claim in flight is fenced: its row is gone); with
+        `trashed_before`, only those still in the trash since before it (one restored meanwhile
+        stays). Ids without a row are left out. The objects are the caller's to delete, after."""
         now = self._clock()
         with self.engine.begin() as conn:
             rows: list[ErasedRow] = []
             for chunk in in_chunks(list(photo_ids)):
-                rows += self._erase(conn, Photo.id.in_(chunk), now)
+                which = Photo.id.in_(chunk)
+                if trashed_before is not None:
+                    which = which & (Photo.status == TRASHED) & (Photo.trashed_at < trashed_before)
+                rows += self._erase(conn, which, now)
             requeued = self._requeue_duplicates_of(conn, rows, now)
         return EraseOutcome(now, rows, requeued)
 
@@ -315,14 +331,26 @@ class TrashQueries:
         arrived since, if anything)."""
         now = self._clock()
         with self.engine.begin() as conn:
-            known = self._album_exists(conn, album_id) or conn.execute(
-                select(ErasedAlbum.album_id).where(ErasedAlbum.album_id == album_id)
-            ).first() is not None
-            if not known:
+            if not self._album_exists(conn, album_id) and not self._album_erased(conn, album_id):
                 raise AlbumNotFound(f"no album {album_id}")
-            rows = self._erase(conn, Photo.album_id == album_id, now)
-            conn.execute(delete(Album).where(Album.id == album_id))
-            conn.execute(self._insert_ignoring_duplicates(ErasedAlbum).values(album_id=album_id, erased_at=now))
+            return self._erase_album(conn, album_id, now)
+
+    def erase_album_trashed_before(self, album_id: uuid.UUID, cutoff: datetime) -> EraseOutcome | None:
+        """`erase_album`, only while the album is still in the trash since before `cutoff`; None
+        when it is not (restored meanwhile: nothing is erased)."""
+        now = self._clock()
+        with self.engine.begin() as conn:
+            # Deleting the album's row first takes its lock: a restore waits for this transaction,
+            # then finds the album gone.
+            expired = Album.trashed_at.is_not(None) & (Album.trashed_at < cutoff)
+            if not conn.execute(delete(Album).where(Album.id == album_id, expired)).rowcount:
+                return None
+            return self._erase_album(conn, album_id, now)
+
+    def _erase_album(self, conn: Connection, album_id: uuid.UUID, now: datetime) -> EraseOutcome:
+        rows = self._erase(conn, Photo.album_id == album_id, now)
+        conn.execute(delete(Album).where(Album.id == album_id))
+        conn.execute(self._insert_ignoring_duplicates(ErasedAlbum).values(album_id=album_id, erased_at=now))
         return EraseOutcome(now, rows, [])
 
     def _erase(self, conn: Connection, which: Any, now: datetime) -> list[ErasedRow]:
@@ -360,6 +388,23 @@ class TrashQueries:
         return insert_for(model).on_conflict_do_nothing()
 
     # -- empty_trash's reads ----------------------------------------------------------------------
+
+    def trash_figures(self, limit: int) -> TrashFigures:
+        """What the trash holds now: photos, albums, and the `limit` albums with the most photos in
+        it (grouped on ix_photos_status_trashed_at's status range)."""
+        in_trash = Photo.status == TRASHED
+        per_album = func.count()
+        with self.engine.connect() as conn:
+            photos = conn.execute(select(func.count()).where(in_trash)).scalar_one()
+            albums = conn.execute(select(func.count()).select_from(Album).where(Album.trashed_at.is_not(None))).scalar_one()
+            listed = conn.execute(
+                select(Photo.album_id, per_album, func.min(Photo.trashed_at))
+                .where(in_trash)
+                .group_by(Photo.album_id)
+                .order_by(per_album.desc(), Photo.album_id)
+                .limit(limit)
+            ).all()
+        return TrashFigures(int(photos), int(albums), [(a, int(n), oldest) for a, n, oldest in listed])
 
     def expired_trash(self, cutoff: datetime, *, listed: int) -> ExpiredTrash:
         """What the trash holds from before `cutoff`, in grouped queries (memory does not grow with

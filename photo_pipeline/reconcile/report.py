@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from photo_pipeline.reconcile.plan import DESTRUCTIVE, ActionKind, ReconciliationPlan
 from photo_pipeline.storage import keys
@@ -58,7 +59,14 @@ class Outcome(StrEnum):
         return self in (Outcome.REFUSED, Outcome.PARTLY_APPLIED)
 
 
-def decide_outcome(plan: ReconciliationPlan, *, dry_run: bool, force: bool, apply_ok: bool = True) -> Outcome:
+class Weighed(Protocol):
+    """A plan the safety limit has judged (a reconciliation's, empty_trash's)."""
+
+    @property
+    def safe(self) -> bool: ...
+
+
+def decide_outcome(plan: Weighed, *, dry_run: bool, force: bool, apply_ok: bool = True) -> Outcome:
     """What a run with this config makes of this plan (`apply_ok`: every kind of repair ran)."""
     if dry_run:
         return Outcome.DRY_RUN

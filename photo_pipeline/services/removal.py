@@ -32,6 +32,7 @@ from photo_pipeline.photos.trash import (
     AlbumErased,
     AlbumInTrash,
     AlbumNotFound,
+    EraseOutcome,
     ErasedRow,
     PhotoErased,
     RequeuedDuplicate,
@@ -39,6 +40,7 @@ from photo_pipeline.photos.trash import (
 )
 from photo_pipeline.services.uploads import CleanupIncomplete, CleanupResult, cleanup_photo
 from photo_pipeline.storage import ObjectStore, StorageError, keys
+from photo_pipeline.trash.plan import EmptyTrashPlan
 
 log = logging.getLogger(__name__)
 
@@ -353,3 +355,70 @@ def sweep_erased_photo(repository: PhotoRepository, store: ObjectStore, photo_id
         return None
     gone = ErasedRow(id=photo_id, album_id=album_id, status=PhotoStatus.PROCESSING, original_key="", thumb_key=None, preview_key=None)
     return remove_objects(repository, store, [gone])
+
+
+# -- emptying the trash ----------------------------------------------------------------------------
+
+
+class TrashSafetyLimitExceeded(RuntimeError):
+    """The empty_trash plan erases an unusual share of the table; nothing was erased."""
+
+    def __init__(self, plan: EmptyTrashPlan) -> None:
+        self.plan = plan
+        super().__init__(
+            f"empty_trash refused: {'; '.join(plan.violations)}. Review the plan on the trash asset; if it is right, "
+            "launch empty_trash with dry_run: false, force: true"
+        )
+
+
+@dataclass
+class EmptyTrashReport:
+    albums_erased: list[uuid.UUID] = field(default_factory=list)
+    photos_erased: int = 0
+    objects_removed: int = 0
+    # What could not be done (objects left for reconciliation), one line each.
+    problems: list[str] = field(default_factory=list)
+    # Albums with duplicates back in `pending`: the pending sensor requests their runs.
+    albums_to_render: set[uuid.UUID] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def record(self, outcome: EraseOutcome, objects: ObjectRemoval) -> None:
+        self.photos_erased += len(outcome.rows)
+        self.objects_removed += len(objects.removed_keys)
+        self.albums_to_render |= _albums_of(outcome.requeued_duplicates)
+        if objects.note is not None:
+            self.problems.append(objects.note)
+
+
+def empty_trash(
+    repository: PhotoRepository, store: ObjectStore, plan: EmptyTrashPlan, *, force: bool = False, batch: int = 500
+) -> EmptyTrashReport:
+    """Erase what the plan found past the retention: its albums whole, then the other photos in
+    batches. Each erase is guarded on the trash time (a photo or album restored since the plan is
+    left alone), so it never erases more than the plan counted. TrashSafetyLimitExceeded, with
+    nothing erased, for a plan the safety limit refuses (unless `force`)."""
+    if not plan.safe and not force:
+        raise TrashSafetyLimitExceeded(plan)
+    report = EmptyTrashReport()
+    for album in plan.albums:
+        outcome = repository.erase_album_trashed_before(album.album_id, plan.cutoff)
+        if outcome is None:
+            log.info("empty_trash: album %s was restored since the plan; left alone", album.album_id)
+            continue
+        report.albums_erased.append(album.album_id)
+        report.record(outcome, remove_objects(repository, store, outcome.rows, whole_album=album.album_id))
+    after: uuid.UUID | None = None
+    while page := repository.expired_trashed_photos(plan.cutoff, limit=batch, after=after):
+        after = page[-1][0]
+        outcome = repository.erase_photos([photo_id for photo_id, _ in page], trashed_before=plan.cutoff)
+        report.record(outcome, remove_objects(repository, store, outcome.rows))
+    log.info(
+        "empty_trash: %d album(s) and %d photo(s) erased, %d object(s) removed",
+        len(report.albums_erased),
+        report.photos_erased,
+        report.objects_removed,
+    )
+    return report
