@@ -45,6 +45,8 @@ from photo_pipeline.photos.repository import (
     PhotoNotFound,
     PhotoRepository,
 )
+from photo_pipeline.photos.trash import AlbumErased, AlbumInTrash, AlbumNotFound, PhotoErased
+from photo_pipeline.services.removal import RestoreRefused
 from photo_pipeline.services.upload_requests import ArrivalRefused, UploadConflict
 from photo_pipeline.services.uploads import (
     UnsupportedUpload,
@@ -161,7 +163,12 @@ STATUS_OF: dict[type[Exception], int] = {
     UploadConflict: 409,
     ArrivalRefused: 409,
     CleanupRefused: 409,
+    RestoreRefused: 409,
+    AlbumInTrash: 409,
     PhotoNotFound: 404,
+    AlbumNotFound: 404,
+    PhotoErased: 410,
+    AlbumErased: 410,
     ObjectNotFound: 404,
     PresignedUploadRejected: 403,
     UploadTargetExists: 412,

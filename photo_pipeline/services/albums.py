@@ -20,6 +20,7 @@ from photo_pipeline.photos.claims import StoredRendition
 from photo_pipeline.photos.models import SHOWN_STATUSES, PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.photos.trash import AlbumErased
 from photo_pipeline.rendering.render import OUTPUT_FORMATS
 from photo_pipeline.services.reruns import FAILED_EXAMPLES, AlbumFailures, FailedPhoto
 from photo_pipeline.storage import ObjectStore, PresignedDownload
@@ -173,6 +174,8 @@ class AlbumView:
     photos: list[PhotoView]
     # The cursor of the next page (the last photo's id), None on the last page.
     next_after: uuid.UUID | None
+    # Set while the album is in the trash (its photos are not listed then).
+    trashed_at: datetime | None = None
 
     @property
     def total(self) -> int:
@@ -192,8 +195,16 @@ def album_view(
     order: AlbumOrder = AlbumOrder.UPLOAD,
 ) -> AlbumView:
     """Counts of the whole album; `limit` photos in `order` after the photo `after`, or (with
-    `only`) just those of the named photos that are in the album, in `order` too. StorageError
+    `only`) just those of the named photos that are in the album, in `order` too. An album in the
+    trash lists no photo and says since when; AlbumErased for an erased album. StorageError
     when the renditions' URLs cannot be signed."""
+    record = repository.album(album_id)
+    if record is None:
+        erased_at = repository.erased_at(album_id=album_id)
+        if erased_at is not None:
+            raise AlbumErased(album_id, erased_at)
+    if record is not None and record.trashed_at is not None:
+        return AlbumView(album_id, repository.status_counts(album_id), [], None, record.trashed_at)
     if only is not None:
         page, more = repository.album_photos_among(album_id, only, limit, order), False
     else:
