@@ -51,7 +51,7 @@ class AlbumErased(LookupError):
     """The album was erased: no photo is added to it again."""
 
     def __init__(self, album_id: uuid.UUID, erased_at: datetime) -> None:
-        super().__init__(f"album {album_id} was erased at {erased_at:%Y-%m-%d %H:%M:%S} UTC; upload into another album")
+        super().__init__(f"album {album_id} was erased at {erased_at:%Y-%m-%d %H:%M:%S} UTC; nothing of it is left")
         self.album_id = album_id
         self.erased_at = erased_at
 
