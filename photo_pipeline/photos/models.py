@@ -20,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -71,6 +72,10 @@ TRASH_COLUMNS_CHECK = (
     "OR (status <> 'trashed' AND trashed_at IS NULL AND trashed_from IS NULL AND trashed_with_album IS NULL)"
 )
 
+# The rows a page shows, as SQL with the value inline: an index whose WHERE is this serves a query
+# that says the same (a bound parameter in its place would not prove it to PostgreSQL's planner).
+SHOWN_ROWS = text("status <> 'trashed'")
+
 # Object keys compare as bytes in PostgreSQL too ("C" collation), the order S3 lists them in, so
 # reconciliation can walk table and bucket side by side along an index.
 ObjectKey = String(1024).with_variant(String(1024, collation="C"), "postgresql")
@@ -91,10 +96,11 @@ class Photo(Base):
         Index("ix_photos_first_completed_at", "first_completed_at"),
         Index("ix_photos_album_sha256", "album_id", "original_sha256"),
         # The album's capture order (photos/ordering.py) as PostgreSQL's btree keeps it, NULLs last:
-        # a page of it is one index range, with no sort of the album.
-        Index("ix_photos_album_capture_order", "album_id", "taken_at", "created_at", "id"),
+        # a page of it is one index range, with no sort of the album. Partial (migration 0009): the
+        # trash is in no page, so a page never wades through trashed rows.
+        Index("ix_photos_album_capture_order", "album_id", "taken_at", "created_at", "id", postgresql_where=SHOWN_ROWS, sqlite_where=SHOWN_ROWS),
         # And its upload order (the API's default pages, `album_page`).
-        Index("ix_photos_album_upload_order", "album_id", "created_at", "id"),
+        Index("ix_photos_album_upload_order", "album_id", "created_at", "id", postgresql_where=SHOWN_ROWS, sqlite_where=SHOWN_ROWS),
         # empty_trash: the trashed rows past the retention, oldest first, one index range.
         Index("ix_photos_status_trashed_at", "status", "trashed_at"),
     )

@@ -31,7 +31,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from photo_pipeline.photos.albums import AlbumQueries
 from photo_pipeline.photos.claims import ClaimQueries
 from photo_pipeline.photos.database import create_engine_for, in_chunks
-from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus, RenditionFile
+from photo_pipeline.photos.models import SHOWN_ROWS, DeletedUpload, Photo, PhotoStatus, RenditionFile
 from photo_pipeline.photos.ordering import ORDER_BY, AlbumOrder, Position, ranges_after
 from photo_pipeline.photos.trash import TrashQueries
 
@@ -248,8 +248,7 @@ class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
     @staticmethod
     def _in_album(album_id: uuid.UUID, order: AlbumOrder) -> Select[Any]:
         """The album's photos as a page shows them: in `order`, the trash's left out."""
-        shown = Photo.status != PhotoStatus.TRASHED.value
-        return select(*Photo.__table__.columns).where(Photo.album_id == album_id, shown).order_by(*ORDER_BY[order])
+        return select(*Photo.__table__.columns).where(Photo.album_id == album_id, SHOWN_ROWS).order_by(*ORDER_BY[order])
 
     @staticmethod
     def _position(conn: Connection, album_id: uuid.UUID, photo_id: uuid.UUID) -> Position | None:

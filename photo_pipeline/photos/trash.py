@@ -27,6 +27,7 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from photo_pipeline.photos.claims import NO_RENDITIONS
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Album, ErasedAlbum, ErasedPhoto, Photo, PhotoStatus, RenditionFile
 from photo_pipeline.storage import keys
@@ -245,11 +246,7 @@ class TrashQueries:
                     .values(
                         status=PhotoStatus.PENDING.value,
                         duplicate_of=None,
-                        thumb_key=None,
-                        preview_key=None,
-                        thumb_bytes=None,
-                        preview_bytes=None,
-                        thumbhash=None,
+                        **NO_RENDITIONS,
                         error=None,
                         updated_at=now,
                     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,20 +19,15 @@ from photo_pipeline.photos.models import PhotoStatus, UTCDateTime
 from photo_pipeline.photos.repository import NewPhoto, PhotoRecord, PhotoRepository, utc_now
 from photo_pipeline.photos.trash import AlbumErased, AlbumInTrash, AlbumNotFound, PhotoErased
 from photo_pipeline.storage import keys
-from photo_pipeline_tests.photos.test_repository import Clock, alembic, new_photo, register, row
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def repository(database_url: str, clock: Clock) -> Iterator[PhotoRepository]:
-    migrate(database_url)
-    repo = PhotoRepository(create_engine_for(database_url), clock=clock)
-    yield repo
-    repo.engine.dispose()
+from photo_pipeline_tests.photos.test_repository import (  # noqa: F401 - clock, repository: fixtures
+    Clock,
+    alembic,
+    clock,
+    new_photo,
+    register,
+    repository,
+    row,
+)
 
 
 def completed(repository: PhotoRepository, album: uuid.UUID, *, sha256: str | None = None, sized: int = 2) -> uuid.UUID:

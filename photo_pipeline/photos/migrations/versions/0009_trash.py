@@ -7,7 +7,8 @@ Create Date: 2026-12-04
 
 - photos: status `trashed`, with `trashed_at` (the row's trash time: the retention is measured on
   it), `trashed_from` (the status restore brings back) and `trashed_with_album`; a check keeps the
-  three set exactly on trashed rows; an index on (status, trashed_at) for empty_trash;
+  three set exactly on trashed rows; an index on (status, trashed_at) for empty_trash; the album
+  pages' order indexes (0008) made partial, without the trash;
 - albums: `trashed_at`, and `title` may be empty (an album trashed without a title gets a row);
 - erased_photos (photo_id, album_id, erased_at) and erased_albums (album_id, erased_at): ids and
   times only, no key, file name or title.
@@ -34,6 +35,12 @@ TRASH_COLUMNS_CHECK = (
     "OR (status <> 'trashed' AND trashed_at IS NULL AND trashed_from IS NULL AND trashed_with_album IS NULL)"
 )
 
+SHOWN_ROWS = sa.text("status <> 'trashed'")
+ORDER_INDEXES = {
+    "ix_photos_album_capture_order": ["album_id", "taken_at", "created_at", "id"],
+    "ix_photos_album_upload_order": ["album_id", "created_at", "id"],
+}
+
 
 def upgrade() -> None:
     with op.batch_alter_table("photos") as batch:
@@ -44,6 +51,10 @@ def upgrade() -> None:
         batch.create_check_constraint("ck_photos_status", f"status IN ({STATUSES_AFTER})")
         batch.create_check_constraint("ck_photos_trash", TRASH_COLUMNS_CHECK)
     op.create_index("ix_photos_status_trashed_at", "photos", ["status", "trashed_at"])
+    # The album pages' two orders, without the trash: a page never wades through trashed rows.
+    for name, columns in ORDER_INDEXES.items():
+        op.drop_index(name, "photos")
+        op.create_index(name, "photos", columns, postgresql_where=SHOWN_ROWS, sqlite_where=SHOWN_ROWS)
     with op.batch_alter_table("albums") as batch:
         batch.add_column(sa.Column("trashed_at", UTCDateTime(), nullable=True))
         batch.alter_column("title", existing_type=sa.String(200), nullable=True)
@@ -74,6 +85,9 @@ def downgrade() -> None:
     with op.batch_alter_table("albums") as batch:
         batch.alter_column("title", existing_type=sa.String(200), nullable=False)
         batch.drop_column("trashed_at")
+    for name, columns in ORDER_INDEXES.items():
+        op.drop_index(name, "photos")
+        op.create_index(name, "photos", columns)
     op.drop_index("ix_photos_status_trashed_at", "photos")
     with op.batch_alter_table("photos") as batch:
         batch.drop_constraint("ck_photos_trash", type_="check")
