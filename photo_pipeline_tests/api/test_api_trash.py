@@ -11,7 +11,6 @@ import requests
 from dagster import DagsterInstance
 
 from photo_pipeline.defs.renditions.assets import albums_partitions
-from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline_tests.api.conftest import ApiServer

@@ -12,7 +12,6 @@ HTTP (moto's server), `reconcile_storage` applying, both sensors ticking on that
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 import uuid
@@ -32,7 +31,7 @@ from photo_pipeline.defs.sensors.pending_photo_sensor import pending_photo_senso
 from photo_pipeline.defs.sensors.raw_object_sensor import raw_object_sensor
 from photo_pipeline.instance.partitions import remove_album_partitions
 from photo_pipeline.photos.models import PhotoStatus
-from photo_pipeline.photos.repository import NewPhoto, PhotoRecord, PhotoRepository, utc_now
+from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
 from photo_pipeline.services import removal
 from photo_pipeline.services.albums import album_view
 from photo_pipeline.storage import ObjectStore, S3ObjectStore, keys
@@ -45,9 +44,9 @@ from photo_pipeline_tests.defs.test_renditions import (  # noqa: F401 - fixtures
     tick,
     upload,
 )
+from photo_pipeline_tests.photos.test_trash import without_trash
 from photo_pipeline_tests.services.test_removal import EraseDuringStore
 
-TRASH_COLUMNS = {"trashed_at", "trashed_from", "trashed_with_album", "updated_at"}
 PICTURE = samples.photo_jpeg(320, 240, seed=21)
 
 
@@ -77,11 +76,6 @@ def sensor_requests(instance: DagsterInstance, resource: PhotoPipelineResource) 
     for sensor in (raw_object_sensor, pending_photo_sensor):
         requested += [r.partition_key for r in tick(sensor, instance, None, resource).run_requests or []]
     return requested
-
-
-def without_trash(record: PhotoRecord | None) -> dict[str, object]:
-    assert record is not None
-    return {k: v for k, v in dataclasses.asdict(record).items() if k not in TRASH_COLUMNS}
 
 
 def keys_with(store: ObjectStore, *ids: uuid.UUID) -> list[str]:

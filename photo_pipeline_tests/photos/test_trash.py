@@ -10,19 +10,20 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Uuid, bindparam, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from photo_pipeline.photos.claims import PhotoFacts, StoredRendition
 from photo_pipeline.photos.database import create_engine_for, migrate
-from photo_pipeline.photos.models import PhotoStatus, UTCDateTime
-from photo_pipeline.photos.repository import NewPhoto, PhotoRecord, PhotoRepository, utc_now
+from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.repository import NewPhoto, PhotoRecord, PhotoRepository
 from photo_pipeline.photos.trash import AlbumErased, AlbumInTrash, AlbumNotFound, PhotoErased
 from photo_pipeline.storage import keys
 from photo_pipeline_tests.photos.test_repository import (  # noqa: F401 - clock, repository: fixtures
     Clock,
     alembic,
     clock,
+    insert_photo_with_sql,
     new_photo,
     register,
     repository,
@@ -66,8 +67,9 @@ def duplicate_of(repository: PhotoRepository, album: uuid.UUID, canonical: uuid.
 TRASH_COLUMNS = {"trashed_at", "trashed_from", "trashed_with_album", "updated_at"}
 
 
-def without_trash(record: PhotoRecord) -> dict[str, object]:
+def without_trash(record: PhotoRecord | None) -> dict[str, object]:
     """The whole row but the trash's own columns and updated_at: what restore must bring back."""
+    assert record is not None, "the photo has no row"
     return {k: v for k, v in dataclasses.asdict(record).items() if k not in TRASH_COLUMNS}
 
 
@@ -351,14 +353,7 @@ def test_migration_0009_adds_the_trash_and_its_downgrade_restores_what_was_trash
     alembic(database_url, "upgrade", "0008")
     engine = create_engine_for(database_url)
     album, photo = uuid.uuid4(), uuid.uuid4()
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO photos (id, album_id, original_key, status, attempts, created_at, updated_at) "
-                "VALUES (:id, :album, :key, 'completed', 1, :now, :now)"
-            ).bindparams(bindparam("id", type_=Uuid()), bindparam("album", type_=Uuid()), bindparam("now", type_=UTCDateTime())),
-            {"id": photo, "album": album, "key": keys.raw_key(album, photo, "jpg"), "now": utc_now()},
-        )
+    insert_photo_with_sql(engine, album, photo, "completed", 1)
     engine.dispose()
 
     migrate(database_url)

@@ -4,7 +4,6 @@ preview, responsive sizes in two formats); the folder store where the listing di
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import pytest
 
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.models import PhotoStatus
-from photo_pipeline.photos.repository import NewPhoto, PhotoNotFound, PhotoRecord, PhotoRepository
+from photo_pipeline.photos.repository import NewPhoto, PhotoNotFound, PhotoRepository
 from photo_pipeline.photos.trash import AlbumErased, AlbumInTrash, AlbumNotFound, PhotoErased
 from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services import removal
@@ -22,9 +21,9 @@ from photo_pipeline.services.processing import Outcome, PhotoProcessor, Processi
 from photo_pipeline.services.removal import Removal, RestoreRefused
 from photo_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import S3Server
+from photo_pipeline_tests.photos.test_trash import without_trash
 
 SMALL = RenderOptions(preview_long_side=96, thumb_long_side=48, sizes=(64, 80), extra_formats=("WEBP",), watermark=None)
-TRASH_COLUMNS = {"trashed_at", "trashed_from", "trashed_with_album", "updated_at"}
 
 
 @pytest.fixture
@@ -57,11 +56,6 @@ def render(repository: PhotoRepository, store: ObjectStore, album: uuid.UUID) ->
 def keys_with(store: ObjectStore, photo_id: uuid.UUID) -> list[str]:
     """Every key anywhere in the bucket that contains the photo's id."""
     return sorted(o.key for o in store.iter_objects("") if str(photo_id) in o.key)
-
-
-def without_trash(record: PhotoRecord | None) -> dict[str, object]:
-    assert record is not None
-    return {k: v for k, v in dataclasses.asdict(record).items() if k not in TRASH_COLUMNS}
 
 
 # -- photos --------------------------------------------------------------------------------------
