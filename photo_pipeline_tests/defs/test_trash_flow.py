@@ -38,6 +38,7 @@ from photo_pipeline.storage import ObjectStore, S3ObjectStore, keys
 from photo_pipeline_tests.defs.test_reconcile_job import latest_metadata as reconciliation_metadata
 from photo_pipeline_tests.defs.test_reconcile_job import rows
 from photo_pipeline_tests.defs.test_renditions import (  # noqa: F401 - fixtures
+    latest_metadata,
     materialize_from_ui,
     pipeline_env,
     store,
@@ -111,6 +112,8 @@ def test_a_trashed_photo_stays_trashed_through_reconciliation_and_the_sensors_an
     assert {kind: n for kind, n in applied.items() if n} == {}, "reconciliation leaves it (and all else) alone"
     assert sensor_requests(instance, PhotoPipelineResource()) == [], "no sensor asks for its run"
     assert materialize_from_ui(instance, album).success  # a render of the album leaves it too
+    figures = latest_metadata(instance, "thumbnails", album)
+    assert (figures["album_photos"], figures["album_completed"], figures["album_trashed"]) == (2, 2, 1), "counted apart"
     still = repository.get(trashed)
     assert still is not None and still.status is PhotoStatus.TRASHED
     assert {**without_trash(still), "status": PhotoStatus.COMPLETED} == without_trash(before), "untouched in the trash"
