@@ -71,11 +71,12 @@ class AlbumInTrash(Exception):
 
 @dataclass(frozen=True)
 class TrashedRow:
-    """A photo this call moved to the trash: its id, album and the status it had."""
+    """A photo this call moved to the trash: its id, album, the status it had and since when."""
 
     id: uuid.UUID
     album_id: uuid.UUID
     status_before: PhotoStatus
+    trashed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,9 @@ class TrashQueries:
             update(Photo)
             .where(which, Photo.status != TRASHED)
             .values(status=TRASHED, trashed_from=Photo.status, trashed_at=now, trashed_with_album=with_album, updated_at=now)
-            .returning(Photo.id, Photo.album_id, Photo.trashed_from)
+            .returning(Photo.id, Photo.album_id, Photo.trashed_from, Photo.trashed_at)
         )
-        return [TrashedRow(r.id, r.album_id, PhotoStatus(r.trashed_from)) for r in conn.execute(statement)]
+        return [TrashedRow(r.id, r.album_id, PhotoStatus(r.trashed_from), r.trashed_at) for r in conn.execute(statement)]
 
     def _mark_album_trashed(self, conn: Connection, album_id: uuid.UUID, now: datetime) -> None:
         insert_for = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert

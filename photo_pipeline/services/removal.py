@@ -169,7 +169,7 @@ def delete_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uuid
         trashed.album_id,
         Removal.TRASHED,
         trashed.status_before,
-        trashed_at=_trashed_at(repository, photo_id),
+        trashed_at=trashed.trashed_at,
         albums_to_render=_albums_of(outcome.requeued_duplicates),
     )
 
@@ -177,11 +177,6 @@ def delete_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uuid
 def _cleaned_up(result: CleanupResult) -> PhotoRemoval:
     photo = result.photo
     return PhotoRemoval(photo.id, photo.album_id, Removal.CLEANED_UP, photo.status, removed_keys=result.deleted_keys)
-
-
-def _trashed_at(repository: PhotoRepository, photo_id: uuid.UUID) -> datetime | None:
-    record = repository.get(photo_id)
-    return record.trashed_at if record is not None else None
 
 
 def erase_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uuid.UUID) -> PhotoRemoval:
