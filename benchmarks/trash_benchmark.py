@@ -3,7 +3,7 @@
 whole table, and erasing the album (rows, erase records, then its objects: listed and deleted).
 Prints figures; asserts nothing.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/trash_benchmark.py [--rows 100000] [--album 10000]
+    .venv/bin/python benchmarks/trash_benchmark.py [--rows 100000] [--album 10000]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import func, update
 
-from benchmarks.bench_support import create_database, drop_database
+from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
 from photo_pipeline.photos.database import in_chunks, migrate
 from photo_pipeline.photos.models import Album, Photo, PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
