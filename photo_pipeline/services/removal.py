@@ -145,7 +145,7 @@ def delete_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uuid
         return erase_photo(repository, store, photo_id)
     record = repository.get(photo_id)
     if record is None:
-        raise _gone(repository, photo_id)
+        raise photo_gone(repository, photo_id)
     if record.status in UPLOAD_CLEANUP:
         try:
             return _cleaned_up(cleanup_photo(repository, store, photo_id))
@@ -160,7 +160,7 @@ def delete_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uuid
     if not outcome.rows:
         current = repository.get(photo_id)
         if current is None:
-            raise _gone(repository, photo_id)
+            raise photo_gone(repository, photo_id)
         return PhotoRemoval(photo_id, current.album_id, Removal.ALREADY_TRASHED, PhotoStatus.TRASHED, trashed_at=current.trashed_at)
     [trashed] = outcome.rows
     log.info("photo %s (%s) moved to the trash", photo_id, trashed.status_before.value)
@@ -184,7 +184,7 @@ def erase_photo(repository: PhotoRepository, store: ObjectStore, photo_id: uuid.
     carrying its id; its erase record stays. PhotoErased when it was erased before."""
     outcome = repository.erase_photos([photo_id])
     if not outcome.rows:
-        raise _gone(repository, photo_id)
+        raise photo_gone(repository, photo_id)
     [row] = outcome.rows
     objects = remove_objects(repository, store, outcome.rows)
     log.info("photo %s (%s) erased: %d object(s) removed", photo_id, row.status.value, len(objects.removed_keys))
@@ -210,7 +210,7 @@ def restore_photo(repository: PhotoRepository, photo_id: uuid.UUID) -> PhotoRest
         return PhotoRestoral(photo_id, row.album_id, row.status)
     record = repository.get(photo_id)
     if record is None:
-        raise _gone(repository, photo_id)
+        raise photo_gone(repository, photo_id)
     if record.status is not PhotoStatus.TRASHED:
         raise RestoreRefused(f"photo {photo_id} is {record.status.value}, not in the trash: there is nothing to restore")
     album = repository.album(record.album_id)
@@ -219,8 +219,8 @@ def restore_photo(repository: PhotoRepository, photo_id: uuid.UUID) -> PhotoRest
     raise RestoreRefused(f"photo {photo_id} could not be restored: it changed meanwhile; try again")
 
 
-def _gone(repository: PhotoRepository, photo_id: uuid.UUID) -> Exception:
-    """Why a photo has no row: erased (PhotoErased), or never known (PhotoNotFound)."""
+def photo_gone(repository: PhotoRepository, photo_id: uuid.UUID) -> PhotoErased | PhotoNotFound:
+    """Why a photo has no row, to raise: erased (PhotoErased), or never known (PhotoNotFound)."""
     erased_at = repository.erased_at(photo_id=photo_id)
     return PhotoErased(photo_id, erased_at) if erased_at is not None else PhotoNotFound(f"no photo {photo_id}")
 

@@ -91,7 +91,12 @@ def test_erase_answers_with_the_keys_and_a_replayed_put_is_removed_not_adopted(a
     assert (erased.json()["outcome"], erased.json()["status"]) == ("erased", "completed")
     assert sorted(erased.json()["removed_keys"]) == sorted(files)
     assert objects_with(api, photo) == []
-    for gone in (api.post(f"/api/photos/{photo}/restore"), api.delete(f"/api/photos/{photo}"), api.delete(f"/api/photos/{photo}", params={"erase": "true"})):
+    for gone in (
+        api.post(f"/api/photos/{photo}/restore"),
+        api.post(f"/api/photos/{photo}/complete"),
+        api.delete(f"/api/photos/{photo}"),
+        api.delete(f"/api/photos/{photo}", params={"erase": "true"}),
+    ):
         assert gone.status_code == 410 and f"photo {photo} was erased" in gone.json()["error"]
     reused = create(api, album, declare("again.jpg", photo_id=photo))
     assert reused.status_code == 410, "its id is never registered again"
