@@ -1,7 +1,7 @@
-"""`empty_trash` (the job that materializes `trash`) and its daily schedule.
+"""`empty_trash`, the job of the `trash` asset, and `empty_trash_schedule`, which runs it daily.
 
-The job's own config is a dry run, so its launchpad opens on `dry_run: true` and erases nothing
-unless the operator sets `dry_run: false`; the schedule passes the applying config.
+As for `reconcile_storage` (defs/reconcile/jobs.py): what an operator launches by hand is a dry run
+unless told otherwise (the job's own config), what the schedule launches applies.
 """
 
 from typing import Any
