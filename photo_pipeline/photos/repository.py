@@ -425,9 +425,10 @@ class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
     def adopt(self, photos: Sequence[NewPhoto]) -> list[uuid.UUID]:
         """Create pending rows for orphan objects; rows that exist (same id or same key) are left
         alone, so running this twice creates nothing the second time. Objects of uploads the
-        client cleaned up (tombstoned) and objects of erased photos or albums (the last guard:
-        reconciliation and the raw sensor leave them out already) are never adopted. An object
-        of an album in the trash gets its row in the trash, with the album."""
+        client cleaned up (tombstoned) and objects of erased photos or albums (by the id the row
+        would get, the id or album its key carries, or mints) are never adopted: reconciliation
+        plans their removal instead, and this guard is what keeps the raw sensor from adopting
+        them. An object of an album in the trash gets its row in the trash, with the album."""
         if not photos:
             return []
         refused = self.tombstoned([p.original_key for p in photos])
