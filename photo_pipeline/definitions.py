@@ -1,7 +1,7 @@
 """What Dagster loads (`workspace.yaml`, `dagster dev`, `dg`): every definition under `defs/`,
 found by Dagster's own loader the way `dg scaffold project` lays a project out.
 
-`defs/` holds one folder per domain (renditions, sensors, reruns, reconcile, health) and the
+`defs/` holds one folder per domain (renditions, sensors, reruns, reconcile, trash, health) and the
 resources; nothing needs listing here when a definition is added there.
 """
 

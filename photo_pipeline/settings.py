@@ -347,6 +347,31 @@ class EnvironmentSettings(BaseSettings):
         le=1_000_000,
     )
 
+    # The trash (see the guide's Trash and erase).
+    trash_retention_days: int = _setting(
+        30,
+        description="a photo or album in the trash longer than this (from its trash time in the table) is erased "
+        "by `empty_trash`; until then it can be restored",
+        ge=1,
+        le=3650,
+    )
+    empty_trash_cron: str = _setting(
+        "30 3 * * *", description="schedule of `empty_trash` (daily by default)", accepted="five-field cron expression"
+    )
+    empty_trash_max_fraction: float = _setting(
+        0.1,
+        description="an `empty_trash` plan that would erase more than this share of the photo table is refused",
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+    )
+    empty_trash_min_erases: int = _setting(
+        100,
+        description="an `empty_trash` plan erasing at most this many photos passes whatever their share",
+        ge=0,
+        le=10_000_000,
+    )
+
     # Sensors: the safety net behind the fast path (`photo-pipeline arrived`).
     sensor_interval_seconds: int = _setting(
         10,
@@ -629,7 +654,7 @@ class EnvironmentSettings(BaseSettings):
             ) from None
         return value.strip()
 
-    @field_validator("reconcile_cron")
+    @field_validator("reconcile_cron", "empty_trash_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         fields = value.split()
@@ -840,6 +865,10 @@ class Settings:
     reconcile_min_changes: int = _DECLARED.reconcile_min_changes
     reconcile_cron: str = _DECLARED.reconcile_cron
     reconcile_rerender_limit: int = _DECLARED.reconcile_rerender_limit
+    trash_retention_days: int = _DECLARED.trash_retention_days
+    empty_trash_cron: str = _DECLARED.empty_trash_cron
+    empty_trash_max_fraction: float = _DECLARED.empty_trash_max_fraction
+    empty_trash_min_erases: int = _DECLARED.empty_trash_min_erases
     # A secret: kept out of repr (and so out of tracebacks' locals and logs) twice over.
     api_token: SecretStr | None = field(default=_DECLARED.api_token, repr=False)
     api_allowed_origins: tuple[str, ...] = _DECLARED.api_allowed_origins
@@ -925,6 +954,10 @@ def _settings_from(declared: EnvironmentSettings) -> Settings:
         reconcile_min_changes=declared.reconcile_min_changes,
         reconcile_cron=declared.reconcile_cron,
         reconcile_rerender_limit=declared.reconcile_rerender_limit,
+        trash_retention_days=declared.trash_retention_days,
+        empty_trash_cron=declared.empty_trash_cron,
+        empty_trash_max_fraction=declared.empty_trash_max_fraction,
+        empty_trash_min_erases=declared.empty_trash_min_erases,
         api_token=declared.api_token,
         api_allowed_origins=declared.api_allowed_origins,
         api_max_files=declared.api_max_files,

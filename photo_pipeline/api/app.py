@@ -51,6 +51,8 @@ from photo_pipeline.photos.repository import (
 )
 from photo_pipeline.services.metrics import CachedFigures
 from photo_pipeline.services.reachability import Probes
+from photo_pipeline.photos.trash import AlbumErased, AlbumInTrash, AlbumNotFound, PhotoErased
+from photo_pipeline.services.removal import RestoreRefused
 from photo_pipeline.services.upload_requests import ArrivalRefused, UploadConflict
 from photo_pipeline.services.uploads import (
     InvalidAlbumTitle,
@@ -217,7 +219,12 @@ STATUS_OF: dict[type[Exception], int] = {
     UploadConflict: 409,
     ArrivalRefused: 409,
     CleanupRefused: 409,
+    RestoreRefused: 409,
+    AlbumInTrash: 409,
     PhotoNotFound: 404,
+    AlbumNotFound: 404,
+    PhotoErased: 410,
+    AlbumErased: 410,
     ObjectNotFound: 404,
     PresignedUploadRejected: 403,
     UploadTargetExists: 412,

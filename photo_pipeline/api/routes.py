@@ -36,6 +36,8 @@ from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
 from photo_pipeline.reconcile.apply import SafetyLimitExceeded
+from photo_pipeline.redaction import redact
+from photo_pipeline.services import removal
 from photo_pipeline.services.album_check import AlbumCheck, check_album
 from photo_pipeline.services.albums import AlbumView, PhotoView, album_view
 from photo_pipeline.services.upload_requests import (
@@ -44,12 +46,7 @@ from photo_pipeline.services.upload_requests import (
     issue_uploads,
     verify_arrival,
 )
-from photo_pipeline.services.uploads import (
-    CleanupIncomplete,
-    CleanupResult,
-    UploadPolicy,
-    cleanup_photo,
-)
+from photo_pipeline.services.uploads import UploadPolicy
 from photo_pipeline.settings import Settings
 from photo_pipeline.storage import (
     LocalObjectStore,
@@ -85,6 +82,17 @@ class RunRequests:
             log.warning("album %s: the run could not be requested now; the sensors will", album_id, exc_info=True)
             return f"not requested now ({type(exc).__name__}); the sensors pick the photo up", None
         return outcome.decision.value, outcome.run_id
+
+    def forget_album(self, album_id: uuid.UUID) -> str:
+        """Delete an erased album's partition. A failure is not the client's error: empty_trash
+        deletes the partitions of erased albums it finds."""
+        try:
+            with self._lock:
+                removed = self._requester.forget_album(album_id)
+        except RUN_REQUEST_ERRORS as exc:
+            log.warning("album %s: its partition could not be deleted now; empty_trash will", album_id, exc_info=True)
+            return f"not deleted now ({type(exc).__name__}); empty_trash deletes it"
+        return "deleted" if removed else "none"
 
 
 @dataclass
@@ -166,19 +174,51 @@ async def complete_upload(request: Request) -> Response:
 
 
 async def delete_photo(request: Request) -> Response:
-    """The cleanup of a failed upload: pending, failed (or missing) photos only; the tombstone it
-    leaves makes reconciliation remove a late PUT's object instead of adopting it."""
+    """A pending or failed upload is cleaned up (its tombstone makes reconciliation remove a late
+    PUT's object instead of adopting it); any other photo goes to the trash; `?erase=true` erases
+    any photo at once (services/removal.py holds the rules)."""
     api = context(request)
     photo_id = parse_id(request.path_params["photo_id"], "photo id")
-    try:
-        result: CleanupResult = await in_thread(cleanup_photo, api.repository, api.store, photo_id)
-    except CleanupIncomplete as exc:
-        log.warning("%s", exc)
-        out = schemas.DeletedOut(
-            photo_id=photo_id, status=exc.photo.status.value, removed_keys=[], note=f"{exc}; reconciliation removes them"
-        )
-        return json_response(out)
-    return json_response(schemas.DeletedOut(photo_id=photo_id, status=result.photo.status.value, removed_keys=list(result.deleted_keys)))
+    erase = _erase_parameter(request)
+    removed: removal.PhotoRemoval = await in_thread(removal.delete_photo, api.repository, api.store, photo_id, erase=erase)
+    out = schemas.DeletedOut(
+        photo_id=photo_id,
+        album_id=removed.album_id,
+        outcome=removed.outcome.value,
+        status=removed.status.value,
+        removed_keys=list(removed.removed_keys),
+        trashed_at=removed.trashed_at,
+        note=removed.note,
+        processing=await _request_runs(api, removed.albums_to_render),
+    )
+    return json_response(out)
+
+
+async def restore_photo(request: Request) -> Response:
+    """Bring a photo back from the trash as it was."""
+    api = context(request)
+    photo_id = parse_id(request.path_params["photo_id"], "photo id")
+    restored: removal.PhotoRestoral = await in_thread(removal.restore_photo, api.repository, photo_id)
+    out = schemas.RestoredOut(
+        photo_id=photo_id,
+        album_id=restored.album_id,
+        status=restored.status.value,
+        processing=await _request_runs(api, restored.albums_to_render),
+    )
+    return json_response(out)
+
+
+def _erase_parameter(request: Request) -> bool:
+    return query_choice(request, "erase", ("true", "false"), "false") == "true"
+
+
+async def _request_runs(api: ApiContext, album_ids: frozenset[uuid.UUID]) -> str | None:
+    """The runs of albums with photos back in `pending`, requested now (the sensors would too)."""
+    outcomes = []
+    for album_id in sorted(album_ids, key=str):
+        decision, _run_id = await in_thread(api.run_requests().request, album_id)
+        outcomes.append(f"album {album_id}: {decision}")
+    return "; ".join(outcomes) or None
 
 
 # -- albums -------------------------------------------------------------------------------------
@@ -230,10 +270,46 @@ async def get_album(request: Request) -> Response:
             album_id=album_id,
             counts={status.value: count for status, count in view.counts.items()},
             total=view.total,
+            trashed_at=view.trashed_at,
             photos=photos,
             next_after=view.next_after,
         )
     )
+
+
+async def delete_album(request: Request) -> Response:
+    """Trash the album and every photo of it; `?erase=true` erases them all and the album, and
+    deletes its Dagster partition."""
+    api = context(request)
+    album_id = parse_id(request.path_params["album_id"], "album id")
+    erase = _erase_parameter(request)
+    removed: removal.AlbumRemoval = await in_thread(removal.delete_album, api.repository, api.store, album_id, erase=erase)
+    partition = await in_thread(api.run_requests().forget_album, album_id) if removed.erased else None
+    out = schemas.AlbumDeletedOut(
+        album_id=album_id,
+        outcome=removed.outcome.value,
+        photos=removed.photos,
+        trashed_at=removed.trashed_at,
+        removed_objects=removed.removed_objects,
+        removed_keys=list(removed.removed_keys),
+        note=removed.note,
+        partition=partition,
+    )
+    return json_response(out)
+
+
+async def restore_album(request: Request) -> Response:
+    """Take the album out of the trash with the photos its deletion trashed."""
+    api = context(request)
+    album_id = parse_id(request.path_params["album_id"], "album id")
+    restored: removal.AlbumRestoral = await in_thread(removal.restore_album, api.repository, album_id)
+    out = schemas.AlbumRestoredOut(
+        album_id=album_id,
+        photos=restored.photos,
+        restored={status.value: count for status, count in restored.restored.items()},
+        processing=await _request_runs(api, restored.albums_to_render),
+    )
+    return json_response(out)
 
 
 def _ids_parameter(request: Request, max_ids: int) -> list[uuid.UUID] | None:
@@ -419,6 +495,14 @@ _ERROR = schemas.ErrorOut
 _AUTH = ((401, "missing or wrong bearer token", _ERROR),)
 _BAD_ID = (400, "an id is not a UUID, or the request is invalid", _ERROR)
 _UNAVAILABLE = (503, "the database or the bucket cannot be reached", _ERROR)
+_ERASE = (
+    (
+        "erase",
+        {"type": "boolean", "default": False},
+        "true: erase at once (row, original, every rendition; an id-only erase record stays), whatever the state; "
+        "false (the default): to the trash",
+    ),
+)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -430,7 +514,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (
             (201, "the rows exist; PUT each file to its URL with its headers", schemas.UploadsOut),
             (400, "bad album id, no files, too many files, an empty file, a bad album title or a bad body", _ERROR),
-            (409, "a chosen photo_id belongs to another upload", _ERROR),
+            (409, "a chosen photo_id belongs to another upload, or the album is in the trash (restore it first)", _ERROR),
+            (410, "the album, or a chosen photo_id, was erased", _ERROR),
             (413, "a file is over PHOTO_MAX_ORIGINAL_MB, or the body over PHOTO_API_MAX_REQUEST_KB", _ERROR),
             (415, "a file is not an image type we accept", _ERROR),
             *_AUTH,
@@ -456,13 +541,64 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "DELETE",
         "/api/photos/{photo_id}",
         delete_photo,
-        "Clean up a failed upload: the row (tombstoned, so a late PUT is removed, never adopted) and its objects",
+        "A pending or failed upload: cleaned up (row tombstoned, so a late PUT is removed, never adopted, and its object); "
+        "any other photo: to the trash (files kept, restorable). `erase=true`: erased at once, any photo",
         None,
         (
-            (200, "deleted", schemas.DeletedOut),
+            (200, "cleaned up, trashed (or in the trash already) or erased: see `outcome`", schemas.DeletedOut),
             _BAD_ID,
             (404, "no such photo", _ERROR),
-            (409, "the photo is processing or completed", _ERROR),
+            (410, "the photo was erased", _ERROR),
+            *_AUTH,
+            _UNAVAILABLE,
+        ),
+        query=_ERASE,
+    ),
+    Endpoint(
+        "POST",
+        "/api/photos/{photo_id}/restore",
+        restore_photo,
+        "Bring a photo back from the trash as it was (same row, keys and renditions)",
+        None,
+        (
+            (200, "restored", schemas.RestoredOut),
+            _BAD_ID,
+            (404, "no such photo", _ERROR),
+            (409, "the photo is not in the trash, or its album is (restore the album)", _ERROR),
+            (410, "the photo was erased", _ERROR),
+            *_AUTH,
+            _UNAVAILABLE,
+        ),
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/albums/{album_id}",
+        delete_album,
+        "Trash the album and every photo of it (uploads into it are refused until it is restored); `erase=true`: "
+        "erase them all and the album",
+        None,
+        (
+            (200, "trashed (or in the trash already) or erased: see `outcome`", schemas.AlbumDeletedOut),
+            _BAD_ID,
+            (404, "no such album", _ERROR),
+            (410, "the album was erased", _ERROR),
+            *_AUTH,
+            _UNAVAILABLE,
+        ),
+        query=_ERASE,
+    ),
+    Endpoint(
+        "POST",
+        "/api/albums/{album_id}/restore",
+        restore_album,
+        "Take the album out of the trash with the photos its deletion trashed (photos trashed on their own stay)",
+        None,
+        (
+            (200, "restored", schemas.AlbumRestoredOut),
+            _BAD_ID,
+            (404, "no such album", _ERROR),
+            (409, "the album is not in the trash", _ERROR),
+            (410, "the album was erased", _ERROR),
             *_AUTH,
             _UNAVAILABLE,
         ),
@@ -474,7 +610,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Counts per status and the album's photos in upload or capture order (query: order, limit, after, or ids=a,b,c), "
         "with short-lived URLs of their thumbnail, preview and responsive sizes",
         None,
-        ((200, "the album", schemas.AlbumOut), _BAD_ID, *_AUTH, _UNAVAILABLE),
+        (
+            (200, "the album (in the trash: `trashed_at` set, no photo listed)", schemas.AlbumOut),
+            _BAD_ID,
+            (410, "the album was erased", _ERROR),
+            *_AUTH,
+            _UNAVAILABLE,
+        ),
         query=(
             ("limit", {"type": "integer", "minimum": 1, "maximum": ALBUM_PAGE_MAX, "default": ALBUM_PAGE_DEFAULT}, "photos per page"),
             ("after", {"type": "string", "format": "uuid"}, "the previous page's next_after (asked with the same order)"),

@@ -63,9 +63,45 @@ class CompleteOut(_Strict):
 
 class DeletedOut(_Strict):
     photo_id: uuid.UUID
+    album_id: uuid.UUID | None = None
+    outcome: Literal["cleaned_up", "trashed", "already_trashed", "erased"] = Field(
+        default="cleaned_up",
+        description="cleaned_up: a pending or failed upload, row and object deleted (tombstoned); trashed: in the "
+        "trash, files kept, restorable until `trashed_at` + PHOTO_TRASH_RETENTION_DAYS; already_trashed: nothing "
+        "changed; erased: row, original and every rendition deleted, an id-only erase record kept",
+    )
     status: str = Field(description="the status the photo had when it was deleted")
-    removed_keys: list[str]
+    removed_keys: list[str] = Field(description="the object keys deleted (none for a trash: its files are kept)")
+    trashed_at: datetime | None = Field(default=None, description="when the photo went to the trash (trashed, already_trashed)")
     note: str | None = Field(default=None, description="what is left behind and what removes it")
+    processing: str | None = Field(
+        default=None, description="completed duplicates of the photo went back to pending: what became of their album's run request"
+    )
+
+
+class RestoredOut(_Strict):
+    photo_id: uuid.UUID
+    album_id: uuid.UUID
+    status: str = Field(description="the status it is back in: the one it had (a photo trashed while processing: pending)")
+    processing: str | None = Field(default=None, description="back in pending: what became of its album's run request")
+
+
+class AlbumDeletedOut(_Strict):
+    album_id: uuid.UUID
+    outcome: Literal["trashed", "already_trashed", "erased"]
+    photos: int = Field(description="photos trashed (or erased) by this request")
+    trashed_at: datetime | None = Field(default=None, description="when the album went to the trash")
+    removed_objects: int = Field(default=0, description="objects deleted by an erase")
+    removed_keys: list[str] = Field(default_factory=list, description="the first 1,000 of them")
+    note: str | None = Field(default=None, description="what is left behind and what removes it")
+    partition: str | None = Field(default=None, description="erased: what became of the album's Dagster partition")
+
+
+class AlbumRestoredOut(_Strict):
+    album_id: uuid.UUID
+    photos: int = Field(description="photos brought back (those its deletion trashed; photos trashed on their own stay)")
+    restored: dict[str, int] = Field(description="photos brought back per status they are back in")
+    processing: str | None = Field(default=None, description="photos back in pending: what became of the album's run request")
 
 
 class RenditionOut(_Strict):
@@ -113,8 +149,12 @@ class PhotoOut(_Strict):
 
 class AlbumOut(_Strict):
     album_id: uuid.UUID
-    counts: dict[str, int] = Field(description="photos per status, the whole album")
-    total: int
+    counts: dict[str, int] = Field(description="photos per status, the whole album; `trashed`: those in the trash (not in `total`)")
+    total: int = Field(description="the album's photos, those in the trash left out")
+    trashed_at: datetime | None = Field(
+        default=None,
+        description="set while the album is in the trash: no photo is listed; POST /api/albums/{album_id}/restore brings it back",
+    )
     photos: list[PhotoOut]
     next_after: uuid.UUID | None = Field(description="pass as `after` for the next page; null on the last page")
 

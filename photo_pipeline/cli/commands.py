@@ -28,14 +28,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline.photos.database import DatabaseNotReady, migrate, require_schema
 from photo_pipeline.photos.errors import describe_database_error
-from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.models import SHOWN_STATUSES, PhotoStatus
 from photo_pipeline.photos.repository import (
     CleanupRefused,
     PhotoNotFound,
     PhotoRecord,
     PhotoRepository,
 )
+from photo_pipeline.photos.trash import AlbumErased, AlbumInTrash, AlbumNotFound, PhotoErased
 from photo_pipeline.redaction import RedactingFilter, install_log_redaction, redact
+from photo_pipeline.services import removal
 from photo_pipeline.services.albums import AlbumState, album_states
 from photo_pipeline.services.uploads import (
     InvalidAlbumTitle,
@@ -168,10 +170,20 @@ def upload(ctx: Context, album_id: uuid.UUID, files: tuple[Path, ...], title: st
     A file that never lands is retried, then cleaned up (row and object) and reported.
     """
     repository, store = ctx.repository(), ctx.store()
+    try:
+        upload_files(repository, store, album_id, files, title, UploadPolicy.from_settings(ctx.settings))
+    except (AlbumInTrash, AlbumErased) as exc:
+        # The whole album refuses, not one file: nothing more is tried.
+        err_console.print(f"[red]refused:[/] {escape(str(exc))}")
+        raise SystemExit(1) from None
+
+
+def upload_files(
+    repository: PhotoRepository, store: ObjectStore, album_id: uuid.UUID, files: tuple[Path, ...], title: str | None, policy: UploadPolicy
+) -> None:
     if title is not None:
         titled = title_album(repository, album_id, title)
-        console.print(f"album {album_id}: titled \"{terminal_text(titled.title)}\"", highlight=False, soft_wrap=True)
-    policy = UploadPolicy.from_settings(ctx.settings)
+        console.print(f"album {album_id}: titled \"{terminal_text(titled.title or '')}\"", highlight=False, soft_wrap=True)
     failures = 0
     uploaded = 0
     with Progress(
@@ -284,6 +296,7 @@ def status(ctx: Context, album_id: uuid.UUID | None, as_json: bool) -> None:
         click.echo(json.dumps(payload, indent=2))
         return
     console.print(status_table(ordered, totals))
+    print_trash([a for a in ordered if a.trashed])
     print_failed_photos([a for a in ordered if a.failed])
 
 
@@ -337,16 +350,30 @@ def status_table(albums: list[AlbumState], totals: dict[PhotoStatus, int]) -> Ta
     table = Table(title="photos per album", box=None, pad_edge=False, collapse_padding=True)
     # Full ids, never shortened: they are what --album, the UI's partitions and the jobs take.
     table.add_column("album", no_wrap=True, min_width=36)
-    for s in PhotoStatus:
+    # The trash is counted apart (print_trash): a sixth column would not fit 80.
+    for s in SHOWN_STATUSES:
         table.add_column(s.value, justify="right")
     for album in albums:
         cell = str(album.album_id) + (f"\n[dim]{terminal_text(album.title, 36)}[/]" if album.title else "")
-        counts = [str(album.counts[s]) for s in PhotoStatus]
+        counts = [str(album.counts[s]) for s in SHOWN_STATUSES]
         if album.failed:
-            counts[list(PhotoStatus).index(PhotoStatus.FAILED)] = f"[bold red]{album.failed} ✗[/]"
+            counts[SHOWN_STATUSES.index(PhotoStatus.FAILED)] = f"[bold red]{album.failed} ✗[/]"
         table.add_row(cell, *counts)
-    table.add_row("[bold]total[/]", *(f"[bold]{totals[s]}[/]" for s in PhotoStatus))
+    table.add_row("[bold]total[/]", *(f"[bold]{totals[s]}[/]" for s in SHOWN_STATUSES))
     return table
+
+
+def print_trash(trashed: list[AlbumState]) -> None:
+    """The photos in the trash, per album: not among the counts above, restorable until emptied."""
+    if not trashed:
+        return
+    console.print(
+        f"\n[yellow]{sum(a.trashed for a in trashed)} photo(s) in the trash[/] (photo-pipeline restore PHOTO_ID... | --album ID; "
+        "empty_trash erases them after PHOTO_TRASH_RETENTION_DAYS)"
+    )
+    for album in trashed:
+        title = f"  {terminal_text(album.title, 36)}" if album.title else ""
+        console.print(f"  {album.album_id}  {album.trashed} in the trash{title}", highlight=False)
 
 
 def print_failed_photos(failing: list[AlbumState]) -> None:
@@ -384,6 +411,136 @@ def cleanup(ctx: Context, photo_id: uuid.UUID) -> None:
         err_console.print(f"[red]row deleted but objects could not be removed:[/] {exc}; reconciliation will remove them")
         raise SystemExit(1) from None
     console.print(f"[green]cleaned up[/] photo {photo_id} ({result.photo.status.value}); removed {', '.join(result.deleted_keys)}")
+
+
+def photo_id_list(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[uuid.UUID]:
+    convert = parse_uuid("PHOTO_ID")
+    return [photo_id for photo_id in (convert(ctx, param, value) for value in values) if photo_id is not None]
+
+
+def photos_or_album(photo_ids: list[uuid.UUID], album_id: uuid.UUID | None) -> None:
+    if bool(photo_ids) == (album_id is not None):
+        raise click.UsageError("give PHOTO_ID... or --album ID (one of the two)")
+
+
+@main.command()
+@click.argument("photo_ids", nargs=-1, callback=photo_id_list)
+@click.option("--album", "album_id", callback=parse_uuid("--album"), help="The whole album, and every photo of it.")
+@click.option("--erase", is_flag=True, help="Erase at once (original, every rendition, the row), not to the trash.")
+@pass_context
+def delete(ctx: Context, photo_ids: list[uuid.UUID], album_id: uuid.UUID | None, erase: bool) -> None:
+    """Move photos, or an album with all its photos, to the trash (hidden everywhere, files kept,
+    restorable until empty_trash erases them); a pending or failed upload is cleaned up instead.
+    --erase erases at once, in any state, leaving only an id-only erase record."""
+    photos_or_album(photo_ids, album_id)
+    repository, store = ctx.repository(), ctx.store()
+    if album_id is not None:
+        try:
+            removed = removal.delete_album(repository, store, album_id, erase=erase)
+        except (AlbumNotFound, AlbumErased) as exc:
+            err_console.print(f"[red]{escape(str(exc))}[/]")
+            raise SystemExit(1) from None
+        print_album_removal(removed)
+        if removed.erased:
+            forget_album_partition(ctx.settings, album_id)
+        return
+    failures, to_render = 0, set()
+    for photo_id in photo_ids:
+        try:
+            photo = removal.delete_photo(repository, store, photo_id, erase=erase)
+        except (PhotoNotFound, PhotoErased) as exc:
+            failures += 1
+            err_console.print(f"[red]{escape(str(exc))}[/]")
+            continue
+        print_photo_removal(photo)
+        to_render |= photo.albums_to_render
+    if to_render:
+        request_runs(sorted(to_render, key=str))
+    if failures:
+        raise SystemExit(1)
+
+
+REMOVED = {
+    removal.Removal.CLEANED_UP: "[green]cleaned up[/]",
+    removal.Removal.TRASHED: "[yellow]trashed[/]",
+    removal.Removal.ALREADY_TRASHED: "[yellow]in the trash already[/]",
+    removal.Removal.ERASED: "[red]erased[/]",
+}
+
+
+def print_photo_removal(photo: removal.PhotoRemoval) -> None:
+    console.print(f"{REMOVED[photo.outcome]} photo {photo.photo_id} (was {photo.status.value})", highlight=False)
+    if photo.trashed_at is not None:
+        console.print(f"  in the trash since {photo.trashed_at:%Y-%m-%d %H:%M:%S} UTC; `photo-pipeline restore {photo.photo_id}` brings it back")
+    for key in photo.removed_keys:
+        console.print(f"  removed {terminal_text(key, 300)}", highlight=False)
+    if photo.note:
+        err_console.print(f"[yellow]note[/] {escape(photo.note)}")
+
+
+def print_album_removal(album: removal.AlbumRemoval) -> None:
+    console.print(f"{REMOVED[album.outcome]} album {album.album_id}: {album.photos} photo(s)", highlight=False)
+    if album.trashed_at is not None:
+        console.print(
+            f"  in the trash since {album.trashed_at:%Y-%m-%d %H:%M:%S} UTC; `photo-pipeline restore --album {album.album_id}` brings it back"
+        )
+    if album.outcome is removal.Removal.ERASED:
+        console.print(f"  removed {album.removed_objects} object(s)")
+    if album.note:
+        err_console.print(f"[yellow]note[/] {escape(album.note)}")
+
+
+def forget_album_partition(settings: Settings, album_id: uuid.UUID) -> None:
+    """An erased album's Dagster partition goes too; if the instance cannot be reached, empty_trash
+    deletes it later (a warning, not a failure: the album is erased)."""
+    from dagster._core.errors import DagsterError
+
+    from photo_pipeline.instance.partitions import remove_album_partitions
+    from photo_pipeline.instance.run_requests import instance_for
+
+    try:
+        with instance_for(settings) as instance:
+            removed = remove_album_partitions(instance, [album_id])
+    except (DagsterError, SQLAlchemyError, OSError) as exc:
+        log.debug("deleting the album's partition failed", exc_info=True)
+        err_console.print(f"[yellow]warning[/] the album's partition could not be deleted now ({type(exc).__name__}); empty_trash deletes it")
+        return
+    if removed:
+        console.print("  its Dagster partition was deleted")
+
+
+@main.command()
+@click.argument("photo_ids", nargs=-1, callback=photo_id_list)
+@click.option("--album", "album_id", callback=parse_uuid("--album"), help="The album, with the photos its deletion trashed.")
+@pass_context
+def restore(ctx: Context, photo_ids: list[uuid.UUID], album_id: uuid.UUID | None) -> None:
+    """Bring photos, or an album, back from the trash as they were (same rows, keys, renditions)."""
+    photos_or_album(photo_ids, album_id)
+    repository = ctx.repository()
+    refusals = (PhotoNotFound, PhotoErased, AlbumNotFound, AlbumErased, AlbumInTrash, removal.RestoreRefused)
+    failures, to_render = 0, set()
+    if album_id is not None:
+        try:
+            album = removal.restore_album(repository, album_id)
+        except refusals as exc:
+            err_console.print(f"[red]refused:[/] {escape(str(exc))}")
+            raise SystemExit(1) from None
+        counts = ", ".join(f"{n} {status.value}" for status, n in album.restored.items()) or "no photo"
+        console.print(f"[green]restored[/] album {album_id}: {counts}", highlight=False)
+        to_render |= album.albums_to_render
+    for photo_id in photo_ids:
+        try:
+            photo = removal.restore_photo(repository, photo_id)
+        except refusals as exc:
+            failures += 1
+            err_console.print(f"[red]refused:[/] {escape(str(exc))}")
+            continue
+        console.print(f"[green]restored[/] photo {photo_id} ({photo.status.value})", highlight=False)
+        to_render |= photo.albums_to_render
+    if to_render:
+        request_runs(sorted(to_render, key=str))
+    if failures:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -166,6 +166,12 @@ class AlbumRunRequester:
         log.info("album %s: process_album run %s %s", album_id, run_id, decision.value)
         return AlbumRunRequest(album_id, decision, run_id)
 
+    def forget_album(self, album_id: uuid.UUID) -> bool:
+        """Delete an erased album's partition; False when it had none."""
+        from photo_pipeline.instance.partitions import remove_album_partitions
+
+        return bool(remove_album_partitions(self._instance, [album_id]))
+
     def _submit(self, album_id: uuid.UUID) -> str:
         from dagster._core.definitions.selector import JobSubsetSelector
 

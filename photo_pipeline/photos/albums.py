@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Album, Photo, PhotoStatus
@@ -23,8 +23,9 @@ from photo_pipeline.photos.models import Album, Photo, PhotoStatus
 @dataclass(frozen=True)
 class AlbumRecord:
     id: uuid.UUID
-    title: str
+    title: str | None  # None: no title was given (the row was made when the album was trashed)
     created_at: datetime
+    trashed_at: datetime | None = None  # set while the album is in the trash
 
 
 def no_photos() -> dict[PhotoStatus, int]:
@@ -56,22 +57,27 @@ class AlbumQueries:
 
     engine: Engine
     _clock: Callable[[], datetime]
+    refuse_removed_album: Callable[[Connection, uuid.UUID, str], None]  # TrashQueries'
 
     # -- titles -------------------------------------------------------------------------------
 
     def set_album_title(self, album_id: uuid.UUID, title: str) -> AlbumRecord:
         """Give the album a title, or a new one (the album's row keeps its created_at). The
-        caller validates the title (services/uploads.py); the column bounds its length."""
+        caller validates the title (services/uploads.py); the column bounds its length.
+        AlbumErased / AlbumInTrash for an album erased or in the trash."""
         insert_for = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         statement = insert_for(Album).values(id=album_id, title=title, created_at=self._clock())
         statement = statement.on_conflict_do_update(index_elements=[Album.id], set_={"title": title})
         with self.engine.begin() as conn:
-            row = conn.execute(statement.returning(Album.id, Album.title, Album.created_at)).one()
+            self.refuse_removed_album(conn, album_id, "it cannot be given a title")
+            row = conn.execute(statement.returning(Album.id, Album.title, Album.created_at, Album.trashed_at)).one()
         return AlbumRecord(*row)
 
     def album(self, album_id: uuid.UUID) -> AlbumRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(Album.id, Album.title, Album.created_at).where(Album.id == album_id)).one_or_none()
+            row = conn.execute(
+                select(Album.id, Album.title, Album.created_at, Album.trashed_at).where(Album.id == album_id)
+            ).one_or_none()
         return AlbumRecord(*row) if row is not None else None
 
     def album_titles(self, album_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -79,7 +85,8 @@ class AlbumQueries:
         titles: dict[uuid.UUID, str] = {}
         with self.engine.connect() as conn:
             for chunk in in_chunks(list(album_ids)):
-                for album_id, title in conn.execute(select(Album.id, Album.title).where(Album.id.in_(chunk))):
+                query = select(Album.id, Album.title).where(Album.id.in_(chunk), Album.title.is_not(None))
+                for album_id, title in conn.execute(query):
                     titles[album_id] = title
         return titles
 

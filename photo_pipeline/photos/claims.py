@@ -71,6 +71,10 @@ class PhotoFacts:
         }
 
 
+# The columns of a completed row without renditions of its own (a duplicate): emptied together.
+NO_RENDITIONS: dict[str, Any] = {"thumb_key": None, "preview_key": None, "thumb_bytes": None, "preview_bytes": None, "thumbhash": None}
+
+
 @dataclass(frozen=True)
 class StoredRendition:
     """A responsive size written to the bucket (a row of `renditions`)."""
@@ -340,11 +344,7 @@ class ClaimQueries:
             original_sha256=original_sha256,
             original_bytes=original_bytes,
             original_etag=original_etag,
-            thumb_key=None,
-            preview_key=None,
-            thumb_bytes=None,
-            preview_bytes=None,
-            thumbhash=None,
+            **NO_RENDITIONS,
             error=None,
             completed_at=now,
             first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,6 +32,13 @@ class PhotoStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     MISSING = "missing"
+    # In the trash: hidden everywhere, files kept, restorable to the status in `trashed_from`
+    # until empty_trash erases it (docs/operations.md, "Trash and erase").
+    TRASHED = "trashed"
+
+
+# The statuses a photo is shown in: every one but the trash's (counts, totals, pages, figures).
+SHOWN_STATUSES = tuple(status for status in PhotoStatus if status is not PhotoStatus.TRASHED)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -57,6 +66,15 @@ class Base(DeclarativeBase):
 
 
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in PhotoStatus)
+TRASH_COLUMNS_CHECK = (
+    "(status = 'trashed' AND trashed_at IS NOT NULL AND trashed_from IS NOT NULL AND trashed_from <> 'trashed' "
+    "AND trashed_with_album IS NOT NULL) "
+    "OR (status <> 'trashed' AND trashed_at IS NULL AND trashed_from IS NULL AND trashed_with_album IS NULL)"
+)
+
+# The rows a page shows, as SQL with the value inline: an index whose WHERE is this serves a query
+# that says the same (a bound parameter in its place would not prove it to PostgreSQL's planner).
+SHOWN_ROWS = text("status <> 'trashed'")
 
 # Object keys compare as bytes in PostgreSQL too ("C" collation), the order S3 lists them in, so
 # reconciliation can walk table and bucket side by side along an index.
@@ -67,6 +85,8 @@ class Photo(Base):
     __tablename__ = "photos"
     __table_args__ = (
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="ck_photos_status"),
+        # A trashed row always says since when and from what (restore and empty_trash need both).
+        CheckConstraint(TRASH_COLUMNS_CHECK, name="ck_photos_trash"),
         UniqueConstraint("original_key", name="uq_photos_original_key"),
         Index("ix_photos_album_status", "album_id", "status"),
         Index("ix_photos_status_updated", "status", "updated_at"),
@@ -76,10 +96,13 @@ class Photo(Base):
         Index("ix_photos_first_completed_at", "first_completed_at"),
         Index("ix_photos_album_sha256", "album_id", "original_sha256"),
         # The album's capture order (photos/ordering.py) as PostgreSQL's btree keeps it, NULLs last:
-        # a page of it is one index range, with no sort of the album.
-        Index("ix_photos_album_capture_order", "album_id", "taken_at", "created_at", "id"),
+        # a page of it is one index range, with no sort of the album. Partial (migration 0009): the
+        # trash is in no page, so a page never wades through trashed rows.
+        Index("ix_photos_album_capture_order", "album_id", "taken_at", "created_at", "id", postgresql_where=SHOWN_ROWS, sqlite_where=SHOWN_ROWS),
         # And its upload order (the API's default pages, `album_page`).
-        Index("ix_photos_album_upload_order", "album_id", "created_at", "id"),
+        Index("ix_photos_album_upload_order", "album_id", "created_at", "id", postgresql_where=SHOWN_ROWS, sqlite_where=SHOWN_ROWS),
+        # empty_trash: the trashed rows past the retention, oldest first, one index range.
+        Index("ix_photos_status_trashed_at", "status", "trashed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -124,6 +147,12 @@ class Photo(Base):
     gps_longitude: Mapped[float | None] = mapped_column(Float)
     # ThumbHash of the thumbnail (rendering/thumbhash.py), base64: the page's placeholder.
     thumbhash: Mapped[str | None] = mapped_column(String(64))
+    # The trash (migration 0009): when the row was trashed (the repository's clock: the retention
+    # is measured on it, never on an object's LastModified), the status restore brings back, and
+    # whether the album's deletion trashed it (an album restore brings back only those).
+    trashed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    trashed_from: Mapped[str | None] = mapped_column(String(16))
+    trashed_with_album: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class RenditionFile(Base):
@@ -161,11 +190,37 @@ MAX_ALBUM_TITLE_CHARS = 200
 
 
 class Album(Base):
-    """An album's title, when one was given (at upload). Optional: the photo table alone defines
-    which albums exist (photos.album_id), and an album without a row here is shown by its id."""
+    """An album's title, when one was given (at upload), and its trash time while the album is in
+    the trash. Optional: the photo table alone defines which albums exist (photos.album_id); an
+    album without a row here (or without a title) is shown by its id. Trashing an album without
+    a row creates one, title empty."""
 
     __tablename__ = "albums"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    title: Mapped[str] = mapped_column(String(MAX_ALBUM_TITLE_CHARS), nullable=False)
+    title: Mapped[str | None] = mapped_column(String(MAX_ALBUM_TITLE_CHARS))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    trashed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ErasedPhoto(Base):
+    """The erase record of a photo: ids and the time, no key, file name or title (personal data
+    goes with the photo). Kept forever: the id alone recognises any late object (a canonical key
+    carries it; `keys.identify_raw_key` mints it for any other key, as adoption does), so nothing
+    brings the photo back."""
+
+    __tablename__ = "erased_photos"
+
+    photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    album_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ErasedAlbum(Base):
+    """The erase record of an album (ids and the time only, kept forever): no upload, sensor or
+    reconciliation brings a photo into it again."""
+
+    __tablename__ = "erased_albums"
+
+    album_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -31,8 +31,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 from photo_pipeline.photos.albums import AlbumQueries
 from photo_pipeline.photos.claims import ClaimQueries
 from photo_pipeline.photos.database import create_engine_for, in_chunks
-from photo_pipeline.photos.models import DeletedUpload, Photo, PhotoStatus, RenditionFile
+from photo_pipeline.photos.models import SHOWN_ROWS, DeletedUpload, Photo, PhotoStatus, RenditionFile
 from photo_pipeline.photos.ordering import ORDER_BY, AlbumOrder, Position, ranges_after
+from photo_pipeline.photos.trash import TrashQueries
 
 CLEANABLE = (PhotoStatus.PENDING, PhotoStatus.FAILED, PhotoStatus.MISSING)
 
@@ -97,6 +98,9 @@ class PhotoRecord:
     gps_latitude: float | None = None
     gps_longitude: float | None = None
     thumbhash: str | None = None
+    trashed_at: datetime | None = None
+    trashed_from: PhotoStatus | None = None
+    trashed_with_album: bool | None = None
 
     @property
     def display_filename(self) -> str:
@@ -146,7 +150,7 @@ def isolate_refused_rows(
     return isolate_refused_rows(rows[:half], write, refused) + isolate_refused_rows(rows[half:], write, refused)
 
 
-class PhotoRepository(ClaimQueries, AlbumQueries):
+class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
         self.engine = engine
         self._clock = clock
@@ -158,10 +162,13 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
     # -- single photos ---------------------------------------------------------------------
 
     def register_pending(self, photo: NewPhoto) -> PhotoRecord:
-        """The upload flow's first step: the row exists before any URL is handed out."""
+        """The upload flow's first step: the row exists before any URL is handed out. Refused
+        (PhotoErased, AlbumErased, AlbumInTrash) for an erased photo id or an album erased or in
+        the trash; DuplicatePhoto for an id or key taken."""
         now = self._clock()
         try:
             with self.engine.begin() as conn:
+                self.refuse_removed(conn, photo.id, photo.album_id)
                 row = conn.execute(
                     insert(Photo).values(**self._new_row(photo, now)).returning(*Photo.__table__.columns)
                 ).one()
@@ -198,8 +205,12 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
         return self.album_page(album_id, limit, order=AlbumOrder.TAKEN)
 
     def duplicate_counts_by_album(self, album_ids: Collection[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
-        """Photos marked as duplicates, per album (albums without any are absent)."""
-        query = select(Photo.album_id, func.count()).where(Photo.duplicate_of.is_not(None)).group_by(Photo.album_id)
+        """Photos marked as duplicates, per album (albums without any are absent); the trash's not."""
+        query = (
+            select(Photo.album_id, func.count())
+            .where(Photo.duplicate_of.is_not(None), Photo.status != PhotoStatus.TRASHED.value)
+            .group_by(Photo.album_id)
+        )
         if album_ids is not None:
             query = query.where(Photo.album_id.in_(list(album_ids)))
         with self.engine.connect() as conn:
@@ -209,8 +220,8 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
         self, album_id: uuid.UUID, limit: int, after: uuid.UUID | None = None, order: AlbumOrder = AlbumOrder.UPLOAD
     ) -> list[PhotoRecord]:
         """Up to `limit` of the album's photos in `order`, after the photo `after` (keyset
-        pagination: pages stay cheap deep into a large album). A cursor that is not a photo of the
-        album yields nothing."""
+        pagination: pages stay cheap deep into a large album); photos in the trash are not shown.
+        A cursor that is not a photo of the album yields nothing."""
         rows: list[PhotoRecord] = []
         with self.engine.connect() as conn:
             position = self._position(conn, album_id, after) if after is not None else None
@@ -236,7 +247,8 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
 
     @staticmethod
     def _in_album(album_id: uuid.UUID, order: AlbumOrder) -> Select[Any]:
-        return select(*Photo.__table__.columns).where(Photo.album_id == album_id).order_by(*ORDER_BY[order])
+        """The album's photos as a page shows them: in `order`, the trash's left out."""
+        return select(*Photo.__table__.columns).where(Photo.album_id == album_id, SHOWN_ROWS).order_by(*ORDER_BY[order])
 
     @staticmethod
     def _position(conn: Connection, album_id: uuid.UUID, photo_id: uuid.UUID) -> Position | None:
@@ -413,11 +425,21 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
     def adopt(self, photos: Sequence[NewPhoto]) -> list[uuid.UUID]:
         """Create pending rows for orphan objects; rows that exist (same id or same key) are left
         alone, so running this twice creates nothing the second time. Objects of uploads the
-        client cleaned up (tombstoned) are never adopted."""
-        cancelled = self.tombstoned([p.original_key for p in photos]) if photos else set()
-        photos = [p for p in photos if p.original_key not in cancelled]
+        client cleaned up (tombstoned) and objects of erased photos or albums (by the id the row
+        would get, the id or album its key carries, or mints) are never adopted: reconciliation
+        plans their removal instead, and this guard is what keeps the raw sensor from adopting
+        them. An object of an album in the trash gets its row in the trash, with the album."""
         if not photos:
             return []
+        refused = self.tombstoned([p.original_key for p in photos])
+        erased = self.erased_among([p.id for p in photos], [p.album_id for p in photos])
+        refused |= self.erased_objects([p.original_key for p in photos], [])
+        photos = [
+            p for p in photos if p.original_key not in refused and p.id not in erased.photos and p.album_id not in erased.albums
+        ]
+        if not photos:
+            return []
+        in_trash = self.albums_in_trash([p.album_id for p in photos])
         now = self._clock()
         dialect = self.engine.dialect.name
         insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -426,7 +448,7 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
             for chunk in in_chunks(list(photos)):
                 statement = (
                     insert_for(Photo)
-                    .values([self._new_row(p, now) for p in chunk])
+                    .values([self._new_row(p, now, in_trash=p.album_id in in_trash) for p in chunk])
                     .on_conflict_do_nothing()
                     .returning(Photo.id)
                 )
@@ -467,7 +489,8 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
     # -- helpers ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _new_row(photo: NewPhoto, now: datetime) -> dict[str, Any]:
+    def _new_row(photo: NewPhoto, now: datetime, *, in_trash: bool = False) -> dict[str, Any]:
+        trash = {"status": PhotoStatus.TRASHED.value, "trashed_from": PhotoStatus.PENDING.value, "trashed_at": now, "trashed_with_album": True}
         return {
             "id": photo.id,
             "album_id": photo.album_id,
@@ -479,6 +502,7 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
             "original_bytes": photo.original_bytes,
             "created_at": now,
             "updated_at": now,
+            **(trash if in_trash else {}),
         }
 
     @staticmethod
@@ -488,6 +512,8 @@ class PhotoRepository(ClaimQueries, AlbumQueries):
     @staticmethod
     def _record_from(values: dict[str, Any]) -> PhotoRecord:
         values["status"] = PhotoStatus(values["status"])
+        if values.get("trashed_from") is not None:
+            values["trashed_from"] = PhotoStatus(values["trashed_from"])
         return PhotoRecord(**values)
 
 

@@ -26,7 +26,9 @@ from photo_pipeline.reconcile.plan import (
     ActionKind,
     ReconcilePolicy,
     ReconciliationPlan,
+    adopted_keys,
     plan_reconciliation,
+    refuse_erased,
 )
 from photo_pipeline.services.processing import (
     AlbumReport,
@@ -96,6 +98,15 @@ def iter_sized_objects(
         yield from (obj for obj in store.iter_objects(prefix, page_size=page_size) if keys.is_sized_key(obj.key))
 
 
+def settle_erased(plan: ReconciliationPlan, repository: PhotoRepository, policy: ReconcilePolicy) -> ReconciliationPlan:
+    """The plan once the erase record has been asked about its adoptions (only those: the record
+    grows forever and is never read whole): objects of erased photos or albums are removed, not
+    adopted."""
+    candidates = adopted_keys(plan)
+    erased = repository.erased_objects(candidates, []) if candidates else set()
+    return refuse_erased(plan, erased, policy)
+
+
 def policy_from_settings(settings: Settings) -> ReconcilePolicy:
     return ReconcilePolicy(
         missing_grace_seconds=settings.missing_grace_seconds,
@@ -142,7 +153,7 @@ class Reconciler:
         else:
             prefixes = keys.album_prefixes(album_id)
             raw, thumbs, previews, scoped = prefixes.raw, prefixes.thumbs, prefixes.previews, True
-        return plan_reconciliation(
+        plan = plan_reconciliation(
             originals=self.store.iter_objects(raw, page_size=page),
             rows_by_original_key=self.queries.rows_by_original_key(raw if scoped else None),
             thumbnails=self.store.iter_objects(thumbs, page_size=page),
@@ -156,6 +167,7 @@ class Reconciler:
             policy=self.policy,
             cancelled_uploads=self.repository.tombstones_since(now - timedelta(seconds=self.policy.tombstone_seconds)),
         )
+        return settle_erased(plan, self.repository, self.policy)
 
     def _sized_sizes(self) -> list[int]:
         return sorted(set(self.repository.rendition_sizes()) | set(self.policy.rendition_sizes))
@@ -211,6 +223,7 @@ class Reconciler:
         ))
         section("delete_rendition", lambda: self._delete([a.key for a in ids[ActionKind.DELETE_RENDITION] if a.key]))
         section("delete_cancelled", lambda: self._delete([a.key for a in ids[ActionKind.DELETE_CANCELLED] if a.key]))
+        section("delete_erased", lambda: self._delete([a.key for a in ids[ActionKind.DELETE_ERASED] if a.key]))
         section("purge_tombstones", lambda: self.repository.purge_tombstones(
             plan.taken_at - timedelta(seconds=self.policy.tombstone_seconds)
         ), counted=False)

@@ -18,7 +18,13 @@ The rules, one `Planner` method each (the actions they plan are the `ActionKind`
 - duplicates: `_stale_duplicate` (rerender a completed duplicate whose canonical photo no longer
   stands for it, by `stale_duplicate_reason`, or is changed by this very plan: flagged missing,
   failed, or its original replaced);
-- the whole plan: `check_safety` (refuses mass destruction).
+- the trash: a trashed row is left alone (no requeue, restore, missing, re-render), but its keys
+  are known (its renditions are no strays, an object carrying its id is no orphan) and it counts
+  as a settled row for the empty-listing check;
+- the erase record: `refuse_erased`, a post-step over the plan's adoptions with the keys found to
+  belong to erased photos or albums (looked up for the orphans only: the record grows forever),
+  turns them into delete_erased;
+- the whole plan: `safety_violations` (refuses mass destruction).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -53,6 +59,7 @@ class ActionKind(StrEnum):
     RELEASE_CLAIM = "release_claim"  # claim older than the lease (not renewed: its run is dead or stuck) -> pending
     FAIL_CLAIM = "fail_claim"  # ... and the photo used up its attempts -> failed
     DELETE_CANCELLED = "delete_cancelled"  # a cleaned-up upload's object that landed late
+    DELETE_ERASED = "delete_erased"  # an object of an erased photo or album (a late or replayed PUT)
 
 
 # How many skipped keys a plan lists by name (all are counted).
@@ -60,8 +67,17 @@ MAX_SKIPPED_LISTED = 100
 
 # Kinds that lose information if the plan is wrong (wrong bucket, listing error).
 DESTRUCTIVE = frozenset(
-    {ActionKind.SEEN_GONE, ActionKind.FLAG_MISSING, ActionKind.PURGE, ActionKind.DELETE_RENDITION, ActionKind.DELETE_CANCELLED}
+    {
+        ActionKind.SEEN_GONE,
+        ActionKind.FLAG_MISSING,
+        ActionKind.PURGE,
+        ActionKind.DELETE_RENDITION,
+        ActionKind.DELETE_CANCELLED,
+        ActionKind.DELETE_ERASED,
+    }
 )
+# Rows that must have an original (the empty-listing check): a trashed photo keeps its files too.
+SETTLED = frozenset({PhotoStatus.COMPLETED, PhotoStatus.FAILED, PhotoStatus.MISSING, PhotoStatus.TRASHED})
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ class ReconciliationPlan:
     rows_seen: int = 0
     objects_seen: int = 0
     raw_objects_seen: int = 0
-    settled_rows: int = 0  # completed, failed or missing: rows that must have an original
+    settled_rows: int = 0  # completed, failed, missing or trashed: rows that must have an original
     rows_per_album: Counter[uuid.UUID] = field(default_factory=Counter)
     objects_per_album: Counter[uuid.UUID] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
@@ -223,6 +239,8 @@ def stale_duplicate_reason(photo: PhotoRecord, canonical: Canonical | None) -> s
         return None
     if canonical.status is PhotoStatus.MISSING:
         return f"{pointed}, which is missing (its original is gone from the bucket)"
+    if canonical.status is PhotoStatus.TRASHED:
+        return f"{pointed}, which is in the trash"
     if canonical.status is not PhotoStatus.COMPLETED:
         return f"{pointed}, which is {canonical.status.value}"
     if canonical.duplicate_of is not None:
@@ -284,7 +302,7 @@ class Planner:
             if row is not None:
                 self.plan.rows_seen += 1
                 self.plan.rows_per_album[row.album_id] += 1
-                if row.status in (PhotoStatus.COMPLETED, PhotoStatus.FAILED, PhotoStatus.MISSING):
+                if row.status in SETTLED:
                     self.plan.settled_rows += 1
             if obj is not None:
                 self.plan.objects_seen += 1
@@ -316,6 +334,8 @@ class Planner:
 
     def _row_with_original(self, row: PhotoRecord, obj: ObjectInfo) -> None:
         key = obj.key
+        if row.status is PhotoStatus.TRASHED:
+            return  # left as it is until restored or erased
         if row.status is PhotoStatus.COMPLETED and original_replaced(row, obj):
             self._rerender_once(row, key, f"original replaced since it was rendered ({_what_changed(row, obj)})")
             self._changing[row.id] = "has a replaced original, rendered again by this plan"
@@ -330,6 +350,10 @@ class Planner:
 
     def _resolve_unmatched(self) -> None:
         for photo_id, row in self._unmatched_rows.items():
+            if row.status is PhotoStatus.TRASHED:
+                # Left alone; an object carrying its id is the trashed photo's, never an orphan.
+                self._unmatched_objects.pop(photo_id, None)
+                continue
             carriers = self._unmatched_objects.get(photo_id, [])
             if len(carriers) == 1:
                 obj, _identity = carriers.pop()
@@ -484,28 +508,56 @@ class Planner:
     # -- safety ---------------------------------------------------------------------------------
 
     def check_safety(self) -> ReconciliationPlan:
-        plan, policy = self.plan, self.policy
-        if plan.raw_objects_seen == 0 and plan.settled_rows > 0:
-            plan.violations.append(
-                f"the bucket lists no originals under raw/ but the table has {plan.settled_rows} completed, failed or "
-                "missing photos: wrong bucket or endpoint? nothing was changed"
+        self.plan.violations = safety_violations(self.plan, self.policy)
+        return self.plan
+
+
+def safety_violations(plan: ReconciliationPlan, policy: ReconcilePolicy) -> list[str]:
+    """Why the plan must not be applied without review (empty: it is safe): an empty listing while
+    the table has settled rows, or more destructive changes than the limit allows, in the whole
+    table or in any album."""
+    violations = []
+    if plan.raw_objects_seen == 0 and plan.settled_rows > 0:
+        violations.append(
+            f"the bucket lists no originals under raw/ but the table has {plan.settled_rows} completed, failed, "
+            "missing or trashed photos: wrong bucket or endpoint? nothing was changed"
+        )
+    destructive_by_album: Counter[uuid.UUID] = Counter(a.album_id for a in plan.actions if a.kind in DESTRUCTIVE)
+    total = sum(destructive_by_album.values())
+    whole = max(plan.rows_seen, plan.objects_seen)
+    if total > max(policy.min_changes, policy.max_change_fraction * whole):
+        violations.append(
+            f"{total} destructive changes (flag missing, purge, delete renditions) out of {whole} rows/objects "
+            f"exceeds the limit of {policy.max_change_fraction:.0%}"
+        )
+    for album, count in destructive_by_album.items():
+        size = max(plan.rows_per_album.get(album, 0), plan.objects_per_album.get(album, 0))
+        if count > max(policy.min_changes, policy.max_change_fraction * size):
+            violations.append(
+                f"album {album}: {count} destructive changes out of {size} rows/objects exceeds the limit of "
+                f"{policy.max_change_fraction:.0%}"
             )
-        destructive_by_album: Counter[uuid.UUID] = Counter(a.album_id for a in plan.actions if a.kind in DESTRUCTIVE)
-        total = sum(destructive_by_album.values())
-        whole = max(plan.rows_seen, plan.objects_seen)
-        if total > max(policy.min_changes, policy.max_change_fraction * whole):
-            plan.violations.append(
-                f"{total} destructive changes (flag missing, purge, delete renditions) out of {whole} rows/objects "
-                f"exceeds the limit of {policy.max_change_fraction:.0%}"
-            )
-        for album, count in destructive_by_album.items():
-            size = max(plan.rows_per_album.get(album, 0), plan.objects_per_album.get(album, 0))
-            if count > max(policy.min_changes, policy.max_change_fraction * size):
-                plan.violations.append(
-                    f"album {album}: {count} destructive changes out of {size} rows/objects exceeds the limit of "
-                    f"{policy.max_change_fraction:.0%}"
-                )
+    return violations
+
+
+def adopted_keys(plan: ReconciliationPlan) -> list[str]:
+    """The raw keys the plan would adopt: what `refuse_erased` needs looked up."""
+    return [a.key for a in plan.of_kind(ActionKind.ADOPT) if a.key]
+
+
+def refuse_erased(plan: ReconciliationPlan, erased_keys: Collection[str], policy: ReconcilePolicy) -> ReconciliationPlan:
+    """The plan with each adoption of an object whose photo or album was erased (`erased_keys`,
+    from the erase record) turned into its removal, and the safety limit weighed again."""
+    if not erased_keys:
         return plan
+    erased = set(erased_keys)
+    why = "object of an erased photo or album (a late or replayed upload): removed, never adopted"
+    plan.actions = [
+        replace(a, kind=ActionKind.DELETE_ERASED, detail=why, adopt=None) if a.kind is ActionKind.ADOPT and a.key in erased else a
+        for a in plan.actions
+    ]
+    plan.violations = safety_violations(plan, policy)
+    return plan
 
 
 def plan_reconciliation(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from photo_pipeline.reconcile.plan import DESTRUCTIVE, ActionKind, ReconciliationPlan
 from photo_pipeline.storage import keys
@@ -30,6 +31,7 @@ ACTION_MEANING: Mapping[ActionKind, str] = {
     ActionKind.RELEASE_CLAIM: "claim past its lease: back to pending",
     ActionKind.FAIL_CLAIM: "claim past its lease, attempts used up: failed",
     ActionKind.DELETE_CANCELLED: "object of a cleaned-up upload that landed late: removed",
+    ActionKind.DELETE_ERASED: "object of an erased photo or album (a late or replayed upload): removed, never adopted",
 }
 
 # How long a key or a reason may be in a table cell (keys are escaped and shortened in the middle).
@@ -57,7 +59,14 @@ class Outcome(StrEnum):
         return self in (Outcome.REFUSED, Outcome.PARTLY_APPLIED)
 
 
-def decide_outcome(plan: ReconciliationPlan, *, dry_run: bool, force: bool, apply_ok: bool = True) -> Outcome:
+class Weighed(Protocol):
+    """A plan the safety limit has judged (a reconciliation's, empty_trash's)."""
+
+    @property
+    def safe(self) -> bool: ...
+
+
+def decide_outcome(plan: Weighed, *, dry_run: bool, force: bool, apply_ok: bool = True) -> Outcome:
     """What a run with this config makes of this plan (`apply_ok`: every kind of repair ran)."""
     if dry_run:
         return Outcome.DRY_RUN
@@ -72,7 +81,7 @@ def decide_outcome(plan: ReconciliationPlan, *, dry_run: bool, force: bool, appl
 class Findings:
     """The plan's figures under the names `storage_reconciliation` and `pipeline_health` plot."""
 
-    orphan_objects: int  # objects with no row: raw ones to adopt, stray renditions, late cancelled uploads
+    orphan_objects: int  # objects with no row: raw ones to adopt, stray renditions, late cancelled or erased uploads
     missing_rows: int  # rows whose original is gone (first sighting or past the grace period)
     rerender_needed: int
     expired_claims: int
@@ -84,7 +93,12 @@ class Findings:
 def findings(plan: ReconciliationPlan) -> Findings:
     counts = plan.counts()
     return Findings(
-        orphan_objects=counts[ActionKind.ADOPT] + counts[ActionKind.DELETE_RENDITION] + counts[ActionKind.DELETE_CANCELLED],
+        orphan_objects=(
+            counts[ActionKind.ADOPT]
+            + counts[ActionKind.DELETE_RENDITION]
+            + counts[ActionKind.DELETE_CANCELLED]
+            + counts[ActionKind.DELETE_ERASED]
+        ),
         missing_rows=counts[ActionKind.FLAG_MISSING] + counts[ActionKind.SEEN_GONE],
         rerender_needed=counts[ActionKind.RERENDER],
         expired_claims=counts[ActionKind.RELEASE_CLAIM] + counts[ActionKind.FAIL_CLAIM],

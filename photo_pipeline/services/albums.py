@@ -17,9 +17,10 @@ from datetime import datetime
 
 from photo_pipeline.photos.albums import AlbumFigures
 from photo_pipeline.photos.claims import StoredRendition
-from photo_pipeline.photos.models import PhotoStatus
+from photo_pipeline.photos.models import SHOWN_STATUSES, PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.photos.trash import AlbumErased
 from photo_pipeline.rendering.render import OUTPUT_FORMATS
 from photo_pipeline.services.reruns import FAILED_EXAMPLES, AlbumFailures, FailedPhoto
 from photo_pipeline.storage import ObjectStore, PresignedDownload
@@ -39,7 +40,8 @@ class AlbumState:
 
     @property
     def photos(self) -> int:
-        return sum(self.counts.values())
+        """Every photo shown: those in the trash are counted apart (`trashed`)."""
+        return sum(self.counts[status] for status in SHOWN_STATUSES)
 
     @property
     def pending(self) -> int:
@@ -60,6 +62,10 @@ class AlbumState:
     @property
     def missing(self) -> int:
         return self.counts[PhotoStatus.MISSING]
+
+    @property
+    def trashed(self) -> int:
+        return self.counts[PhotoStatus.TRASHED]
 
     @property
     def label(self) -> str:
@@ -168,10 +174,13 @@ class AlbumView:
     photos: list[PhotoView]
     # The cursor of the next page (the last photo's id), None on the last page.
     next_after: uuid.UUID | None
+    # Set while the album is in the trash (its photos are not listed then).
+    trashed_at: datetime | None = None
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        """The album's photos, the trash's not (they are in `counts` as `trashed`)."""
+        return sum(self.counts[status] for status in SHOWN_STATUSES)
 
 
 def album_view(
@@ -186,8 +195,16 @@ def album_view(
     order: AlbumOrder = AlbumOrder.UPLOAD,
 ) -> AlbumView:
     """Counts of the whole album; `limit` photos in `order` after the photo `after`, or (with
-    `only`) just those of the named photos that are in the album, in `order` too. StorageError
+    `only`) just those of the named photos that are in the album, in `order` too. An album in the
+    trash lists no photo and says since when; AlbumErased for an erased album. StorageError
     when the renditions' URLs cannot be signed."""
+    record = repository.album(album_id)
+    if record is None:
+        erased_at = repository.erased_at(album_id=album_id)
+        if erased_at is not None:
+            raise AlbumErased(album_id, erased_at)
+    if record is not None and record.trashed_at is not None:
+        return AlbumView(album_id, repository.status_counts(album_id), [], None, record.trashed_at)
     if only is not None:
         page, more = repository.album_photos_among(album_id, only, limit, order), False
     else:

@@ -29,7 +29,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from photo_pipeline.photos.models import Photo, PhotoStatus
+from photo_pipeline.photos.models import SHOWN_STATUSES, Photo, PhotoStatus
 
 # Bounds the memory and transfer of the latency query however busy the window was.
 LATENCY_SAMPLE_LIMIT = 20_000
@@ -129,7 +129,7 @@ def collect_health(
     return HealthSnapshot(
         taken_at=now,
         counts=counts,
-        total=sum(counts.values()),
+        total=sum(counts[status] for status in SHOWN_STATUSES),
         oldest_pending_age_seconds=(now - oldest_pending).total_seconds() if oldest_pending else None,
         stale_pending=stale,
         completed_last_window=completed,
@@ -192,7 +192,7 @@ def _latencies(conn: Connection, window_start: datetime, limit: int) -> list[flo
     two timestamps travel; the subtraction happens here so it works alike on SQLite and PostgreSQL."""
     query = (
         select(Photo.created_at, Photo.first_completed_at)
-        .where(Photo.first_completed_at >= window_start)
+        .where(Photo.first_completed_at >= window_start, Photo.status != PhotoStatus.TRASHED.value)
         .order_by(Photo.first_completed_at.desc())
         .limit(limit)
     )

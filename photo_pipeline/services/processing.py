@@ -40,6 +40,7 @@ from photo_pipeline.rendering.render import (
 )
 from photo_pipeline.services.pipeline import PhotoPipeline, Stages
 from photo_pipeline.services.progress import Progress, album_total
+from photo_pipeline.services.removal import sweep_erased_photo
 from photo_pipeline.storage import (
     SPOOL_MEMORY_BYTES,
     ObjectInfo,
@@ -667,7 +668,7 @@ class PhotoProcessor:
         )
 
     def _claim_lost(self, claim: ClaimedPhoto, started: float) -> PhotoOutcome:
-        detail = "claim expired and was taken over; result discarded"
+        detail = self._why_claim_lost(claim)
         self._log.warning("photo %s: %s", claim.id, detail)
         return PhotoOutcome(
             photo_id=claim.id,
@@ -676,6 +677,20 @@ class PhotoProcessor:
             detail=detail,
             seconds=time.perf_counter() - started,
         )
+
+    def _why_claim_lost(self, claim: ClaimedPhoto) -> str:
+        """What became of a photo whose outcome this run could not write. One erased meanwhile has
+        the files this run wrote deleted here: the erase's own deletes may have run before them."""
+        current = self._repository.get(claim.id)
+        if current is not None and current.status is PhotoStatus.TRASHED:
+            return "moved to the trash while it rendered; result discarded (its files are kept with it)"
+        if current is None:
+            swept = sweep_erased_photo(self._repository, self._store, claim.id, claim.album_id)
+            if swept is not None:
+                removed = f"{len(swept.removed_keys)} object(s) carrying its id removed"
+                return f"erased while it rendered; result discarded, {swept.note or removed}"
+            return "deleted while it rendered (cleaned up or purged); result discarded"
+        return "claim expired and was taken over; result discarded"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from photo_pipeline.photos.repository import (
     PhotoRecord,
     PhotoRepository,
 )
+from photo_pipeline.services.removal import photo_gone
 from photo_pipeline.services.uploads import (
     UnsupportedUpload,
     UploadPolicy,
@@ -229,13 +230,14 @@ def _undo(repository: PhotoRepository, store: ObjectStore, created: list[uuid.UU
 def verify_arrival(repository: PhotoRepository, store: ObjectStore, photo_id: uuid.UUID) -> PhotoRecord:
     """The row of a photo whose client says its upload is complete, once the bucket agrees.
 
-    PhotoNotFound for an unknown id. A photo already past `pending` is returned as it is (a
-    repeated "complete" is harmless). For a pending one, a HEAD must find its object with the
-    declared size, else ArrivalRefused; StorageError when the bucket cannot be asked.
+    PhotoNotFound for an unknown id, PhotoErased for an erased one. A photo already past `pending`
+    is returned as it is (a repeated "complete" is harmless). For a pending one, a HEAD must find
+    its object with the declared size, else ArrivalRefused; StorageError when the bucket cannot be
+    asked.
     """
     row = repository.get(photo_id)
     if row is None:
-        raise PhotoNotFound(f"no photo {photo_id}")
+        raise photo_gone(repository, photo_id)
     if row.status is not PhotoStatus.PENDING:
         return row
     try:

@@ -117,6 +117,38 @@ def sized_prefixes_in_key_order(sizes: Iterable[int], album_id: uuid.UUID | None
     return sorted(prefixes, key=lambda prefix: prefix.encode())
 
 
+def sizes_of_folders(folders: Iterable[str]) -> list[int]:
+    """The sizes of the sized folders among these folder keys (`processed/<digits>/`, as a folder
+    listing of `processed/` gives them), sorted."""
+    sizes = set()
+    for folder in folders:
+        name = folder.removeprefix(PROCESSED_PREFIX).rstrip("/")
+        if folder.startswith(PROCESSED_PREFIX) and name.isascii() and name.isdigit() and int(name) >= 1:
+            sizes.add(int(name))
+    return sorted(sizes)
+
+
+def photo_key_prefixes(album_id: uuid.UUID, photo_id: uuid.UUID, sizes: Iterable[int]) -> list[str]:
+    """Where an object carrying this photo's id can be, as listing prefixes: its original under
+    any extension, its thumbnail, its preview and each sized folder's file, in any format."""
+    return [f"{prefix}{photo_id}." for prefix in album_key_prefixes(album_id, sizes)]
+
+
+def album_key_prefixes(album_id: uuid.UUID, sizes: Iterable[int]) -> list[str]:
+    """Every folder of the album's objects: originals, thumbnails, previews and each sized folder."""
+    album = album_prefixes(album_id)
+    return [album.raw, album.thumbs, album.previews, *(f"{sized_prefix(size)}{album_id}/" for size in sorted(set(sizes)))]
+
+
+def carried_photo_id(key: str) -> uuid.UUID | None:
+    """The photo id a key stands for: under raw/ as adoption reads (or mints) it, elsewhere its
+    file name's when UUID-shaped."""
+    if key.startswith(RAW_PREFIX):
+        identity = identify_raw_key(key)
+        return identity.photo_id if identity is not None else None
+    return photo_id_from_key(key)
+
+
 @dataclass(frozen=True)
 class AlbumPrefixes:
     """Where one album's objects live: its slice of each of the three listings."""

@@ -33,6 +33,7 @@ from photo_pipeline.storage.store import (
     UploadTargetExists,
     check_content_length,
     check_expiry,
+    check_folder_prefix,
     check_limit,
     check_presign_args,
     copy_bounded,
@@ -193,6 +194,21 @@ class LocalObjectStore:
         self, prefix: str, *, start_after: str | None = None, page_size: int = 1000
     ) -> Iterator[ObjectInfo]:
         return iter_pages(self, prefix, start_after, page_size)
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The folders right under `prefix` (which ends in '/') that hold files, each ending in
+        '/', in key order: what S3 answers as CommonPrefixes."""
+        check_folder_prefix(prefix)
+        folder = self.root / prefix if prefix != "/" else self.root
+        try:
+            with os.scandir(folder) as scan:
+                names = [entry.name for entry in scan if entry.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise self._error("list", f"{prefix}*/", exc) from exc
+        reserved = _RESERVED if not prefix.strip("/") else ()
+        return sorted(f"{prefix}{name}/" for name in names if name not in reserved and "\\" not in name)
 
     # -- presigned uploads -----------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from photo_pipeline.storage.store import (
     StorageUnavailable,
     check_content_length,
     check_expiry,
+    check_folder_prefix,
     check_limit,
     check_presign_args,
     chunks,
@@ -310,6 +311,22 @@ class S3ObjectStore:
         self, prefix: str, *, start_after: str | None = None, page_size: int = 1000
     ) -> Iterator[ObjectInfo]:
         return iter_pages(self, prefix, start_after, page_size)
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The "folders" right under `prefix` (which ends in '/'): S3's CommonPrefixes with the
+        delimiter '/', each ending in '/', in key order. Reads no object of theirs."""
+        check_folder_prefix(prefix)
+        folders: list[str] = []
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+        while True:
+            try:
+                response = self.client.list_objects_v2(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._translate("list", f"{prefix}*/", exc) from exc
+            folders.extend(common["Prefix"] for common in response.get("CommonPrefixes", []))
+            if not response.get("IsTruncated"):
+                return folders
+            request["ContinuationToken"] = response["NextContinuationToken"]
 
     # -- presigned uploads -----------------------------------------------------------------------
 

@@ -103,6 +103,7 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
     def delete_many(self, keys: Iterable[str]) -> None: ...
     def list_page(self, prefix: str, *, start_after: str | None = None, limit: int = 1000) -> list[ObjectInfo]: ...
+    def list_folders(self, prefix: str) -> list[str]: ...
     def iter_objects(
         self, prefix: str, *, start_after: str | None = None, page_size: int = 1000
     ) -> Iterator[ObjectInfo]: ...
@@ -156,6 +157,11 @@ def iter_pages(
         if len(page) < page_size:
             return
         position = page[-1].key
+
+
+def check_folder_prefix(prefix: str) -> None:
+    if not prefix.endswith("/"):
+        raise ValueError(f"a folder listing takes a prefix ending in '/', got {prefix!r}")
 
 
 def check_limit(limit: int) -> None:

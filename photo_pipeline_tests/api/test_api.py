@@ -110,10 +110,13 @@ def test_the_api_needs_the_bearer_token_and_never_logs_it(api: ApiServer, caplog
         "/api/albums/{album_id}/uploads",
         "/api/photos/{photo_id}/complete",
         "/api/photos/{photo_id}",
+        "/api/photos/{photo_id}/restore",
         "/api/albums/{album_id}",
+        "/api/albums/{album_id}/restore",
         "/api/albums/{album_id}/check",
         "/healthz",
     }
+    assert set(description["paths"]["/api/albums/{album_id}"]) == {"get", "delete"}
     assert description["paths"]["/api/albums/{album_id}/uploads"]["post"]["security"] == [{"bearer": []}]
     assert "UploadsIn" in description["components"]["schemas"]
     album_parameters = {p["name"]: p["in"] for p in description["paths"]["/api/albums/{album_id}"]["get"]["parameters"]}
@@ -248,6 +251,7 @@ def test_cleanup_removes_row_and_object_and_a_late_put_is_removed_not_adopted(ap
     deleted = api.delete(f"/api/photos/{upload['photo_id']}")
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["removed_keys"] == [upload["key"]] and deleted.json()["status"] == "pending"
+    assert deleted.json()["outcome"] == "cleaned_up"
     assert not api.store.exists(upload["key"]) and sum(api.repository.status_counts(album).values()) == 0
     assert api.delete(f"/api/photos/{upload['photo_id']}").status_code == 404
 
@@ -261,14 +265,16 @@ def test_cleanup_removes_row_and_object_and_a_late_put_is_removed_not_adopted(ap
     assert not api.store.exists(upload["key"]) and sum(api.repository.status_counts(album).values()) == 0
 
 
-def test_photos_being_processed_or_done_are_not_cleaned_up(api: ApiServer) -> None:
+def test_a_photo_being_processed_goes_to_the_trash_and_its_run_is_fenced(api: ApiServer) -> None:
     album = uuid.uuid4()
     [upload] = create(api, album, declare()).json()["uploads"]
     put(upload, JPEG)
     [claim] = api.repository.claim_batch(album, "test-run", 1)
-    refused = api.delete(f"/api/photos/{upload['photo_id']}")
-    assert refused.status_code == 409 and "is processing" in refused.json()["error"]
-    assert api.repository.get(claim.id).status is PhotoStatus.PROCESSING, "refused means untouched"
+    trashed = api.delete(f"/api/photos/{upload['photo_id']}")
+    assert trashed.status_code == 200, trashed.text
+    assert (trashed.json()["outcome"], trashed.json()["status"], trashed.json()["removed_keys"]) == ("trashed", "processing", [])
+    assert not api.repository.fail(claim, "late"), "its run cannot bring it back"
+    assert api.repository.get(claim.id).status is PhotoStatus.TRASHED and api.store.exists(upload["key"])
 
 
 # -- albums -------------------------------------------------------------------------------------

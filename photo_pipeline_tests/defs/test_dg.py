@@ -13,15 +13,16 @@ from pathlib import Path
 from photo_pipeline_tests.conftest import BIN, ROOT
 
 EXPECTED = {
-    "assets": {"thumbnails", "previews", "storage_reconciliation", "pipeline_health"},
-    "jobs": {"process_album", "rerender_albums", "reprocess_failed_photos", "reconcile_storage", "pipeline_health_job"},
+    "assets": {"thumbnails", "previews", "storage_reconciliation", "pipeline_health", "trash"},
+    "jobs": {"process_album", "rerender_albums", "reprocess_failed_photos", "reconcile_storage", "pipeline_health_job", "empty_trash"},
     "sensors": {"raw_object_sensor", "pending_photo_sensor", "alert_on_run_failure", "alert_on_conditions"},
-    "schedules": {"reconcile_storage_schedule", "pipeline_health_schedule"},
+    "schedules": {"reconcile_storage_schedule", "pipeline_health_schedule", "empty_trash_schedule"},
     "resources": {"photo_pipeline"},
     "asset_checks": {
         "no_failed_photos_in_album",
         "no_failed_photos_in_any_album",
         "plan_within_safety_limit",
+        "empty_trash_within_safety_limit",
         "no_orphans_or_missing_rows",
         "failure_rate_below_threshold",
         "no_stale_pending_photos",

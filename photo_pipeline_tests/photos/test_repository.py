@@ -494,6 +494,7 @@ def test_status_counts(repository: PhotoRepository) -> None:
         PhotoStatus.COMPLETED: 0,
         PhotoStatus.FAILED: 1,
         PhotoStatus.MISSING: 0,
+        PhotoStatus.TRASHED: 0,
     }
     assert repository.status_counts(second)[PhotoStatus.FAILED] == 1
     assert repository.status_counts(uuid.uuid4()) == {status: 0 for status in PhotoStatus}

@@ -109,13 +109,14 @@ class Table:
         (claim,) = self.repository.claim_batch(album, "test-worker", 1)
         return claim
 
-    def completed(self, uploaded: datetime, finished: datetime) -> None:
+    def completed(self, uploaded: datetime, finished: datetime) -> uuid.UUID:
         claim = self.claimed(uploaded, uploaded)
         self.clock.at = finished
         assert self.repository.complete(
             claim, thumb_key=f"t/{claim.id}", preview_key=f"p/{claim.id}", width=10, height=10,
             original_bytes=1, thumb_bytes=1, preview_bytes=1,
         )  # fmt: skip
+        return claim.id
 
     def failed(self, uploaded: datetime, finished: datetime) -> None:
         claim = self.claimed(uploaded, uploaded)
@@ -174,6 +175,7 @@ def test_snapshot_counts_ages_rates_latencies_and_expired_claims(table: Table) -
         PhotoStatus.COMPLETED: 6,
         PhotoStatus.FAILED: 2,
         PhotoStatus.MISSING: 1,
+        PhotoStatus.TRASHED: 0,
     }
     assert snapshot.total == 13
     assert snapshot.oldest_pending_age_seconds == pytest.approx(3 * 3600)
@@ -186,6 +188,18 @@ def test_snapshot_counts_ages_rates_latencies_and_expired_claims(table: Table) -
     assert snapshot.latency_samples == 5
     assert snapshot.processing_rows == 2
     assert snapshot.expired_claims == 1
+
+
+def test_photos_in_the_trash_are_counted_apart_and_in_no_total_or_latency(table: Table) -> None:
+    """Issue 17: a trashed photo is hidden from the figures but its own count."""
+    table.completed(ago(minutes=50), ago(minutes=50) + timedelta(seconds=10))
+    slow = table.completed(ago(minutes=50), ago(minutes=50) + timedelta(seconds=90))
+    table.repository.trash_photos([slow])
+
+    snapshot = collect_health(table.repository.engine, NOW, THRESHOLDS)
+
+    assert (snapshot.counts[PhotoStatus.TRASHED], snapshot.counts[PhotoStatus.COMPLETED], snapshot.total) == (1, 1, 1)
+    assert snapshot.latency_samples == 1 and snapshot.latency_p95_seconds == pytest.approx(10)
 
 
 def test_a_claim_renewed_by_its_heartbeat_is_not_counted_expired(table: Table) -> None:

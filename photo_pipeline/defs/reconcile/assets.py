@@ -50,6 +50,7 @@ from photo_pipeline.reconcile.apply import (
     SafetyLimitExceeded,
     iter_sized_objects,
     policy_from_settings,
+    settle_erased,
 )
 from photo_pipeline.reconcile.plan import ReconciliationPlan, plan_reconciliation
 from photo_pipeline.settings import Settings
@@ -174,6 +175,7 @@ def plan_changes(
     context: OpExecutionContext, photo_pipeline: PhotoPipelineResource, objects: dict, rows: dict, cancelled: list
 ) -> ReconciliationPlan:
     settings = photo_pipeline.settings()
+    policy = policy_from_settings(settings)
     plan = plan_reconciliation(
         originals=unspill(Path(objects["originals"])),
         rows_by_original_key=unspill(Path(rows["originals"])),
@@ -185,9 +187,10 @@ def plan_changes(
         rows_by_sized_key=unspill(Path(rows["sized"])),
         duplicates=unspill(Path(rows["duplicates"])),
         now=utc_now(),
-        policy=policy_from_settings(settings),
+        policy=policy,
         cancelled_uploads=cancelled,
     )
+    plan = settle_erased(plan, photo_pipeline.repository(), policy)
     shutil.rmtree(scratch_dir(context), ignore_errors=True)
     context.log.info("plan: %s", plan.summary())
     if plan.unholdable_keys:

@@ -174,6 +174,8 @@ def album_metadata(album: AlbumState) -> dict[str, MetadataValue]:
         "album_pending": MetadataValue.int(album.pending),
         "album_processing": MetadataValue.int(album.processing),
         "album_missing": MetadataValue.int(album.missing),
+        # In the trash: not among album_photos; erased by empty_trash after the retention.
+        "album_trashed": MetadataValue.int(album.trashed),
         "album_duplicates": MetadataValue.int(album.duplicates),
         "album_failed_photos": MetadataValue.md(failed_photos_table(album.failures)),
     }
