@@ -30,6 +30,7 @@ from photo_pipeline.api.http import (
     read_json,
     spool_body,
 )
+from photo_pipeline.failures import advice
 from photo_pipeline.instance.run_requests import RUN_REQUEST_ERRORS, AlbumRunRequester
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
@@ -149,7 +150,13 @@ async def complete_upload(request: Request) -> Response:
         processing, run_id = await in_thread(api.run_requests().request, row.album_id)
     return json_response(
         schemas.CompleteOut(
-            photo_id=row.id, album_id=row.album_id, status=row.status.value, error=row.error, processing=processing, run_id=run_id
+            photo_id=row.id,
+            album_id=row.album_id,
+            status=row.status.value,
+            error=row.error,
+            processing=processing,
+            run_id=run_id,
+            **failure_fields(row),
         )
     )
 
@@ -168,6 +175,15 @@ async def delete_photo(request: Request) -> Response:
         )
         return json_response(out)
     return json_response(schemas.DeletedOut(photo_id=photo_id, status=result.photo.status.value, removed_keys=list(result.deleted_keys)))
+
+
+def failure_fields(photo: PhotoRecord) -> dict[str, Any]:
+    """A failed photo's kind, whether a re-run can help and the hint to show (failures.py); the
+    API decides none of it itself."""
+    if photo.status is not PhotoStatus.FAILED:
+        return {}
+    told = advice(photo.failure_kind)
+    return {"failure_kind": told.kind.value if told.kind else None, "retryable": told.retryable, "hint": told.hint}
 
 
 # -- albums -------------------------------------------------------------------------------------
@@ -200,6 +216,7 @@ async def get_album(request: Request) -> Response:
             filename=item.photo.filename,
             status=item.photo.status.value,
             error=item.photo.error,
+            **failure_fields(item.photo),
             width=item.photo.width,
             height=item.photo.height,
             created_at=item.photo.created_at,

@@ -21,6 +21,7 @@ from typing import BinaryIO
 import pillow_heif
 from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.rendering.capture import CaptureFacts, capture_facts
 from photo_pipeline.rendering.sizes import MAX_SIZES, SizedTarget, fit_long_side, planned_sizes, resize_chain
 from photo_pipeline.rendering.thumbhash import thumbhash_of
@@ -122,8 +123,18 @@ FORMAT_DECODE_ERRORS: dict[str, tuple[type[BaseException], ...]] = {"AVIF": (Run
 class RenderError(Exception):
     """The original cannot be rendered: not an image, corrupt, empty, or too large.
 
-    The message is meant for an operator (it ends up in the photo row's `error`).
+    The message is meant for an operator (it ends up in the photo row's `error`); `kind` says
+    which (it ends up in `failure_kind`: none of them is helped by a re-run).
     """
+
+    def __init__(self, message: str, kind: FailureKind = FailureKind.DAMAGED) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _corrupt(exc: BaseException) -> RenderError:
+    """What a decoder raised for bad data, as the reason an operator reads."""
+    return RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}")
 
 
 @dataclass(frozen=True)
@@ -331,7 +342,7 @@ def _open(data: Source) -> Image.Image:
         return Image.open(stream, formats=SOURCE_FORMATS)
     except UnidentifiedImageError as exc:
         stream.seek(0)
-        raise RenderError(_unidentified_message(stream.read(_SIGNATURE_BYTES))) from exc
+        raise _unidentified(stream.read(_SIGNATURE_BYTES)) from exc
 
 
 # How the files of each source format begin (offset, bytes), to name what a file that does not
@@ -353,11 +364,14 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 _SIGNATURE_BYTES = 16
 
 
-def _unidentified_message(head: bytes) -> str:
+def _unidentified(head: bytes) -> RenderError:
     claimed = next((name for offset, magic, name in _SIGNATURES if head[offset : offset + len(magic)] == magic), None)
     if claimed is not None:
-        return f"file is truncated or corrupt: Pillow cannot read the header of this file ({claimed}, by its first bytes)"
-    return f"not an image Pillow can read (cannot identify image file); supported formats: {', '.join(SOURCE_FORMATS)}"
+        return RenderError(f"file is truncated or corrupt: Pillow cannot read the header of this file ({claimed}, by its first bytes)")
+    return RenderError(
+        f"not an image Pillow can read (cannot identify image file); supported formats: {', '.join(SOURCE_FORMATS)}",
+        FailureKind.UNSUPPORTED,
+    )
 
 
 def _mebibytes(nbytes: int) -> str:
@@ -523,9 +537,9 @@ def _decode_errors_as_render_errors() -> Iterator[None]:
     except RenderError:
         raise
     except Image.DecompressionBombError as exc:
-        raise RenderError(_pillow_bomb_message(exc)) from exc
+        raise RenderError(_pillow_bomb_message(exc), FailureKind.TOO_LARGE) from exc
     except DECODE_ERRORS as exc:
-        raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
+        raise _corrupt(exc) from exc
 
 
 def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> _Decoded:
@@ -552,7 +566,7 @@ def _load(opened: Image.Image) -> None:
     try:
         opened.load()
     except FORMAT_DECODE_ERRORS.get(opened.format or "", ()) as exc:
-        raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
+        raise _corrupt(exc) from exc
 
 
 def _truncation_warning(image: Image.Image, source_format: str, data: Source) -> str | None:
@@ -571,7 +585,8 @@ def _check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
     if pixels > max_pixels:
         raise RenderError(
             f"image is {size[0]}x{size[1]} = {_megapixels(pixels)} megapixels, "
-            f"above the limit of {_megapixels(max_pixels)} megapixels"
+            f"above the limit of {_megapixels(max_pixels)} megapixels",
+            FailureKind.TOO_LARGE,
         )
 
 
