@@ -14,7 +14,7 @@ from photo_pipeline_tests.conftest import BIN, ROOT
 
 EXPECTED = {
     "assets": {"thumbnails", "previews", "storage_reconciliation", "pipeline_health"},
-    "jobs": {"process_album", "rerender_albums", "reprocess_failed_photos", "reconcile_storage", "pipeline_health_job"},
+    "jobs": {"process_album", "rerender_albums", "reprocess_failed_photos", "reconcile_storage", "apply_reconciliation", "pipeline_health_job"},
     "sensors": {"raw_object_sensor", "pending_photo_sensor"},
     "schedules": {"reconcile_storage_schedule", "pipeline_health_schedule"},
     "resources": {"photo_pipeline"},

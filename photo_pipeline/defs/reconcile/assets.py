@@ -56,6 +56,9 @@ from photo_pipeline.settings import Settings
 from photo_pipeline.storage import keys
 
 STORAGE_RECONCILIATION = "storage_reconciliation"
+# The jobs that materialize it (defs/reconcile/jobs.py): a dry run by default, and applying.
+RECONCILE_JOB = "reconcile_storage"
+APPLY_JOB = "apply_reconciliation"
 RECONCILIATION_ASSET = AssetKey(STORAGE_RECONCILIATION)
 PLAN_WITHIN_SAFETY_LIMIT = "plan_within_safety_limit"
 STREAMS = ("originals", "thumbnails", "previews", "sized")
@@ -269,16 +272,14 @@ def _column_type(name: str) -> str:
 
 
 def actions_by_kind_table(plan: ReconciliationPlan, step: ApplyStep) -> MetadataValue:
-    rows = [
-        {"action": r.action, "planned": r.planned, "applied": r.applied, "destructive": r.destructive, "meaning": r.meaning}
-        for r in told.counts_by_kind(plan, step.applied)
-    ]
+    """The kinds of repair the plan holds. Numbers first and one text column last: the asset
+    page gives a metadata table about 370 pixels at a 1280-pixel window and cuts off what does
+    not fit, and a long text column is what wraps (five columns lost the meaning entirely)."""
+    rows = [{"planned": r.planned, "applied": r.applied, "repair": r.repair} for r in told.counts_by_kind(plan, step.applied)]
     columns = {
-        "action": "kind of repair",
         "planned": "how many the plan holds",
         "applied": "how many were carried out (empty: nothing was applied)",
-        "destructive": "counts against the safety limit",
-        "meaning": "what it does",
+        "repair": "the kind of repair, (destructive) when it counts against the safety limit, and what it does",
     }
     return table(columns, rows)
 
@@ -305,6 +306,10 @@ def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[s
     (and why, when refused), the plan itself as tables, then the figures (numbers, plotted)."""
     found = told.findings(plan)
     metadata: dict[str, MetadataValue] = {OUTCOME: MetadataValue.text(step.outcome.value)}
+    metadata["plan"] = MetadataValue.text(told.headline(plan))
+    next_step = told.how_to_apply(plan, step.outcome, APPLY_JOB)
+    if next_step:
+        metadata["to_apply"] = MetadataValue.text(next_step)
     if step.refusal:
         metadata["refusal"] = MetadataValue.text(step.refusal)
     metadata[PLAN_TAKEN_AT] = MetadataValue.timestamp(plan.taken_at)
@@ -401,15 +406,17 @@ The photo table compared with the bucket: each materialization is one reconcilia
 what became of it (`outcome`: applied, dry run, or refused by the safety limit with its `refusal`
 reason).
 
-- `actions_by_kind`: how many of each repair the plan holds (and how many were applied);
+- `plan`: the plan in one line; `to_apply`: how to apply a plan that was not;
+- `actions_by_kind`: the kinds of repair the plan holds, how many of each were planned and applied, what each does;
 - `first_actions`: the first {MAX_LISTED_ACTIONS} actions (destructive ones first) with album, photo, key and reason;
 - `skipped_keys`: objects whose keys the table cannot hold (left in the bucket);
 - plotted: orphan objects, missing rows, re-renders needed, expired claims, planned changes.
 
-Materialize (or the `reconcile_storage` launchpad) starts as a dry run: it records the plan and
-changes nothing. To apply, launch `reconcile_storage` with `dry_run: false` (add `force: true` for
-a plan the safety limit refused, once reviewed here). `reconcile_storage_schedule` applies on
-`{RECONCILE_CRON}`; freshness: {RECONCILIATION_FRESHNESS.describe()}.
+**Materialize** (or the `{RECONCILE_JOB}` launchpad) is a dry run: it records the plan and changes
+nothing. **To apply**, launch the `{APPLY_JOB}` job (its launchpad opens on `dry_run: false`:
+one click on Launch Run). Both stay behind the safety limit: a plan it refuses is recorded here and
+the run fails; add `force: true` in the launchpad to apply such a plan, once reviewed.
+`reconcile_storage_schedule` applies on `{RECONCILE_CRON}`; freshness: {RECONCILIATION_FRESHNESS.describe()}.
 """
 
 
