@@ -158,6 +158,15 @@ class ActionRow:
     key: str
     reason: str
 
+    @property
+    def text(self) -> str:
+        """The action in one cell: kind, reason, then the key (which names album and photo) or,
+        without one, the ids."""
+        where = self.key or f"album {self.album}"
+        if self.photo and self.photo not in where:
+            where += f" (photo {self.photo})"
+        return f"{self.action}: {self.reason}: {where}"
+
 
 def first_actions(plan: ReconciliationPlan, limit: int) -> list[ActionRow]:
     """The first `limit` actions, destructive ones first (what a refused plan would have
@@ -179,6 +188,10 @@ def first_actions(plan: ReconciliationPlan, limit: int) -> list[ActionRow]:
 class SkippedRow:
     key: str
     reason: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.key}: {self.reason}"
 
 
 def skipped_keys(plan: ReconciliationPlan) -> list[SkippedRow]:

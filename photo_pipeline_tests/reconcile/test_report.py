@@ -110,6 +110,10 @@ def test_first_actions_put_destructive_ones_first_and_escape_what_they_show() ->
     [correct] = [r for r in report.first_actions(plan, limit=10) if r.action == "correct_key"]
     assert "\u202e" not in correct.key + correct.reason and "\\u202e" in correct.key
     assert correct.photo == ""
+    assert rows[0].text == f"flag_missing: reason 2: {plan.actions[2].key}", "the key names album and photo"
+    assert correct.text == f"correct_key: {correct.reason}: {correct.key}"
+    keyless = report.ActionRow(action="rerender", album="a", photo="p", key="", reason="why")
+    assert keyless.text == "rerender: why: album a (photo p)"
 
 
 def test_skipped_keys_are_shown_escaped() -> None:
@@ -119,3 +123,4 @@ def test_skipped_keys_are_shown_escaped() -> None:
     [row] = report.skipped_keys(plan)
 
     assert row == report.SkippedRow(key="raw/a/bad\\x00name.jpg", reason="contains a NUL byte")
+    assert row.text == "raw/a/bad\\x00name.jpg: contains a NUL byte"

@@ -262,19 +262,22 @@ def apply_changes(
 
 
 def table(columns: Mapping[str, str], rows: Iterable[Mapping[str, str | int | bool | None]]) -> MetadataValue:
-    """A metadata table (shown as a table on the asset's page); `columns`: name -> description."""
+    """A metadata table (shown as a table on the asset's page); `columns`: name -> description.
+
+    The asset page lays every metadata value out in one column, as wide as its widest value, and
+    shows about 340 pixels of it in a 1280-pixel window, cutting off the rest of every value at
+    once (the old five-column first_actions cut off actions_by_kind's meanings). So each table
+    here is at most a few narrow number columns and one text column, which wraps."""
     schema = TableSchema(columns=[TableColumn(name, _column_type(name), description) for name, description in columns.items()])
     return MetadataValue.table(records=[TableRecord(dict(row)) for row in rows], schema=schema)
 
 
 def _column_type(name: str) -> str:
-    return {"planned": "int", "applied": "int", "destructive": "bool"}.get(name, "string")
+    return {"planned": "int", "applied": "int"}.get(name, "string")
 
 
 def actions_by_kind_table(plan: ReconciliationPlan, step: ApplyStep) -> MetadataValue:
-    """The kinds of repair the plan holds. Numbers first and one text column last: the asset
-    page gives a metadata table about 370 pixels at a 1280-pixel window and cuts off what does
-    not fit, and a long text column is what wraps (five columns lost the meaning entirely)."""
+    """The kinds of repair the plan holds: the numbers, then the kind with what it does."""
     rows = [{"planned": r.planned, "applied": r.applied, "repair": r.repair} for r in told.counts_by_kind(plan, step.applied)]
     columns = {
         "planned": "how many the plan holds",
@@ -285,20 +288,13 @@ def actions_by_kind_table(plan: ReconciliationPlan, step: ApplyStep) -> Metadata
 
 
 def first_actions_table(plan: ReconciliationPlan) -> MetadataValue:
-    rows = [vars(r) for r in told.first_actions(plan, MAX_LISTED_ACTIONS)]
-    columns = {
-        "action": "kind of repair",
-        "album": "album id",
-        "photo": "photo id",
-        "key": "object key (escaped, shortened)",
-        "reason": "why",
-    }
-    return table(columns, rows)
+    rows = [{"action": r.text} for r in told.first_actions(plan, MAX_LISTED_ACTIONS)]
+    return table({"action": "kind of repair: why: object key (escaped, shortened; it names album and photo)"}, rows)
 
 
 def skipped_keys_table(plan: ReconciliationPlan) -> MetadataValue:
-    rows = [vars(r) for r in told.skipped_keys(plan)]
-    return table({"key": "object key (escaped, shortened)", "reason": "why the table cannot hold it"}, rows)
+    rows = [{"key": r.text} for r in told.skipped_keys(plan)]
+    return table({"key": "object key (escaped, shortened): why the table cannot hold it"}, rows)
 
 
 def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[str, MetadataValue]:
@@ -321,8 +317,8 @@ def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[s
     metadata["actions_by_kind"] = actions_by_kind_table(plan, step)
     if step.errors:
         metadata["apply_failures"] = table(
-            {"action": "kind of repair", "error": "what failed (its other batches and every other kind still ran)"},
-            [{"action": kind, "error": error} for kind, error in step.errors.items()],
+            {"failure": "kind of repair: what failed (its other batches and every other kind still ran)"},
+            [{"failure": f"{kind}: {error}"} for kind, error in step.errors.items()],
         )
     if plan.skipped_keys:
         metadata["skipped_keys"] = skipped_keys_table(plan)
@@ -408,7 +404,7 @@ reason).
 
 - `plan`: the plan in one line; `to_apply`: how to apply a plan that was not;
 - `actions_by_kind`: the kinds of repair the plan holds, how many of each were planned and applied, what each does;
-- `first_actions`: the first {MAX_LISTED_ACTIONS} actions (destructive ones first) with album, photo, key and reason;
+- `first_actions`: the first {MAX_LISTED_ACTIONS} actions (destructive ones first), each with its reason and key;
 - `skipped_keys`: objects whose keys the table cannot hold (left in the bucket);
 - plotted: orphan objects, missing rows, re-renders needed, expired claims, planned changes.
 
