@@ -6,7 +6,6 @@ error; the whole module takes well under a minute on a quiet machine."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -20,7 +19,14 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from photo_pipeline.defs.renditions.assets import NO_FAILED_PHOTOS_IN_ALBUM
 from photo_pipeline.reconcile.plan import ActionKind
 from photo_pipeline.reconcile.report import ACTION_MEANING
-from photo_pipeline_tests.ui.local_ui import LocalUI, album_with_failed_photos, run_demo, start_ui, stop_process_group
+from photo_pipeline_tests.ui.local_ui import (
+    LocalUI,
+    album_with_failed_photos,
+    drift_for_the_plan,
+    run_demo,
+    start_ui,
+    stop_process_group,
+)
 from photo_pipeline_tests.ui.pages import UIPage, ui_page
 
 pytestmark = pytest.mark.slow
@@ -121,15 +127,7 @@ def test_a_reconciliation_plan_reads_at_a_glance_on_the_asset_page(
     UI cut its meaning column off. Now: the kinds the plan holds, every cell visible whole at the
     guide's 1280-pixel window, after a dry run started with the asset's Materialize button."""
     ui, album = demo_ui
-    # Drift the demo does not have: a stray thumbnail (an hour old, past the orphans' grace) and a
-    # completed photo's lost thumbnail.
-    thumbs = demo_home / "objects" / "processed" / "thumbs" / str(album)
-    lost = next(path for path in sorted(thumbs.iterdir()) if path.is_file())
-    stray = thumbs / f"{uuid.uuid4()}.jpg"
-    stray.write_bytes(lost.read_bytes())
-    hour_ago = time.time() - 3600
-    os.utime(stray, (hour_ago, hour_ago))
-    lost.unlink()
+    stray = drift_for_the_plan(demo_home, album)
 
     page.open(f"{ui.url}/assets/storage_reconciliation", expect=["Latest materialization"])
     page.page.locator("button", has_text=re.compile(r"^Materialize$")).first.click()
