@@ -212,6 +212,8 @@ def test_migration_0008_adds_the_order_indexes_and_goes_back(database_url: str) 
     assert indexes[CAPTURE_INDEX] == ["album_id", "taken_at", "created_at", "id"]
     assert "ix_photos_album_taken_at" not in indexes, "a prefix of the new index: only a cost to writes"
     assert indexes[UPLOAD_INDEX] == ["album_id", "created_at", "id"]
+    # The repository reads the newest schema (the model's columns): at the head revision.
+    alembic(database_url, "upgrade", "head")
     assert [record.id for record in PhotoRepository(engine).album_page(album, 10, order=AlbumOrder.TAKEN)] == [photo]
 
     alembic(database_url, "downgrade", "0007")

@@ -34,6 +34,8 @@ def test_migration_0007_adds_empty_facts_to_existing_rows_and_goes_back(database
     alembic(database_url, "upgrade", "0007")
     columns = {c["name"] for c in inspect(engine).get_columns("photos")}
     assert {"original_sha256", "duplicate_of", "taken_at", "camera_make", "camera_model", "thumbhash"} <= columns
+    # The repository reads the newest schema (the model's columns): at the head revision.
+    alembic(database_url, "upgrade", "head")
     repository = PhotoRepository(engine)
     existing = row(repository, photo)
     # Empty until the re-render job fills them from the original.
