@@ -32,6 +32,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: 
 from photo_pipeline.defs.renditions.assets import NO_FAILED_PHOTOS_IN_ALBUM  # noqa: E402
 from photo_pipeline_tests.ui.local_ui import (  # noqa: E402
     album_with_failed_photos,
+    drift_for_the_plan,
     run_demo,
     start_ui,
     stop_process_group,
@@ -95,6 +96,11 @@ def pick_partition(page: Page, album: uuid.UUID) -> None:
     page.get_by_text(f"album_id: '{album}'").filter(visible=True).first.wait_for(timeout=CONTENT_TIMEOUT_MS)
 
 
+# The `plan` entry's value, which only a recorded plan has (the word "outcome" is in the
+# asset's description too, so it cannot tell a recorded plan from none).
+RECORDED_PLAN = re.compile(r"^(nothing to repair|\d+ repair\(s\) planned)")
+
+
 def reconcile_dry_run(page: Page, base_url: str) -> None:
     """The asset's Materialize button (a dry run by default), then wait for its plan on the page:
     the screenshot of storage_reconciliation shows a recorded plan, not "Never materialized"."""
@@ -106,11 +112,20 @@ def reconcile_dry_run(page: Page, base_url: str) -> None:
         page.wait_for_timeout(3_000)
         page.reload(wait_until="domcontentloaded", timeout=CONTENT_TIMEOUT_MS)
         try:
-            page.get_by_text("outcome", exact=True).filter(visible=True).first.wait_for(timeout=5_000)
+            page.get_by_text(RECORDED_PLAN).filter(visible=True).first.wait_for(timeout=5_000)
             return
         except PlaywrightTimeoutError:
             continue
     raise SystemExit(f"the reconcile_storage dry run recorded no plan within {RUN_SECONDS}s")
+
+
+def scroll_to_metadata(key: str) -> Callable[[Page], None]:
+    """An action: bring the asset page's metadata row with this key into view."""
+
+    def act(page: Page) -> None:
+        page.locator("tr", has=page.get_by_text(key, exact=True)).first.scroll_into_view_if_needed(timeout=CONTENT_TIMEOUT_MS)
+
+    return act
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,13 @@ SHOTS = [
     Shot("reconcile-launchpad", "/assets/storage_reconciliation", ["Latest materialization"], [open_asset_launchpad]),
     Shot("resource", "/locations/photo_pipeline/resources/photo_pipeline", ["photo table: "]),
     Shot("storage-reconciliation", "/assets/storage_reconciliation", ["outcome", "actions_by_kind"]),
+    Shot("reconciliation-plan", "/assets/storage_reconciliation", ["repair(s) planned"], [scroll_to_metadata("actions_by_kind")]),
+    Shot(
+        "apply-launchpad",
+        "/locations/photo_pipeline/jobs/apply_reconciliation/playground",
+        ["dry_run: false"],
+        [enabled("button", "Launch Run")],
+    ),
     Shot("sensor", "/locations/photo_pipeline/sensors/pending_photo_sensor", ["Latest tick", "View logs"]),
 ]
 
@@ -197,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print("running the demo…", flush=True)
         run_demo(home)
         album = album_with_failed_photos(home)
+        drift_for_the_plan(home, album)  # something for the reconciliation plan to show
         print("starting photo-pipeline ui…", flush=True)
         ui = start_ui(home, Path(folder) / "ui.log")  # the sensors' first ticks show on the sensor's page
         try:
@@ -209,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     for shot in SHOTS:
                         # A page of its own for each shot: no dialog or scroll position carried over.
                         with ui_page(browser) as page:
-                            print(f"  {take(page, ui.url, album, shot, args.out).relative_to(ROOT)}", flush=True)
+                            target = take(page, ui.url, album, shot, args.out)
+                            print(f"  {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}", flush=True)
                 finally:
                     browser.close()
         finally:

@@ -31,6 +31,7 @@ from photo_pipeline.api.http import (
     spool_body,
 )
 from photo_pipeline.api.metrics import METRICS_PATH, metrics_endpoint
+from photo_pipeline.failures import advice
 from photo_pipeline.instance.run_requests import RUN_REQUEST_ERRORS, AlbumRunRequester
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
@@ -168,7 +169,13 @@ async def complete_upload(request: Request) -> Response:
         processing, run_id = await in_thread(api.run_requests().request, row.album_id)
     return json_response(
         schemas.CompleteOut(
-            photo_id=row.id, album_id=row.album_id, status=row.status.value, error=row.error, processing=processing, run_id=run_id
+            photo_id=row.id,
+            album_id=row.album_id,
+            status=row.status.value,
+            error=row.error,
+            processing=processing,
+            run_id=run_id,
+            **failure_fields(row),
         )
     )
 
@@ -221,6 +228,15 @@ async def _request_runs(api: ApiContext, album_ids: frozenset[uuid.UUID]) -> str
     return "; ".join(outcomes) or None
 
 
+def failure_fields(photo: PhotoRecord) -> dict[str, Any]:
+    """A failed photo's kind, whether a re-run can help and the hint to show (failures.py); the
+    API decides none of it itself."""
+    if photo.status is not PhotoStatus.FAILED:
+        return {}
+    told = advice(photo.failure_kind)
+    return {"failure_kind": told.kind.value if told.kind else None, "retryable": told.retryable, "hint": told.hint}
+
+
 # -- albums -------------------------------------------------------------------------------------
 
 
@@ -251,6 +267,7 @@ async def get_album(request: Request) -> Response:
             filename=item.photo.filename,
             status=item.photo.status.value,
             error=item.photo.error,
+            **failure_fields(item.photo),
             width=item.photo.width,
             height=item.photo.height,
             created_at=item.photo.created_at,

@@ -52,7 +52,25 @@ class UploadsOut(_Strict):
     uploads: list[UploadOut]
 
 
-class CompleteOut(_Strict):
+class _FailureOut(_Strict):
+    """What a failed photo's failure means for whoever shows it (photo_pipeline/failures.py)."""
+
+    failure_kind: str | None = Field(
+        default=None,
+        description="of a failed photo: `damaged`, `unsupported` or `too_large` (the file's fault), `interrupted` or "
+        "`unexpected` (the server's); null otherwise, or when the failure predates its recording",
+    )
+    retryable: bool | None = Field(
+        default=None,
+        description="of a failed photo: whether an operator's re-run of the same original can succeed (true only for the "
+        "server's failures; a damaged file fails again the same way); null otherwise, or when not recorded",
+    )
+    hint: str | None = Field(
+        default=None, description="of a failed photo: what to do about it, in a site user's words (the uploader page shows it)"
+    )
+
+
+class CompleteOut(_FailureOut):
     photo_id: uuid.UUID
     album_id: uuid.UUID
     status: str = Field(description="pending, processing, completed, failed or missing")
@@ -121,7 +139,7 @@ class RenditionOut(_Strict):
     )
 
 
-class PhotoOut(_Strict):
+class PhotoOut(_FailureOut):
     photo_id: uuid.UUID
     filename: str | None
     status: str

@@ -309,7 +309,10 @@ def status_payload(albums: list[AlbumState], totals: dict[PhotoStatus, int]) -> 
                 **{s.value: a.counts[s] for s in PhotoStatus},
                 # The latest failures (all of them are counted in "failed"), by id and file name.
                 "duplicates": a.duplicates,
-                "failed_photos": [{"id": str(p.id), "file": p.filename, "error": p.error} for p in a.failures.examples],
+                "failed_photos": [
+                    {"id": str(p.id), "file": p.filename, "error": p.error, "failure_kind": p.advice.kind, "retryable": p.advice.retryable}
+                    for p in a.failures.examples
+                ],
             }
             for a in albums
         },
@@ -388,6 +391,7 @@ def print_failed_photos(failing: list[AlbumState]) -> None:
             console.print(f"  {photo.id}  {terminal_text(photo.filename)}", highlight=False, soft_wrap=True)
             if photo.error:
                 console.print(f"      {terminal_text(photo.error, 300)}", highlight=False, soft_wrap=True)
+            console.print(f"      [dim]→ {escape(photo.advice.action)}[/]", highlight=False, soft_wrap=True)
         if album.failed > len(album.failures.examples):
             console.print(f"  … {album.failed - len(album.failures.examples)} more: photo-pipeline status --album {album.album_id}", highlight=False, soft_wrap=True)
     if len(failing) > FAILED_ALBUMS_LISTED:

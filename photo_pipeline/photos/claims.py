@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 
@@ -244,7 +245,8 @@ class ClaimQueries:
                 Photo.status == PhotoStatus.PROCESSING.value,
                 Photo.claimed_by == claim.claim,
             )
-            .values(updated_at=now, claimed_by=None, claimed_at=None, **values)
+            # A failure's kind goes with its error: every other outcome clears it.
+            .values(updated_at=now, claimed_by=None, claimed_at=None, **{"failure_kind": None, **values})
         )
         with self.engine.begin() as conn:
             if conn.execute(statement).rowcount != 1:
@@ -367,8 +369,9 @@ class ClaimQueries:
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
-    def fail(self, claim: ClaimedPhoto, error: str) -> bool:
-        return self._finish(claim, self._clock(), status=PhotoStatus.FAILED.value, error=error)
+    def fail(self, claim: ClaimedPhoto, error: str, kind: FailureKind | None = None) -> bool:
+        """Mark the photo failed with the reason, and its kind: whether a re-run can help."""
+        return self._finish(claim, self._clock(), status=PhotoStatus.FAILED.value, error=error, failure_kind=kind)
 
     def release(self, claim: ClaimedPhoto, reason: str | None = None) -> bool:
         """Back to pending for a later run; attempts are kept."""
@@ -425,6 +428,7 @@ class ClaimQueries:
             .values(
                 status=PhotoStatus.FAILED.value,
                 error=f"gave up after {max_attempts} attempts: the last claim expired (its run stopped renewing it)",
+                failure_kind=FailureKind.INTERRUPTED,
                 claimed_by=None,
                 claimed_at=None,
                 updated_at=now,

@@ -112,6 +112,8 @@ class Photo(Base):
     thumb_key: Mapped[str | None] = mapped_column(ObjectKey)
     preview_key: Mapped[str | None] = mapped_column(ObjectKey)
     error: Mapped[str | None] = mapped_column(Text)
+    # Of a failed photo: whose fault it was, and so whether a re-run can help (failures.py).
+    failure_kind: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

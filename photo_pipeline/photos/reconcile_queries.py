@@ -19,6 +19,7 @@ from sqlalchemy import (
     update,
 )
 
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
@@ -245,7 +246,8 @@ class ReconciliationQueries:
         if fail_reason is None:
             values.update(status=PhotoStatus.PENDING.value, error="claim expired; requeued")
         else:
-            values.update(status=PhotoStatus.FAILED.value, error=fail_reason)
+            # Attempts used up by runs that stopped: the server's doing, a re-run may succeed.
+            values.update(status=PhotoStatus.FAILED.value, error=fail_reason, failure_kind=FailureKind.INTERRUPTED)
         changed = 0
         with self.engine.begin() as conn:
             for photo_id, claimed_by in claims:

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from photo_pipeline.failures import FailureKind, failure_kind
 from photo_pipeline.photos.albums import AlbumQueries
 from photo_pipeline.photos.claims import ClaimQueries
 from photo_pipeline.photos.database import create_engine_for, in_chunks
@@ -101,12 +102,24 @@ class PhotoRecord:
     trashed_at: datetime | None = None
     trashed_from: PhotoStatus | None = None
     trashed_with_album: bool | None = None
+    # Of a failed photo: whose fault it was (failures.py); None when not recorded.
+    failure_kind: FailureKind | None = None
 
     @property
     def display_filename(self) -> str:
         """The name the uploader gave the file; for a row without one (adopted before names were
         recorded), the last segment of its key. For display: escape it where markup is parsed."""
         return self.filename or self.original_key.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class RequeuedPhoto:
+    """A photo an operator's re-run put back to pending (`record`, as it is now), and the failure
+    it had until then, which the row no longer holds."""
+
+    record: PhotoRecord
+    failed_with: str | None
+    failure_kind: FailureKind | None
 
 
 
@@ -265,21 +278,32 @@ class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
         album_id: uuid.UUID | None = None,
         photo_ids: Collection[uuid.UUID] | None = None,
         include_missing: bool = False,
-    ) -> list[PhotoRecord]:
-        """An operator's re-run: failed (and optionally missing) photos back to pending."""
+    ) -> list[RequeuedPhoto]:
+        """An operator's re-run: failed (and optionally missing) photos back to pending, each with
+        the failure it had (read under a row lock in the same transaction: the row forgets it)."""
         statuses = [PhotoStatus.FAILED.value] + ([PhotoStatus.MISSING.value] if include_missing else [])
-        statement = update(Photo).where(Photo.status.in_(statuses))
+        conditions = [Photo.status.in_(statuses)]
         if album_id is not None:
-            statement = statement.where(Photo.album_id == album_id)
+            conditions.append(Photo.album_id == album_id)
         now = self._clock()
-        statement = statement.values(status=PhotoStatus.PENDING.value, error=None, missing_since=None, updated_at=now)
-        requeued: list[PhotoRecord] = []
+        requeued: list[RequeuedPhoto] = []
         with self.engine.begin() as conn:
             id_chunks: list[Sequence[uuid.UUID] | None] = list(in_chunks(list(photo_ids))) if photo_ids is not None else [None]
             for chunk in id_chunks:
-                chunk_statement = statement if chunk is None else statement.where(Photo.id.in_(chunk))
-                rows = conn.execute(chunk_statement.returning(*Photo.__table__.columns)).all()
-                requeued.extend(self._record(row) for row in rows)
+                where = conditions if chunk is None else [*conditions, Photo.id.in_(chunk)]
+                failures = {
+                    row.id: (row.error, failure_kind(row.failure_kind))
+                    for row in conn.execute(select(Photo.id, Photo.error, Photo.failure_kind).where(*where).with_for_update())
+                }
+                statement = (
+                    update(Photo)
+                    .where(*where)
+                    .values(status=PhotoStatus.PENDING.value, error=None, failure_kind=None, missing_since=None, updated_at=now)
+                    .returning(*Photo.__table__.columns)
+                )
+                for row in conn.execute(statement).all():
+                    error, kind = failures.get(row.id, (None, None))
+                    requeued.append(RequeuedPhoto(self._record(row), failed_with=error, failure_kind=kind))
         return requeued
 
     def delete_for_cleanup(self, photo_id: uuid.UUID) -> PhotoRecord:
@@ -514,6 +538,7 @@ class PhotoRepository(ClaimQueries, AlbumQueries, TrashQueries):
         values["status"] = PhotoStatus(values["status"])
         if values.get("trashed_from") is not None:
             values["trashed_from"] = PhotoStatus(values["trashed_from"])
+        values["failure_kind"] = failure_kind(values.get("failure_kind"))
         return PhotoRecord(**values)
 
 

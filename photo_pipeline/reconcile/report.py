@@ -116,9 +116,15 @@ class KindRow:
     destructive: bool
     meaning: str
 
+    @property
+    def repair(self) -> str:
+        """The kind with what it does, in one cell: "purge (destructive): missing past ..."."""
+        return f"{self.action}{' (destructive)' if self.destructive else ''}: {self.meaning}"
+
 
 def counts_by_kind(plan: ReconciliationPlan, applied: Mapping[str, int] | None) -> list[KindRow]:
-    """One row per kind of action, every kind listed (a zero is an answer too)."""
+    """One row per kind of action the plan holds, in ActionKind's order; the kinds it does not
+    hold are left out (`plan.counts()` has every kind, for programs)."""
     counts = plan.counts()
     return [
         KindRow(
@@ -129,7 +135,33 @@ def counts_by_kind(plan: ReconciliationPlan, applied: Mapping[str, int] | None) 
             meaning=ACTION_MEANING[kind],
         )
         for kind in ActionKind
+        if counts[kind.value]
     ]
+
+
+def headline(plan: ReconciliationPlan) -> str:
+    """The plan in one line: how many repairs of which kinds, or that there is nothing to do."""
+    rows = counts_by_kind(plan, None)
+    if not rows:
+        return f"nothing to repair: the table ({plan.rows_seen} rows) and the bucket ({plan.objects_seen} objects) agree"
+    kinds = ", ".join(f"{row.action} {row.planned}" for row in rows)
+    destructive = f", {plan.destructive} of them destructive" if plan.destructive else ""
+    return f"{len(plan.actions)} repair(s) planned{destructive}: {kinds}"
+
+
+def how_to_apply(plan: ReconciliationPlan, outcome: Outcome, apply_job: str) -> str | None:
+    """The next step for a plan that holds repairs and was not applied; None otherwise."""
+    if outcome.applied or not plan.actions:
+        return None
+    if not plan.safe:
+        return (
+            f"the safety limit refuses this plan ({'; '.join(plan.violations)}). Review first_actions; only if it is "
+            f"right, launch the {apply_job} job with force: true in its launchpad"
+        )
+    return (
+        f"to apply: launch the {apply_job} job (its launchpad is set to dry_run: false: Launch Run). "
+        "It plans afresh and applies, behind the safety limit"
+    )
 
 
 @dataclass(frozen=True)
@@ -139,6 +171,15 @@ class ActionRow:
     photo: str
     key: str
     reason: str
+
+    @property
+    def text(self) -> str:
+        """The action in one cell: kind, reason, then the key (which names album and photo) or,
+        without one, the ids."""
+        where = self.key or f"album {self.album}"
+        if self.photo and self.photo not in where:
+            where += f" (photo {self.photo})"
+        return f"{self.action}: {self.reason}: {where}"
 
 
 def first_actions(plan: ReconciliationPlan, limit: int) -> list[ActionRow]:
@@ -161,6 +202,10 @@ def first_actions(plan: ReconciliationPlan, limit: int) -> list[ActionRow]:
 class SkippedRow:
     key: str
     reason: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.key}: {self.reason}"
 
 
 def skipped_keys(plan: ReconciliationPlan) -> list[SkippedRow]:

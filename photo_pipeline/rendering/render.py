@@ -21,9 +21,11 @@ from typing import BinaryIO
 import pillow_heif
 from PIL import Image, ImageCms, ImageColor, ImageMode, ImageOps, UnidentifiedImageError
 
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.rendering.capture import CaptureFacts, capture_facts
 from photo_pipeline.rendering.sizes import MAX_SIZES, SizedTarget, fit_long_side, planned_sizes, resize_chain
 from photo_pipeline.rendering.thumbhash import thumbhash_of
+from photo_pipeline.rendering.truncation import find_truncation
 from photo_pipeline.rendering.watermark import (
     WatermarkOptions,
     apply_watermark,
@@ -113,13 +115,26 @@ TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 # Decoders report broken data with any of these; nothing else is caught around decoding.
 DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# And per format: Pillow's AVIF plugin reports a damaged or cut AV1 bitstream as a RuntimeError
+# ("Failed to decode frame 0: Decoding of color planes failed"); elsewhere a RuntimeError is a bug.
+FORMAT_DECODE_ERRORS: dict[str, tuple[type[BaseException], ...]] = {"AVIF": (RuntimeError,)}
 
 
 class RenderError(Exception):
     """The original cannot be rendered: not an image, corrupt, empty, or too large.
 
-    The message is meant for an operator (it ends up in the photo row's `error`).
+    The message is meant for an operator (it ends up in the photo row's `error`); `kind` says
+    which (it ends up in `failure_kind`: none of them is helped by a re-run).
     """
+
+    def __init__(self, message: str, kind: FailureKind = FailureKind.DAMAGED) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _corrupt(exc: BaseException) -> RenderError:
+    """What a decoder raised for bad data, as the reason an operator reads."""
+    return RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}")
 
 
 @dataclass(frozen=True)
@@ -188,7 +203,7 @@ class Renditions:
     source_width: int  # of the original, after EXIF orientation
     source_height: int
     source_format: str  # e.g. "JPEG", "PNG", "HEIF"
-    # Set when the pixels look damaged although the decoder raised nothing (see _grey_padding).
+    # Set when the pixels look damaged although the decoder raised nothing (see truncation.py).
     warning: str | None = None
     # When and with what it was taken, from the EXIF the one open already parsed.
     capture: CaptureFacts = CaptureFacts()  # noqa: RUF009 - frozen
@@ -317,16 +332,46 @@ def _open(data: Source) -> Image.Image:
     if isinstance(data, bytes | bytearray | memoryview):
         if not data:
             raise RenderError("empty file (0 bytes)")
-        return Image.open(io.BytesIO(data), formats=SOURCE_FORMATS)
-    size = data.seek(0, io.SEEK_END)
-    if size == 0:
-        raise RenderError("empty file (0 bytes)")
-    data.seek(0)
-    return Image.open(data, formats=SOURCE_FORMATS)
+        stream: BinaryIO = io.BytesIO(data)
+    else:
+        stream = data
+        if stream.seek(0, io.SEEK_END) == 0:
+            raise RenderError("empty file (0 bytes)")
+        stream.seek(0)
+    try:
+        return Image.open(stream, formats=SOURCE_FORMATS)
+    except UnidentifiedImageError as exc:
+        stream.seek(0)
+        raise _unidentified(stream.read(_SIGNATURE_BYTES)) from exc
 
 
-def _unidentified_message() -> str:
-    return f"not an image Pillow can read (cannot identify image file); supported formats: {', '.join(SOURCE_FORMATS)}"
+# How the files of each source format begin (offset, bytes), to name what a file that does not
+# open claims to be: a cut TIFF (its directory at the end) or a cut AVIF is damaged, not "not an image".
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"GIF8", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"BM", "BMP"),
+    (4, b"ftypavi", "AVIF"),
+    (4, b"ftyphei", "HEIC"),
+    (4, b"ftyphev", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypmsf1", "HEIF"),
+)
+_SIGNATURE_BYTES = 16
+
+
+def _unidentified(head: bytes) -> RenderError:
+    claimed = next((name for offset, magic, name in _SIGNATURES if head[offset : offset + len(magic)] == magic), None)
+    if claimed is not None:
+        return RenderError(f"file is truncated or corrupt: Pillow cannot read the header of this file ({claimed}, by its first bytes)")
+    return RenderError(
+        f"not an image Pillow can read (cannot identify image file); supported formats: {', '.join(SOURCE_FORMATS)}",
+        FailureKind.UNSUPPORTED,
+    )
 
 
 def _mebibytes(nbytes: int) -> str:
@@ -491,12 +536,10 @@ def _decode_errors_as_render_errors() -> Iterator[None]:
         yield
     except RenderError:
         raise
-    except UnidentifiedImageError as exc:
-        raise RenderError(_unidentified_message()) from exc
     except Image.DecompressionBombError as exc:
-        raise RenderError(_pillow_bomb_message(exc)) from exc
+        raise RenderError(_pillow_bomb_message(exc), FailureKind.TOO_LARGE) from exc
     except DECODE_ERRORS as exc:
-        raise RenderError(f"file is truncated or corrupt: {str(exc).strip() or type(exc).__name__}") from exc
+        raise _corrupt(exc) from exc
 
 
 def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> _Decoded:
@@ -509,63 +552,32 @@ def _decode(data: Source, options: RenderOptions, *, use_draft: bool = True) -> 
         capture = capture_facts(exif, keep_gps=options.keep_gps)
         if use_draft:
             _request_draft(opened, fit_long_side(stored_size, options.preview_long_side))
-        opened.load()
+        _load(opened)
         source_format = _source_format(opened)
-        warning = _grey_padding(opened) if source_format == "JPEG" else None
+        # Before rotation, so the image's last row is the last row of the data.
+        warning = _truncation_warning(opened, source_format, data)
         image = _upright(opened)
     if orientation in TRANSPOSING_ORIENTATIONS:
         stored_size = (stored_size[1], stored_size[0])
     return _Decoded(image=image, source_size=stored_size, source_format=source_format, warning=warning, capture=capture)
 
 
-# libjpeg-turbo meeting the EOI marker before the scan data is complete ("Corrupt JPEG data:
-# premature end of data segment") leaves every missing block's coefficients at zero and carries
-# on; Pillow (13.0) neither raises nor exposes libjpeg's warning count. Zero coefficients decode
-# to exactly mid-grey, so a truncated baseline JPEG ends in a band of (128, 128, 128) whole MCU
-# rows high. A real photo can end in exactly that grey (a flat letterbox), so this is a flag,
-# not a failure. A progressive JPEG cut short keeps its earlier scans and shows a blurred but
-# complete picture: that damage leaves no trace in the pixels.
-_GREY = 128
-_MIN_GREY_ROWS = 8  # one MCU row at 1/8 draft scale is 1 pixel; at full scale 8 or 16 rows
+def _load(opened: Image.Image) -> None:
+    try:
+        opened.load()
+    except FORMAT_DECODE_ERRORS.get(opened.format or "", ()) as exc:
+        raise _corrupt(exc) from exc
 
 
-def _grey_padding(image: Image.Image) -> str | None:
-    """A warning when the decoded JPEG ends in the mid-grey band libjpeg pads missing data with."""
-    if image.mode not in ("RGB", "L") or image.height < 2 * _MIN_GREY_ROWS:
+def _truncation_warning(image: Image.Image, source_format: str, data: Source) -> str | None:
+    """What truncation.py finds that the decoder passed over in silence: certain damage fails
+    the photo (RenderError), likely damage is returned as the photo's warning."""
+    found = find_truncation(image, source_format, data)
+    if found is None:
         return None
-    # Nearly every photo ends in a row that is not grey: one small crop settles it, no bisection.
-    if not _all_grey(image.crop((0, image.height - _MIN_GREY_ROWS, image.width, image.height))):
-        return None
-    grey_rows = _trailing_grey_rows(image)
-    if grey_rows < _MIN_GREY_ROWS or grey_rows >= image.height:
-        return None  # no band, or a wholly grey picture, which a real image may well be
-    share = grey_rows / image.height
-    return (
-        f"the bottom {share:.0%} of the decoded image ({grey_rows} of {image.height} rows) is flat "
-        "mid-grey, which is how libjpeg pads a JPEG whose data ends early: the file is probably truncated"
-    )
-
-
-def _trailing_grey_rows(image: Image.Image) -> int:
-    """How many rows at the bottom are exactly mid-grey in every band, by bisection over bands.
-
-    A band of rows is grey exactly when its extrema are (128, 128) in every channel; greyness is
-    monotone from the bottom up within a band, so bisection finds its top in log(height) crops.
-    """
-    low, high = 0, image.height  # invariant: the bottom `low` rows are grey; `high`+ rows are not all grey
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _all_grey(image.crop((0, image.height - middle, image.width, image.height))):
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def _all_grey(band: Image.Image) -> bool:
-    extrema = band.getextrema()
-    pairs = [extrema] if band.mode == "L" else list(extrema)
-    return all(pair == (_GREY, _GREY) for pair in pairs)
+    if found.certain:
+        raise RenderError(found.message)
+    return found.message
 
 
 def _check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
@@ -573,7 +585,8 @@ def _check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
     if pixels > max_pixels:
         raise RenderError(
             f"image is {size[0]}x{size[1]} = {_megapixels(pixels)} megapixels, "
-            f"above the limit of {_megapixels(max_pixels)} megapixels"
+            f"above the limit of {_megapixels(max_pixels)} megapixels",
+            FailureKind.TOO_LARGE,
         )
 
 

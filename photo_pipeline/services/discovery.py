@@ -180,3 +180,66 @@ def stalled_runs(
         for run_id in holders
         if run_id in last_event_age_seconds and last_event_age_seconds[run_id] > lease_seconds
     }
+
+
+# -- what a tick says: albums by title and short id -----------------------------------------------
+
+# How many albums one tick message names; the others are counted.
+NAMED_ALBUMS = 5
+# Titles are uploaders' text: shown escaped (keys.display_key) and at most this long.
+TITLE_CHARS = 40
+
+
+def album_label(album_id: uuid.UUID, title: str | None) -> str:
+    """An album as a tick names it: "Holidays (3f2a9c1e…)", or the short id alone. The full id
+    is on the run (its partition) and in the album's pages."""
+    short = f"{str(album_id)[:8]}…"
+    return f"{keys.display_key(title, TITLE_CHARS)} ({short})" if title else short
+
+
+def named_albums(album_ids: Sequence[uuid.UUID], titles: Mapping[uuid.UUID, str], limit: int = NAMED_ALBUMS) -> str:
+    """The first `limit` albums by label, and how many more."""
+    shown = ", ".join(album_label(album_id, titles.get(album_id)) for album_id in album_ids[:limit])
+    return shown + (f" and {len(album_ids) - limit} more" if len(album_ids) > limit else "")
+
+
+def pending_skip_reason(
+    pending: Sequence[uuid.UUID],
+    changed: Sequence[uuid.UUID],
+    running: Collection[uuid.UUID],
+    titles: Mapping[uuid.UUID, str],
+) -> str:
+    """Why a pending_photo_sensor tick requested no run, naming the albums. `changed`: albums
+    whose pending photos changed since their last run request (the only ones it says "changed"
+    of); `running`: those of them with a process_album run queued or running."""
+    if not pending:
+        return "no album has pending photos"
+    said = f"{len(pending)} album(s) with pending photos"
+    if not changed:
+        return f"{said}, each with its run already requested: {named_albums(pending, titles)}"
+    parts = [f"{len(changed)} new or changed since their last run request: {named_albums(changed, titles)}"]
+    busy = [album for album in changed if album in running]
+    waiting = [album for album in changed if album not in running]
+    if busy:
+        parts.append(f"a run is already queued or running for {named_albums(busy, titles)}")
+    if waiting:
+        parts.append(f"no original has arrived yet for {named_albums(waiting, titles)}")
+    return f"{said}; " + "; ".join(parts)
+
+
+def raw_skip_reason(
+    looked_at: int, created: Mapping[uuid.UUID, Sequence[uuid.UUID]], titles: Mapping[uuid.UUID, str], skipped: Sequence[keys.SkippedKey]
+) -> str:
+    """Why a raw_object_sensor tick requested no run: no object without a row, or rows created
+    in albums that each have a run queued or running already (named)."""
+    said = f"looked at {looked_at} raw object(s); "
+    if created:
+        photos = sum(len(ids) for ids in created.values())
+        said += (
+            f"created pending rows for {photos} without one, in {named_albums(list(created), titles)}, "
+            "whose runs are already queued or running"
+        )
+    else:
+        said += "none without a row"
+    return said + (f"; {describe_skipped(skipped)}" if skipped else "")
+

@@ -22,6 +22,7 @@ from typing import IO, BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.photos.claims import ClaimedPhoto, PhotoFacts, StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository, utc_now
@@ -84,6 +85,8 @@ class PhotoOutcome:
     # The responsive sizes written (every size and format), and their bytes.
     sized_files: int = 0
     sized_bytes: int = 0
+    # FAILED: whose fault it was (the file's, or the pipeline's: failures.py).
+    failure_kind: FailureKind | None = None
 
 
 @dataclass
@@ -445,7 +448,7 @@ class PhotoProcessor:
         if head.size > self._limits.max_original_bytes:
             reason = original_too_large_reason(claim.original_key, head.size, self._limits.max_original_bytes)
             self._log.warning("photo %s: %s", claim.id, reason)
-            return self._fail(claim, reason, started)
+            return self._fail(claim, reason, started, FailureKind.TOO_LARGE)
 
         # An original larger than the whole originals budget takes all of it: alone, never refused.
         held = min(max(head.size, 1), self._originals.total_bytes)
@@ -462,7 +465,7 @@ class PhotoProcessor:
                 claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=True
             )
             self._log.warning("photo %s: %s", claim.id, reason)
-            return self._fail(claim, reason, started)
+            return self._fail(claim, reason, started, FailureKind.TOO_LARGE)
         except StorageError as exc:
             self._originals.release(held)
             self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
@@ -532,10 +535,12 @@ class PhotoProcessor:
             renditions = self._render_within_budget(fetched.original)
         except RenderError as exc:
             self._log.warning("photo %s: cannot be rendered: %s", claim.id, exc)
-            return self._fail(claim, f"cannot render {claim.original_key}: {exc}", started)
+            return self._fail(claim, f"cannot render {claim.original_key}: {exc}", started, exc.kind)
         except Exception as exc:  # noqa: BLE001 - one photo's bug must not stop the album
             self._log.exception("photo %s: unexpected error while rendering", claim.id)
-            return self._fail(claim, f"unexpected error while rendering: {type(exc).__name__}: {exc}", started)
+            return self._fail(
+                claim, f"unexpected error while rendering: {type(exc).__name__}: {exc}", started, FailureKind.UNEXPECTED
+            )
         else:
             rendered = True
         finally:
@@ -602,7 +607,7 @@ class PhotoProcessor:
         try:
             self._budget.acquire(estimate.working_bytes)
         except BudgetExceeded as exc:
-            raise RenderError(over_budget_reason(estimate, self._budget.total_bytes)) from exc
+            raise RenderError(over_budget_reason(estimate, self._budget.total_bytes), FailureKind.TOO_LARGE) from exc
         try:
             return render_renditions(original, self._render_options)
         finally:
@@ -656,8 +661,8 @@ class PhotoProcessor:
             infrastructure=infrastructure,
         )
 
-    def _fail(self, claim: ClaimedPhoto, reason: str, started: float) -> PhotoOutcome:
-        if not self._repository.fail(claim, reason):
+    def _fail(self, claim: ClaimedPhoto, reason: str, started: float, kind: FailureKind) -> PhotoOutcome:
+        if not self._repository.fail(claim, reason, kind):
             return self._claim_lost(claim, started)
         return PhotoOutcome(
             photo_id=claim.id,
@@ -665,6 +670,7 @@ class PhotoProcessor:
             outcome=Outcome.FAILED,
             detail=reason,
             seconds=time.perf_counter() - started,
+            failure_kind=kind,
         )
 
     def _claim_lost(self, claim: ClaimedPhoto, started: float) -> PhotoOutcome:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from photo_pipeline.failures import FailureAdvice, FailureKind, advice
 from photo_pipeline.photos.models import PhotoStatus
-from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository, RequeuedPhoto
+from photo_pipeline.services.processing import Outcome, PhotoOutcome
 
 # How many failed photos the check lists (ids and errors); the count covers all of them.
 FAILED_EXAMPLES = 5
@@ -77,7 +79,7 @@ def _parse_photo_ids(photo_ids: Sequence[str]) -> tuple[uuid.UUID, ...]:
 
 @dataclass(frozen=True)
 class RequeueOutcome:
-    requeued: list[PhotoRecord]
+    requeued: list[RequeuedPhoto]
     # Chosen photo ids that were not requeued, with the reason an operator needs to act on.
     not_requeued: dict[uuid.UUID, str] = field(default_factory=dict)
 
@@ -87,11 +89,18 @@ class RequeueOutcome:
 
     @property
     def per_album(self) -> dict[uuid.UUID, int]:
-        return dict(sorted(Counter(r.album_id for r in self.requeued).items(), key=lambda item: str(item[0])))
+        return dict(sorted(Counter(r.record.album_id for r in self.requeued).items(), key=lambda item: str(item[0])))
 
     @property
     def albums(self) -> list[uuid.UUID]:
         return list(self.per_album)
+
+    def failures_before(self) -> dict[uuid.UUID, dict[uuid.UUID, str | None]]:
+        """Album -> photo -> the error it had failed with: what its re-run is compared with."""
+        before: dict[uuid.UUID, dict[uuid.UUID, str | None]] = {album: {} for album in self.albums}
+        for r in self.requeued:
+            before[r.record.album_id][r.record.id] = r.failed_with
+        return before
 
 
 def requeue(repository: PhotoRepository, selection: RerunSelection) -> RequeueOutcome:
@@ -107,9 +116,9 @@ def requeue(repository: PhotoRepository, selection: RerunSelection) -> RequeueOu
 
 
 def _why_not_requeued(
-    repository: PhotoRepository, selection: RerunSelection, requeued: Sequence[PhotoRecord]
+    repository: PhotoRepository, selection: RerunSelection, requeued: Sequence[RequeuedPhoto]
 ) -> dict[uuid.UUID, str]:
-    done = {r.id for r in requeued}
+    done = {r.record.id for r in requeued}
     left = [p for p in selection.photo_ids if p not in done]
     rows = repository.get_many(left) if left else {}
     reasons: dict[uuid.UUID, str] = {}
@@ -122,6 +131,64 @@ def _why_not_requeued(
         else:
             reasons[photo_id] = _status_reason(row.status)
     return reasons
+
+
+@dataclass(frozen=True)
+class RerunResult:
+    """What a re-run changed for the photos it requeued, each compared with the failure it had:
+    a photo that fails again with the very same reason was not fixed by it, and says so."""
+
+    album_id: uuid.UUID
+    fixed: list[uuid.UUID] = field(default_factory=list)
+    failed_again: list[uuid.UUID] = field(default_factory=list)  # the same reason as before
+    failed_differently: dict[uuid.UUID, str] = field(default_factory=dict)  # photo -> its new reason
+    # Requeued, but not finished by this run (released again, taken over, or left pending).
+    not_finished: list[uuid.UUID] = field(default_factory=list)
+
+    @property
+    def photos(self) -> int:
+        return len(self.fixed) + len(self.failed_again) + len(self.failed_differently) + len(self.not_finished)
+
+    @property
+    def changed_nothing(self) -> bool:
+        """Every photo it finished failed again for the same reason."""
+        return bool(self.failed_again) and not self.fixed and not self.failed_differently
+
+    def summary(self) -> str:
+        if not self.photos:
+            return "re-run of no photo"
+        parts = [f"{len(self.fixed)} fixed (completed)"]
+        if self.failed_again:
+            parts.append(f"{len(self.failed_again)} failed again, same reason")
+        if self.failed_differently:
+            parts.append(f"{len(self.failed_differently)} failed again with a new reason")
+        if self.not_finished:
+            parts.append(f"{len(self.not_finished)} not finished by this run")
+        told = f"re-run of {self.photos} photo(s): " + ", ".join(parts)
+        if self.changed_nothing:
+            told += ": the re-run changed nothing (the originals are the same); replace them or fix the cause first"
+        return told
+
+
+def rerun_result(album_id: uuid.UUID, failures_before: Mapping[uuid.UUID, str | None], outcomes: Iterable[PhotoOutcome]) -> RerunResult:
+    """Compare a re-run's outcomes with the failures its photos had (`failures_before`: photo ->
+    error); outcomes of other photos the run rendered (new uploads of the album) are left out."""
+    result = RerunResult(album_id)
+    finished = set()
+    for outcome in outcomes:
+        if outcome.photo_id not in failures_before:
+            continue
+        if outcome.outcome is Outcome.COMPLETED:
+            result.fixed.append(outcome.photo_id)
+        elif outcome.outcome is Outcome.FAILED and outcome.detail == failures_before[outcome.photo_id]:
+            result.failed_again.append(outcome.photo_id)
+        elif outcome.outcome is Outcome.FAILED:
+            result.failed_differently[outcome.photo_id] = outcome.detail or ""
+        else:
+            continue
+        finished.add(outcome.photo_id)
+    result.not_finished.extend(photo_id for photo_id in failures_before if photo_id not in finished)
+    return result
 
 
 def _status_reason(status: PhotoStatus) -> str:
@@ -138,10 +205,16 @@ class FailedPhoto:
     # The uploader's file name (or the key's last segment): what the operator recognises.
     filename: str
     error: str | None
+    failure_kind: FailureKind | None = None
 
     @classmethod
     def of(cls, record: PhotoRecord) -> FailedPhoto:
-        return cls(id=record.id, filename=record.display_filename, error=record.error)
+        return cls(id=record.id, filename=record.display_filename, error=record.error, failure_kind=record.failure_kind)
+
+    @property
+    def advice(self) -> FailureAdvice:
+        """Whether a re-run can help it, and what to do instead."""
+        return advice(self.failure_kind)
 
 
 @dataclass(frozen=True)

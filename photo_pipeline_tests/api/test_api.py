@@ -23,6 +23,7 @@ from PIL import Image
 
 from photo_pipeline.api.app import ApiNotConfigured, public_base_url
 from photo_pipeline.cli import samples
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.ordering import AlbumOrder
@@ -42,6 +43,7 @@ from photo_pipeline_tests.api.conftest import (
 )
 from photo_pipeline_tests.conftest import BIN, S3Server
 from photo_pipeline_tests.photos.test_album_order import EXPECTED, seed_album
+from photo_pipeline_tests.rendering.truncated_files import png_of_rows, scene
 
 JPEG = samples.photo_jpeg(640, 480)
 SITE = "https://www.example.com"
@@ -310,6 +312,37 @@ def test_an_album_lists_counts_pages_and_short_lived_rendition_urls(api: ApiServ
     assert [p["filename"] for p in mine["photos"]] == ["c.jpg"]
     assert api.get(f"/api/albums/{album}", params={"limit": 0}).status_code == 400
     assert api.get(f"/api/albums/{album}", params={"after": "zzz"}).status_code == 400
+
+
+def test_a_failed_photo_says_whether_a_rerun_can_help_and_what_to_do(api: ApiServer) -> None:
+    """Issue 18 item 7: the hint "an operator can re-run it" only where a re-run can help (the
+    server's failures), decided by the API (failures.py) and shown by the page."""
+    album = uuid.uuid4()
+    truncated = png_of_rows(scene(), 100)
+    cut, stopped = create(api, album, declare("cut.png", size=len(truncated), content_type="image/png"), declare("fine.jpg")).json()["uploads"]
+    put(cut, truncated)
+    put(stopped, JPEG)
+    processor = PhotoProcessor(api.repository, api.store, RenderOptions(preview_long_side=320, thumb_long_side=80), ProcessingLimits())
+    # The truncated PNG fails as damaged; the other photo's runs "crash" until its attempts are used up.
+    [claim] = api.repository.claim_photos([uuid.UUID(stopped["photo_id"])], "crashed-run")
+    assert processor.process_album(album, worker="test").failed == 1
+    assert api.repository.fail(claim, "gave up after 3 attempts: the last claim expired", FailureKind.INTERRUPTED)
+
+    photos = {p["filename"]: p for p in api.get(f"/api/albums/{album}").json()["photos"]}
+    damaged, interrupted = photos["cut.png"], photos["fine.jpg"]
+    assert damaged["status"] == "failed" and "the PNG's image data ends after 100 of its 480 rows" in damaged["error"]
+    assert (damaged["failure_kind"], damaged["retryable"]) == ("damaged", False)
+    assert "Upload it again from the original" in damaged["hint"] and "re-run" not in damaged["hint"]
+    assert (interrupted["failure_kind"], interrupted["retryable"]) == ("interrupted", True)
+    assert interrupted["hint"].endswith("An operator can re-run it.")
+    # What the uploader page reads after its `complete`: the same fields.
+    completed = api.post(f"/api/photos/{cut['photo_id']}/complete").json()
+    assert (completed["status"], completed["retryable"], completed["hint"]) == ("failed", False, damaged["hint"])
+    # Not failed: no verdict at all.
+    fine = create(api, album, declare("other.jpg")).json()["uploads"][0]
+    put(fine, JPEG)
+    pending = api.post(f"/api/photos/{fine['photo_id']}/complete").json()
+    assert (pending["failure_kind"], pending["retryable"], pending["hint"]) == (None, None, None)
 
 
 def album_pages(api: ApiServer, album: uuid.UUID, **params: Any) -> list[list[str]]:

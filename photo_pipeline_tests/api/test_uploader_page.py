@@ -338,6 +338,8 @@ def test_uploads_reach_completed_with_the_daemon_running(
         assert row["thumbnailWidth"], "the thumbnail, fetched by the browser from its short-lived URL, decoded"
     broken = by_file["broken.jpg"]
     assert broken["state"] == "failed" and broken["reason"].startswith("processing failed:"), broken
+    # A damaged file: the API's hint says to upload it again, not that a re-run could help.
+    assert "Upload it again from the original" in broken["reason"] and "can re-run it" not in broken["reason"], broken
     assert broken["cleanup"] == "none", "a processing failure keeps its original for a re-run"
     counts = repository.status_counts(album)
     assert (counts[PhotoStatus.COMPLETED], counts[PhotoStatus.FAILED]) == (3, 1)

@@ -138,6 +138,8 @@ def test_status_shows_full_ids_titles_and_failed_photos_by_file_name(embedded_en
     repository = PhotoRepository.from_url(Settings.from_env().database_url)
     [failed] = [r for r in repository.photos_in_album(studio) if r.status is PhotoStatus.FAILED]
     assert f"  {failed.id}  {broken.name}" in lines
+    # Whether a re-run can help, under the error: this file is damaged, so it cannot.
+    assert "→ the file itself is damaged: a re-run cannot help; replace the original, then re-run" in human.output
 
     payload = json.loads(invoke("status", "--json").output)
     assert payload["albums_with_failed_photos"] == [str(studio)]
@@ -146,6 +148,7 @@ def test_status_shows_full_ids_titles_and_failed_photos_by_file_name(embedded_en
     assert album["title"] == "Studio shoot" and (album["completed"], album["failed"]) == (1, 1)
     [listed] = album["failed_photos"]
     assert listed["id"] == str(failed.id) and listed["file"] == broken.name and "cannot render" in listed["error"]
+    assert (listed["failure_kind"], listed["retryable"]) == ("damaged", False)
     only = json.loads(invoke("status", "--album", str(studio), "--json").output)
     assert list(only["albums"]) == [str(studio)] and only["totals"]["failed"] == 1
 

@@ -14,7 +14,7 @@ from photo_pipeline_tests.conftest import BIN, ROOT
 
 EXPECTED = {
     "assets": {"thumbnails", "previews", "storage_reconciliation", "pipeline_health", "trash"},
-    "jobs": {"process_album", "rerender_albums", "reprocess_failed_photos", "reconcile_storage", "pipeline_health_job", "empty_trash"},
+    "jobs": {"process_album", "rerender_albums", "reprocess_failed_photos", "reconcile_storage", "apply_reconciliation", "pipeline_health_job", "empty_trash"},
     "sensors": {"raw_object_sensor", "pending_photo_sensor", "alert_on_run_failure", "alert_on_conditions"},
     "schedules": {"reconcile_storage_schedule", "pipeline_health_schedule", "empty_trash_schedule"},
     "resources": {"photo_pipeline"},

@@ -39,13 +39,13 @@ from photo_pipeline.defs.reconcile.assets import (
     PLAN_WITHIN_SAFETY_LIMIT,
     storage_reconciliation,
 )
-from photo_pipeline.defs.reconcile.jobs import reconcile_config, reconcile_storage
+from photo_pipeline.defs.reconcile.jobs import apply_reconciliation, reconcile_config, reconcile_storage
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository, utc_now
 from photo_pipeline.reconcile.apply import Reconciler
-from photo_pipeline.reconcile.plan import ActionKind, ReconcilePolicy
+from photo_pipeline.reconcile.plan import ReconcilePolicy
 from photo_pipeline.rendering.render import RenderOptions
 from photo_pipeline.services.processing import PhotoProcessor, ProcessingLimits
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
@@ -72,14 +72,15 @@ def seed(repository: PhotoRepository, store: S3ObjectStore, album: uuid.UUID, n:
 
 
 def run_reconcile(
-    instance: DagsterInstance, resource: PhotoPipelineResource, run_config: dict[str, Any] | None = None
+    instance: DagsterInstance, resource: PhotoPipelineResource, run_config: dict[str, Any] | None = None, job: str = "reconcile_storage"
 ) -> ExecuteInProcessResult:
-    """A run of the project's reconcile_storage job with this test's table and bucket; no
+    """A run of one of the project's reconciliation jobs with this test's table and bucket; no
     run_config: the job's own (what the launchpad opens with). (Definitions bind their resource
     into the assets, so a resolved asset job ignores execute_in_process's `resources`.)"""
-    definitions = Definitions(assets=[storage_reconciliation], jobs=[reconcile_storage], resources={"photo_pipeline": resource})
-    job = definitions.resolve_job_def("reconcile_storage")
-    return job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    definitions = Definitions(
+        assets=[storage_reconciliation], jobs=[reconcile_storage, apply_reconciliation], resources={"photo_pipeline": resource}
+    )
+    return definitions.resolve_job_def(job).execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
 
 
 def latest_metadata(instance: DagsterInstance, asset: str = "storage_reconciliation") -> dict[str, Any]:
@@ -92,6 +93,11 @@ def rows(value: Any) -> list[dict[str, Any]]:
     """A table metadata value's records, as the asset page shows them."""
     assert isinstance(value, TableMetadataValue), value
     return [dict(record.data) for record in value.records]
+
+
+def by_kind(value: Any) -> dict[str, dict[str, Any]]:
+    """actions_by_kind's rows by their kind (the first word of the `repair` cell)."""
+    return {row["repair"].split(":")[0].removesuffix(" (destructive)"): row for row in rows(value)}
 
 
 def safety_check(instance: DagsterInstance) -> AssetCheckEvaluation:
@@ -108,6 +114,7 @@ def test_storage_reconciliation_is_in_the_catalog_before_any_run_and_its_launchp
 ) -> None:
     with code_location(instance) as workspace:
         data = query(workspace, ASSET_AND_JOB, {"asset": {"path": ["storage_reconciliation"]}, "job": job_selector("reconcile_storage")})
+        apply_job = query(workspace, ASSET_AND_JOB, {"asset": {"path": ["storage_reconciliation"]}, "job": job_selector("apply_reconciliation")})
         schedule = query(workspace, SCHEDULE_CONFIG, {"schedule": {**repository_selector(), "scheduleName": "reconcile_storage_schedule"}})
 
     node = data["assetNodeOrError"]
@@ -117,9 +124,12 @@ def test_storage_reconciliation_is_in_the_catalog_before_any_run_and_its_launchp
     assert node["internalFreshnessPolicy"]["__typename"] == "TimeWindowFreshnessPolicy"
     assert node["assetMaterializations"] == [], "defined in code, not made up by a first run"
     assert [c["name"] for c in node["assetChecksOrError"]["checks"]] == [PLAN_WITHIN_SAFETY_LIMIT]
-    # The launchpad opens on the job's own config: a dry run.
+    # The launchpad opens on the job's own config: a dry run; apply_reconciliation's applies.
     [preset] = data["pipelineOrError"]["presets"]
     assert yaml.safe_load(preset["runConfigYaml"]) == {"ops": {"storage_reconciliation": {"config": {"dry_run": True, "force": False}}}}
+    [applying] = apply_job["pipelineOrError"]["presets"]
+    assert yaml.safe_load(applying["runConfigYaml"]) == {"ops": {"storage_reconciliation": {"config": {"dry_run": False, "force": False}}}}
+    assert "apply_reconciliation" in node["description"] and "one click" in node["description"]
     # The schedule applies.
     [tick_config] = schedule["scheduleOrError"]["futureTicks"]["results"][0]["evaluationResult"]["runRequests"]
     assert yaml.safe_load(tick_config["runConfigYaml"])["ops"]["storage_reconciliation"]["config"]["dry_run"] is False
@@ -173,13 +183,15 @@ def test_reconcile_storage_dry_run_then_apply(
     metadata = latest_metadata(instance)
     assert metadata["outcome"].value == "dry run: nothing applied" and metadata["applied"].value is False
     assert metadata["orphan_objects"].value == 1 and "apply_errors" not in metadata
-    by_kind = {r["action"]: r for r in rows(metadata["actions_by_kind"])}
-    assert set(by_kind) == {kind.value for kind in ActionKind}
-    assert by_kind["adopt"]["planned"] == 1 and by_kind["adopt"]["applied"] is None
-    [action] = [r for r in rows(metadata["first_actions"]) if r["action"] == "adopt"]
-    assert action == {
-        "action": "adopt", "album": str(album), "photo": str(orphan_id), "key": orphan, "reason": "raw object without a row"
-    }  # fmt: skip
+    # Only the kinds the plan holds, each with what it does; the plan in a line; how to apply it.
+    assert rows(metadata["actions_by_kind"]) == [
+        {"planned": 12, "applied": None, "repair": "requeue: pending row, original present: touched so its album gets a run"},
+        {"planned": 1, "applied": None, "repair": "adopt: raw object without a row: pending row created"},
+    ]
+    assert metadata["plan"].value == "13 repair(s) planned: requeue 12, adopt 1"
+    assert "launch the apply_reconciliation job" in metadata["to_apply"].value
+    # Each action in one cell that wraps: kind, reason, the key (which names album and photo).
+    assert f"adopt: raw object without a row: {orphan}" in [r["action"] for r in rows(metadata["first_actions"])]
     assert safety_check(instance).passed
 
     applied = run_reconcile(instance, resource, reconcile_config(dry_run=False))
@@ -189,7 +201,40 @@ def test_reconcile_storage_dry_run_then_apply(
     metadata = latest_metadata(instance)
     assert metadata["outcome"].value == "applied" and metadata["applied"].value is True
     assert metadata["orphan_objects"].value == 1 and metadata["apply_errors"].value == 0
-    assert {r["action"]: r["applied"] for r in rows(metadata["actions_by_kind"])}["adopt"] == 1
+    assert by_kind(metadata["actions_by_kind"])["adopt"]["applied"] == 1 and "to_apply" not in metadata
+
+
+def test_apply_reconciliation_applies_on_launch_and_stays_behind_the_safety_limit(
+    instance: DagsterInstance, postgres_url: str, s3_env: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 item 8: applying without typing YAML. The job's own config applies; the safety
+    limit still refuses a mass change, and force stays a choice typed into the launchpad."""
+    monkeypatch.setenv("PHOTO_ORPHAN_GRACE_SECONDS", "0")
+    migrate(postgres_url)
+    repository = PhotoRepository.from_url(postgres_url)
+    store = S3ObjectStore(make_s3_client(endpoint_url=s3_env.endpoint_url), s3_bucket)
+    album = uuid.uuid4()
+    ids = seed(repository, store, album, 3)
+    PhotoProcessor(repository, store, RenderOptions(preview_long_side=64, thumb_long_side=32), ProcessingLimits(workers=1)).process_album(album, "seed")
+    orphan = keys.raw_key(album, uuid.uuid4(), "jpg")
+    store.put(orphan, JPEG, "image/jpeg")
+    time.sleep(1.1)
+
+    applied = run_reconcile(instance, PhotoPipelineResource(database_url=postgres_url, bucket=s3_bucket), job="apply_reconciliation")
+
+    assert applied.success
+    assert orphan in repository.find_by_original_keys([orphan])
+    assert latest_metadata(instance)["outcome"].value == "applied"
+
+    # The wrong bucket: every original gone at once.
+    wrong_bucket = PhotoPipelineResource(database_url=postgres_url, bucket=s3_env.new_bucket())
+    refused = run_reconcile(instance, wrong_bucket, job="apply_reconciliation")
+
+    assert not refused.success
+    assert all(r.status is PhotoStatus.COMPLETED and r.missing_since is None for r in repository.get_many(ids).values())
+    metadata = latest_metadata(instance)
+    assert metadata["outcome"].value == "refused by the safety limit: nothing applied"
+    assert "force: true" in metadata["to_apply"].value and "no originals" in metadata["to_apply"].value
 
 
 def test_a_refused_plan_is_recorded_with_its_reason_and_health_reports_it(
@@ -227,10 +272,10 @@ def test_a_refused_plan_is_recorded_with_its_reason_and_health_reports_it(
     assert "no originals" in metadata["refusal"].value and "force" in metadata["refusal"].value
     # The three completed photos' originals "gone" (the adopted one is pending, inside its grace).
     assert (metadata["orphan_objects"].value, metadata["missing_rows"].value) == (0, 3)
-    assert {r["action"]: r["planned"] for r in rows(metadata["actions_by_kind"])}["seen_gone"] == 3
-    listed = rows(metadata["first_actions"])
-    assert [r["action"] for r in listed[:3]] == ["seen_gone"] * 3, "what would be destroyed comes first"
-    assert {r["photo"] for r in listed[:3]} == {str(i) for i in ids}
+    assert by_kind(metadata["actions_by_kind"])["seen_gone"]["planned"] == 3
+    listed = [r["action"] for r in rows(metadata["first_actions"])]
+    assert [text.split(":")[0] for text in listed[:3]] == ["seen_gone"] * 3, "what would be destroyed comes first"
+    assert all(any(str(i) in text for text in listed[:3]) for i in ids)
     check = safety_check(instance)
     assert not check.passed and check.severity is AssetCheckSeverity.ERROR and "no originals" in (check.description or "")
 

@@ -460,16 +460,16 @@ def test_requeue_failed(repository: PhotoRepository, clock: Clock) -> None:
     ReconciliationQueries(repository).flag_missing([ids[3]])
     clock.advance(30)
 
-    by_id = repository.requeue_failed(photo_ids=[ids[0], ids[3]])
+    by_id = [r.record for r in repository.requeue_failed(photo_ids=[ids[0], ids[3]])]
     assert [r.id for r in by_id] == [ids[0]]  # missing only with include_missing
     assert by_id[0].status is PhotoStatus.PENDING and by_id[0].error is None
     assert by_id[0].attempts == 1 and by_id[0].updated_at == clock.now
-    assert {r.id for r in repository.requeue_failed(album_id=album)} == set(ids[1:3])
-    assert [r.id for r in repository.requeue_failed(album_id=album, include_missing=True)] == [ids[3]]
+    assert {r.record.id for r in repository.requeue_failed(album_id=album)} == set(ids[1:3])
+    assert [r.record.id for r in repository.requeue_failed(album_id=album, include_missing=True)] == [ids[3]]
     assert row(repository, ids[3]).missing_since is None
     assert repository.requeue_failed(photo_ids=[]) == []
     assert repository.status_counts(other)[PhotoStatus.FAILED] == 2
-    assert {r.id for r in repository.requeue_failed()} == set(other_ids)
+    assert {r.record.id for r in repository.requeue_failed()} == set(other_ids)
     assert repository.status_counts()[PhotoStatus.PENDING] == 6
 
 

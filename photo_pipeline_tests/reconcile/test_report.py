@@ -60,16 +60,42 @@ def test_findings_name_what_the_operator_counts() -> None:
     )  # fmt: skip
 
 
-def test_every_kind_is_counted_and_explained() -> None:
+def test_only_the_kinds_the_plan_holds_are_listed_each_with_what_it_does() -> None:
     plan = plan_of(ActionKind.ADOPT, ActionKind.ADOPT, ActionKind.PURGE)
 
-    dry = {row.action: row for row in report.counts_by_kind(plan, None)}
-    applied = {row.action: row for row in report.counts_by_kind(plan, {"adopt": 2})}
+    dry = report.counts_by_kind(plan, None)
+    applied = report.counts_by_kind(plan, {"adopt": 2})
 
-    assert set(dry) == {kind.value for kind in ActionKind}
-    assert (dry["adopt"].planned, dry["adopt"].applied, dry["purge"].destructive) == (2, None, True)
-    assert (applied["adopt"].applied, applied["purge"].applied) == (2, 0)
-    assert all(row.meaning for row in dry.values())
+    assert [row.action for row in dry] == ["purge", "adopt"], "ActionKind's order, nothing else"
+    assert (dry[1].planned, dry[1].applied, dry[0].destructive) == (2, None, True)
+    assert [(row.action, row.applied) for row in applied] == [("purge", 0), ("adopt", 2)]
+    assert dry[0].repair == "purge (destructive): missing past the retention period: row deleted"
+    assert dry[1].repair == "adopt: raw object without a row: pending row created"
+    assert report.counts_by_kind(plan_of(), None) == []
+    assert set(report.ACTION_MEANING) == set(ActionKind), "every kind can be explained"
+
+
+def test_the_plans_headline() -> None:
+    nothing = plan_of()
+    nothing.rows_seen, nothing.objects_seen = 11, 64
+    assert report.headline(nothing) == "nothing to repair: the table (11 rows) and the bucket (64 objects) agree"
+    assert report.headline(plan_of(ActionKind.ADOPT, ActionKind.PURGE, ActionKind.ADOPT)) == (
+        "3 repair(s) planned, 1 of them destructive: purge 1, adopt 2"
+    )
+
+
+def test_how_to_apply_a_plan_that_was_not() -> None:
+    safe = plan_of(ActionKind.ADOPT)
+    refused = plan_of(ActionKind.PURGE, violations=("too many",))
+
+    assert report.how_to_apply(safe, report.Outcome.DRY_RUN, "apply_reconciliation") == (
+        "to apply: launch the apply_reconciliation job (its launchpad is set to dry_run: false: Launch Run). "
+        "It plans afresh and applies, behind the safety limit"
+    )
+    told = report.how_to_apply(refused, report.Outcome.REFUSED, "apply_reconciliation")
+    assert told is not None and "too many" in told and "force: true" in told
+    assert report.how_to_apply(safe, report.Outcome.APPLIED, "apply_reconciliation") is None
+    assert report.how_to_apply(plan_of(), report.Outcome.DRY_RUN, "apply_reconciliation") is None, "nothing to apply"
 
 
 def test_first_actions_put_destructive_ones_first_and_escape_what_they_show() -> None:
@@ -84,6 +110,10 @@ def test_first_actions_put_destructive_ones_first_and_escape_what_they_show() ->
     [correct] = [r for r in report.first_actions(plan, limit=10) if r.action == "correct_key"]
     assert "\u202e" not in correct.key + correct.reason and "\\u202e" in correct.key
     assert correct.photo == ""
+    assert rows[0].text == f"flag_missing: reason 2: {plan.actions[2].key}", "the key names album and photo"
+    assert correct.text == f"correct_key: {correct.reason}: {correct.key}"
+    keyless = report.ActionRow(action="rerender", album="a", photo="p", key="", reason="why")
+    assert keyless.text == "rerender: why: album a (photo p)"
 
 
 def test_skipped_keys_are_shown_escaped() -> None:
@@ -93,3 +123,4 @@ def test_skipped_keys_are_shown_escaped() -> None:
     [row] = report.skipped_keys(plan)
 
     assert row == report.SkippedRow(key="raw/a/bad\\x00name.jpg", reason="contains a NUL byte")
+    assert row.text == "raw/a/bad\\x00name.jpg: contains a NUL byte"

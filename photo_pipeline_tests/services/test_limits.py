@@ -23,6 +23,7 @@ from photo_pipeline.cli import samples
 from photo_pipeline.cli.commands import main
 from photo_pipeline.defs.renditions.assets import album_renditions, albums_partitions
 from photo_pipeline.defs.resources import PhotoPipelineResource
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.photos.database import migrate
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
@@ -43,6 +44,14 @@ from photo_pipeline.storage import (
     spooled_download,
 )
 from photo_pipeline_tests.conftest import S3Server
+from photo_pipeline_tests.rendering.truncated_files import (
+    avif_item_cut,
+    cut,
+    encoded,
+    heic_slice_cut,
+    png_of_rows,
+    scene,
+)
 from photo_pipeline_tests.storage.test_stores import (
     assert_rejected,
     presigning_store,
@@ -357,6 +366,49 @@ def test_truncated_jpegs_fail_or_are_flagged_as_far_as_the_decoder_can_tell(
     assert rows[letterbox].status is PhotoStatus.COMPLETED and "probably truncated" in (rows[letterbox].error or "")
     assert rows[intact].status is PhotoStatus.COMPLETED and rows[intact].error is None
     assert report.flagged == 2
+
+
+# --- originals of every format whose data ends early (issue 18 item 4) -------------------------
+
+
+def test_truncated_originals_of_every_format_fail_as_damaged_or_are_flagged(
+    repository: PhotoRepository, store: ObjectStore
+) -> None:
+    """Cut files of every accepted format, and cut files whose container was closed again,
+    through the processing service: each fails with the reason and as the file's own fault (no
+    re-run can help), or completes flagged; nothing completes in silence."""
+    album = uuid.uuid4()
+    failing = {
+        "png": (cut(encoded("PNG"), 0.5), "file is truncated or corrupt: image file is truncated"),
+        "webp": (cut(encoded("WEBP", quality=80), 0.5), "file is truncated or corrupt: "),
+        "tif": (cut(encoded("TIFF-deflate"), 0.5), "file is truncated or corrupt: "),
+        "gif": (cut(encoded("GIF"), 0.5), "file is truncated or corrupt: image file is truncated"),
+        "bmp": (cut(encoded("BMP"), 0.5), "file is truncated or corrupt: image file is truncated"),
+        "heic": (cut(encoded("HEIF"), 0.5), "file is truncated or corrupt: Invalid input: Unexpected end of file"),
+        "avif": (cut(encoded("AVIF"), 0.5), "file is truncated or corrupt: Pillow cannot read the header of this file (AVIF"),
+    }
+    ids = {ext: add_photo(repository, store, album, data, ext) for ext, (data, _) in failing.items()}
+    closed_png = add_photo(repository, store, album, png_of_rows(scene(), 100), "png")
+    closed_avif = add_photo(repository, store, album, avif_item_cut(encoded("AVIF"), 0.5), "avif")
+    padded_heic = add_photo(repository, store, album, heic_slice_cut(encoded("HEIF"), 0.3), "heic")
+    intact = add_photo(repository, store, album, encoded("PNG"), "png")
+
+    report = PhotoProcessor(repository, store, SMALL).process_album(album, worker="truncation-test")
+
+    rows = repository.get_many([*ids.values(), closed_png, closed_avif, padded_heic, intact])
+    expected = {
+        **{ids[ext]: reason for ext, (_, reason) in failing.items()},
+        closed_png: "the PNG's image data ends after 100 of its 480 rows",
+        closed_avif: "file is truncated or corrupt: Failed to decode frame 0",
+    }
+    for photo_id, reason in expected.items():
+        failed = rows[photo_id]
+        assert failed.status is PhotoStatus.FAILED, failed
+        assert (failed.error or "").startswith(f"cannot render {failed.original_key}: {reason}"), failed.error
+        assert failed.failure_kind is FailureKind.DAMAGED
+    assert rows[padded_heic].status is PhotoStatus.COMPLETED and "probably truncated" in (rows[padded_heic].error or "")
+    assert rows[intact].status is PhotoStatus.COMPLETED and rows[intact].error is None
+    assert (report.failed, report.flagged, report.rendered) == (len(expected), 1, 2)
 
 
 # --- a real Dagster run ----------------------------------------------------------------------

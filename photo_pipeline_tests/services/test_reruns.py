@@ -10,6 +10,7 @@ changes the environment (database URL, watermark) between runs to change what th
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from dagster import (
 )
 
 from photo_pipeline.cli import samples
+from photo_pipeline.failures import FailureKind
 from photo_pipeline.defs.renditions.assets import (
     ALBUMS,
     NO_FAILED_PHOTOS_IN_ALBUM,
@@ -41,12 +43,13 @@ from photo_pipeline.defs.renditions.assets import (
     album_renditions,
 )
 from photo_pipeline.defs.renditions.jobs import process_album, rerender_albums
-from photo_pipeline.defs.reruns.jobs import config_for_album, reprocess_failed_photos
+from photo_pipeline.defs.reruns.jobs import RERUN_RESULT_TAG, config_for_album, reprocess_failed_photos
 from photo_pipeline.defs.resources import PhotoPipelineResource
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.reconcile_queries import ReconciliationQueries
 from photo_pipeline.photos.repository import NewPhoto, PhotoRepository
 from photo_pipeline.services import reruns
+from photo_pipeline.services.processing import Outcome, PhotoOutcome
 from photo_pipeline.storage import S3ObjectStore, keys, make_s3_client
 from photo_pipeline_tests.conftest import PostgresServer, S3Server
 from photo_pipeline_tests.defs.ui_graphql import (
@@ -244,6 +247,76 @@ def test_chosen_photo_ids_only_touch_those_photos(
     assert evaluation.metadata["failed_photos"].value == 1
     assert evaluation.metadata["failed_photo_ids"].value == [str(left_failed)]
     assert "decoder crashed" in text(evaluation.metadata["latest_failures"])
+
+
+def test_a_rerun_says_which_photos_it_fixed_and_which_failed_again_for_the_same_reason(
+    instance: DagsterInstance, env: pytest.MonkeyPatch, repository: PhotoRepository, store: S3ObjectStore
+) -> None:
+    """Issue 18 item 7: re-running a still-corrupt photo used to end "Success" with 0 rendered and
+    nothing else said. Now the step's summary, the run's tag, the log and the check compare each
+    photo's failure before and after."""
+    album = uuid.uuid4()
+    still_corrupt = upload(repository, store, album, samples.corrupt_jpeg(), "cut.jpg")
+    replaced = upload(repository, store, album, samples.corrupt_jpeg(), "replaced.jpg")
+    assert render(instance, process_album.name, album).success
+    failed_before = repository.get(still_corrupt)
+    assert failed_before is not None and failed_before.status is PhotoStatus.FAILED
+    assert failed_before.failure_kind is FailureKind.DAMAGED
+    store.put(keys.raw_key(album, replaced, "jpg"), samples.photo_jpeg(480, 360), "image/jpeg")  # the fix
+    crashed = upload(repository, store, album, samples.corrupt_jpeg(), "crashed.jpg")
+    fail_by_hand(repository, [crashed], "simulated crash")  # it fails for its own reason when rendered
+
+    result = reprocess(instance, album)
+
+    assert result.success
+    assert statuses(repository, [still_corrupt, replaced, crashed]) == [PhotoStatus.FAILED, PhotoStatus.COMPLETED, PhotoStatus.FAILED]
+    rendered = output_metadata(result, "render_albums")
+    summary = "re-run of 3 photo(s): 1 fixed (completed), 1 failed again, same reason, 1 failed again with a new reason"
+    assert rendered["summary"] == summary
+    assert (rendered["photos_fixed"], rendered["photos_failed_again_same_reason"], rendered["photos_failed_with_new_reason"]) == (1, 1, 1)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags[RERUN_RESULT_TAG] == summary
+    evaluation = check_evaluations(result)[str(album)]
+    assert not evaluation.passed
+    assert (evaluation.description or "").endswith("The re-run just made changed nothing for 1 of them: failed again, same reason")
+    assert evaluation.metadata["failed_again_same_reason"].value == [str(still_corrupt)]
+    # Each failed photo says whether a re-run can help it at all.
+    assert "the file itself is damaged: a re-run cannot help" in text(evaluation.metadata["latest_failures"])
+    materialization = instance.get_latest_materialization_event(AssetKey("thumbnails"))
+    assert materialization is not None and materialization.asset_materialization is not None
+    assert text(materialization.asset_materialization.metadata["summary"]).endswith(summary)
+
+    again = reprocess(instance, album, photo_ids=[str(still_corrupt)])
+
+    assert again.success
+    nothing = (
+        "re-run of 1 photo(s): 0 fixed (completed), 1 failed again, same reason: the re-run changed nothing "
+        "(the originals are the same); replace them or fix the cause first"
+    )
+    assert output_metadata(again, "render_albums")["summary"] == nothing
+    warnings = [e.user_message for e in instance.all_logs(again.run_id) if e.level >= logging.WARNING]
+    assert f"album {album}: {nothing}" in warnings
+
+
+def test_a_reruns_result_is_each_photos_failure_compared_with_the_one_before() -> None:
+    album = uuid.uuid4()
+    same, new, fixed, released, absent, other = (uuid.uuid4() for _ in range(6))
+    before = {same: "cannot render: cut", new: "simulated crash", fixed: "simulated crash", released: "x", absent: "y"}
+    outcomes = [
+        PhotoOutcome(same, album, Outcome.FAILED, "cannot render: cut"),
+        PhotoOutcome(new, album, Outcome.FAILED, "cannot render: cut"),
+        PhotoOutcome(fixed, album, Outcome.COMPLETED),
+        PhotoOutcome(released, album, Outcome.RELEASED, "storage error"),
+        PhotoOutcome(other, album, Outcome.FAILED, "not requeued by this re-run"),
+    ]
+
+    result = reruns.rerun_result(album, before, outcomes)
+
+    assert result == reruns.RerunResult(
+        album, fixed=[fixed], failed_again=[same], failed_differently={new: "cannot render: cut"}, not_finished=[released, absent]
+    )
+    assert not result.changed_nothing
+    assert reruns.rerun_result(album, {same: "cannot render: cut"}, outcomes[:1]).changed_nothing
 
 
 def test_album_and_photo_ids_together_require_the_photo_to_be_in_the_album(

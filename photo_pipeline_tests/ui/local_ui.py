@@ -73,6 +73,20 @@ def album_with_failed_photos(home: Path) -> uuid.UUID:
     return failing[0]
 
 
+def drift_for_the_plan(home: Path, album: uuid.UUID) -> Path:
+    """Drift the demo does not have, for a reconciliation plan to show: a stray thumbnail (an hour
+    old, past the orphans' grace: `delete_rendition`) and a completed photo's lost thumbnail
+    (`rerender`). Returns the stray's path."""
+    thumbs = home / "objects" / "processed" / "thumbs" / str(album)
+    lost = next(path for path in sorted(thumbs.iterdir()) if path.is_file())
+    stray = thumbs / f"{uuid.uuid4()}.jpg"
+    stray.write_bytes(lost.read_bytes())
+    hour_ago = time.time() - 3600
+    os.utime(stray, (hour_ago, hour_ago))
+    lost.unlink()
+    return stray
+
+
 @dataclass
 class LocalUI:
     process: subprocess.Popen[bytes]

@@ -57,6 +57,9 @@ from photo_pipeline.settings import Settings
 from photo_pipeline.storage import keys
 
 STORAGE_RECONCILIATION = "storage_reconciliation"
+# The jobs that materialize it (defs/reconcile/jobs.py): a dry run by default, and applying.
+RECONCILE_JOB = "reconcile_storage"
+APPLY_JOB = "apply_reconciliation"
 RECONCILIATION_ASSET = AssetKey(STORAGE_RECONCILIATION)
 PLAN_WITHIN_SAFETY_LIMIT = "plan_within_safety_limit"
 STREAMS = ("originals", "thumbnails", "previews", "sized")
@@ -262,45 +265,39 @@ def apply_changes(
 
 
 def table(columns: Mapping[str, str], rows: Iterable[Mapping[str, str | int | bool | None]]) -> MetadataValue:
-    """A metadata table (shown as a table on the asset's page); `columns`: name -> description."""
+    """A metadata table (shown as a table on the asset's page); `columns`: name -> description.
+
+    The asset page lays every metadata value out in one column, as wide as its widest value, and
+    shows about 340 pixels of it in a 1280-pixel window, cutting off the rest of every value at
+    once (the old five-column first_actions cut off actions_by_kind's meanings). So each table
+    here is at most a few narrow number columns and one text column, which wraps."""
     schema = TableSchema(columns=[TableColumn(name, _column_type(name), description) for name, description in columns.items()])
     return MetadataValue.table(records=[TableRecord(dict(row)) for row in rows], schema=schema)
 
 
 def _column_type(name: str) -> str:
-    return {"planned": "int", "applied": "int", "destructive": "bool"}.get(name, "string")
+    return {"planned": "int", "applied": "int"}.get(name, "string")
 
 
 def actions_by_kind_table(plan: ReconciliationPlan, step: ApplyStep) -> MetadataValue:
-    rows = [
-        {"action": r.action, "planned": r.planned, "applied": r.applied, "destructive": r.destructive, "meaning": r.meaning}
-        for r in told.counts_by_kind(plan, step.applied)
-    ]
+    """The kinds of repair the plan holds: the numbers, then the kind with what it does."""
+    rows = [{"planned": r.planned, "applied": r.applied, "repair": r.repair} for r in told.counts_by_kind(plan, step.applied)]
     columns = {
-        "action": "kind of repair",
         "planned": "how many the plan holds",
         "applied": "how many were carried out (empty: nothing was applied)",
-        "destructive": "counts against the safety limit",
-        "meaning": "what it does",
+        "repair": "the kind of repair, (destructive) when it counts against the safety limit, and what it does",
     }
     return table(columns, rows)
 
 
 def first_actions_table(plan: ReconciliationPlan) -> MetadataValue:
-    rows = [vars(r) for r in told.first_actions(plan, MAX_LISTED_ACTIONS)]
-    columns = {
-        "action": "kind of repair",
-        "album": "album id",
-        "photo": "photo id",
-        "key": "object key (escaped, shortened)",
-        "reason": "why",
-    }
-    return table(columns, rows)
+    rows = [{"action": r.text} for r in told.first_actions(plan, MAX_LISTED_ACTIONS)]
+    return table({"action": "kind of repair: why: object key (escaped, shortened; it names album and photo)"}, rows)
 
 
 def skipped_keys_table(plan: ReconciliationPlan) -> MetadataValue:
-    rows = [vars(r) for r in told.skipped_keys(plan)]
-    return table({"key": "object key (escaped, shortened)", "reason": "why the table cannot hold it"}, rows)
+    rows = [{"key": r.text} for r in told.skipped_keys(plan)]
+    return table({"key": "object key (escaped, shortened): why the table cannot hold it"}, rows)
 
 
 def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[str, MetadataValue]:
@@ -308,6 +305,10 @@ def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[s
     (and why, when refused), the plan itself as tables, then the figures (numbers, plotted)."""
     found = told.findings(plan)
     metadata: dict[str, MetadataValue] = {OUTCOME: MetadataValue.text(step.outcome.value)}
+    metadata["plan"] = MetadataValue.text(told.headline(plan))
+    next_step = told.how_to_apply(plan, step.outcome, APPLY_JOB)
+    if next_step:
+        metadata["to_apply"] = MetadataValue.text(next_step)
     if step.refusal:
         metadata["refusal"] = MetadataValue.text(step.refusal)
     metadata[PLAN_TAKEN_AT] = MetadataValue.timestamp(plan.taken_at)
@@ -319,8 +320,8 @@ def reconciliation_metadata(plan: ReconciliationPlan, step: ApplyStep) -> dict[s
     metadata["actions_by_kind"] = actions_by_kind_table(plan, step)
     if step.errors:
         metadata["apply_failures"] = table(
-            {"action": "kind of repair", "error": "what failed (its other batches and every other kind still ran)"},
-            [{"action": kind, "error": error} for kind, error in step.errors.items()],
+            {"failure": "kind of repair: what failed (its other batches and every other kind still ran)"},
+            [{"failure": f"{kind}: {error}"} for kind, error in step.errors.items()],
         )
     if plan.skipped_keys:
         metadata["skipped_keys"] = skipped_keys_table(plan)
@@ -404,15 +405,17 @@ The photo table compared with the bucket: each materialization is one reconcilia
 what became of it (`outcome`: applied, dry run, or refused by the safety limit with its `refusal`
 reason).
 
-- `actions_by_kind`: how many of each repair the plan holds (and how many were applied);
-- `first_actions`: the first {MAX_LISTED_ACTIONS} actions (destructive ones first) with album, photo, key and reason;
+- `plan`: the plan in one line; `to_apply`: how to apply a plan that was not;
+- `actions_by_kind`: the kinds of repair the plan holds, how many of each were planned and applied, what each does;
+- `first_actions`: the first {MAX_LISTED_ACTIONS} actions (destructive ones first), each with its reason and key;
 - `skipped_keys`: objects whose keys the table cannot hold (left in the bucket);
 - plotted: orphan objects, missing rows, re-renders needed, expired claims, planned changes.
 
-Materialize (or the `reconcile_storage` launchpad) starts as a dry run: it records the plan and
-changes nothing. To apply, launch `reconcile_storage` with `dry_run: false` (add `force: true` for
-a plan the safety limit refused, once reviewed here). `reconcile_storage_schedule` applies on
-`{RECONCILE_CRON}`; freshness: {RECONCILIATION_FRESHNESS.describe()}.
+**Materialize** (or the `{RECONCILE_JOB}` launchpad) is a dry run: it records the plan and changes
+nothing. **To apply**, launch the `{APPLY_JOB}` job (its launchpad opens on `dry_run: false`:
+one click on Launch Run). Both stay behind the safety limit: a plan it refuses is recorded here and
+the run fails; add `force: true` in the launchpad to apply such a plan, once reviewed.
+`reconcile_storage_schedule` applies on `{RECONCILE_CRON}`; freshness: {RECONCILIATION_FRESHNESS.describe()}.
 """
 
 

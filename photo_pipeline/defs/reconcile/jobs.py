@@ -1,7 +1,9 @@
-"""`reconcile_storage` (the job that materializes `storage_reconciliation`) and its schedule.
+"""The jobs that materialize `storage_reconciliation`, and the schedule.
 
-The job's own config is a dry run, so its launchpad opens on `dry_run: true` and changes nothing
-unless the operator sets `dry_run: false`; the schedule passes the applying config.
+`reconcile_storage`'s own config is a dry run, so its launchpad opens on `dry_run: true` and
+changes nothing; the schedule passes the applying config. `apply_reconciliation` is the same asset
+with the applying config as its own: applying is one click on Launch Run, no YAML typed, still
+behind the safety limit (`force: true` stays something an operator types).
 """
 
 from typing import Any
@@ -14,7 +16,7 @@ from dagster import (
     in_process_executor,
 )
 
-from photo_pipeline.defs.reconcile.assets import RECONCILE_CRON, STORAGE_RECONCILIATION
+from photo_pipeline.defs.reconcile.assets import APPLY_JOB, RECONCILE_CRON, RECONCILE_JOB, STORAGE_RECONCILIATION
 
 
 def reconcile_config(*, dry_run: bool, force: bool = False) -> dict[str, Any]:
@@ -25,7 +27,7 @@ DRY_RUN = reconcile_config(dry_run=True)
 APPLY = reconcile_config(dry_run=False)
 
 reconcile_storage = define_asset_job(
-    name="reconcile_storage",
+    name=RECONCILE_JOB,
     selection=AssetSelection.assets(STORAGE_RECONCILIATION),
     config=DRY_RUN,
     # One process: the steps hand each other scratch files in the run's temporary folder.
@@ -35,9 +37,24 @@ reconcile_storage = define_asset_job(
         "orphans, correct keys, remove stray renditions, render lost ones (and duplicates whose photo "
         "is gone or changed), take back expired claims. The launchpad starts as a DRY RUN "
         "(dry_run: true): the plan is recorded on storage_reconciliation and nothing changes. Set "
-        "dry_run: false to apply; force: true applies a plan the safety limit refused. The schedule "
-        "applies."
+        f"dry_run: false to apply (or launch {APPLY_JOB}); force: true applies a plan the safety limit refused. "
+        "The schedule applies."
     ),
+    tags={"photo_pipeline/kind": "reconcile"},
+)
+
+apply_reconciliation = define_asset_job(
+    name=APPLY_JOB,
+    selection=AssetSelection.assets(STORAGE_RECONCILIATION),
+    config=APPLY,
+    executor_def=in_process_executor,
+    description=(
+        "Reconcile and APPLY now (dry_run: false is this job's own config: Launch Run, no YAML): the same plan "
+        f"and repairs as {RECONCILE_JOB}'s schedule, recorded on storage_reconciliation. Behind the safety "
+        "limit: a plan it refuses is recorded with the reason and the run fails; review it on the asset, then "
+        "set force: true in this launchpad to apply it anyway."
+    ),
+    # The same tag as reconcile_storage: the instance runs one reconciliation at a time.
     tags={"photo_pipeline/kind": "reconcile"},
 )
 

@@ -139,19 +139,24 @@ def outcomes_table(report: AlbumReport, filenames: Mapping[uuid.UUID, str]) -> s
 def failed_photos_table(failures: reruns.AlbumFailures) -> str:
     if not failures.failed:
         return "_none_"
-    lines = ["| file | photo | error |", "|---|---|---|"]
+    lines = ["| file | photo | error | re-run |", "|---|---|---|---|"]
     for photo in failures.examples:
-        lines.append(f"| {markdown_text(photo.filename, 80)} | `{photo.id}` | {markdown_text(photo.error or '', 300)} |")
+        lines.append(
+            f"| {markdown_text(photo.filename, 80)} | `{photo.id}` | {markdown_text(photo.error or '', 300)} "
+            f"| {markdown_text(photo.advice.action)} |"
+        )
     if failures.failed > len(failures.examples):
-        lines.append(f"| … | {failures.failed - len(failures.examples)} more | |")
+        lines.append(f"| … | {failures.failed - len(failures.examples)} more | | |")
     return "\n".join(lines)
 
 
-def run_summary(report: AlbumReport, album: AlbumState, *, rerender: bool) -> str:
-    """One line on what this run did, and what to do when it had nothing to do."""
+def run_summary(report: AlbumReport, album: AlbumState, *, rerender: bool, rerun: reruns.RerunResult | None = None) -> str:
+    """One line on what this run did (for an operator's re-run: what it changed), and what to do
+    when it had nothing to do."""
     if report.outcomes:
         did = f"rendered {report.rendered}, failed {report.failed}, skipped {report.skipped}"
-        return did + f" of {len(report.outcomes)} photo(s) claimed" + (" (re-render)" if rerender else "")
+        did += f" of {len(report.outcomes)} photo(s) claimed" + (" (re-render)" if rerender else "")
+        return did + (f"; {rerun.summary()}" if rerun is not None else "")
     if rerender or not album.completed:
         return "nothing to render: the album has no pending photo"
     return (
@@ -215,12 +220,14 @@ def sample_markdown(sample: Sample) -> MetadataValue:
     return MetadataValue.md(f"![sample thumbnail](data:{sample.content_type};base64,{encoded})\n\n_{caption}_")
 
 
-def rendition_metadata(report: AlbumReport, view: AlbumView, *, rerender: bool = False) -> dict[str, dict[str, MetadataValue]]:
+def rendition_metadata(
+    report: AlbumReport, view: AlbumView, *, rerender: bool = False, rerun: reruns.RerunResult | None = None
+) -> dict[str, dict[str, MetadataValue]]:
     """Materialization metadata per asset: a summary line, the album from the table, what the
     run did. Every job that renders an album records exactly this, so the assets' history (and
     its plots) reads the same whichever job rendered."""
     shared = {
-        "summary": MetadataValue.text(run_summary(report, view.state, rerender=rerender)),
+        "summary": MetadataValue.text(run_summary(report, view.state, rerender=rerender, rerun=rerun)),
         **album_metadata(view.state),
         **run_metadata(report, view.filenames),
     }
@@ -384,8 +391,9 @@ class CheckOutcome:
     per_album: bool
 
 
-def failed_in_album_check(album: AlbumState) -> CheckOutcome:
-    """no_failed_photos_in_album: this album's failed photos, by file name, id and error."""
+def failed_in_album_check(album: AlbumState, rerun: reruns.RerunResult | None = None) -> CheckOutcome:
+    """no_failed_photos_in_album: this album's failed photos, by file name, id and error; after an
+    operator's re-run, which of them failed again for the very same reason."""
     failures = album.failures
     if failures.passed:
         description = f"album {album.label}: no failed photos"
@@ -397,6 +405,12 @@ def failed_in_album_check(album: AlbumState) -> CheckOutcome:
             f"album {album.label}: {failures.failed} failed photo(s): {names}{more}. Fix or replace the "
             f"originals, then re-run them with the {RERUN_JOB} job"
         )
+    rerun_metadata: dict[str, MetadataValue] = {}
+    if rerun is not None and rerun.failed_again:
+        description += (
+            f". The re-run just made changed nothing for {len(rerun.failed_again)} of them: failed again, same reason"
+        )
+        rerun_metadata["failed_again_same_reason"] = MetadataValue.json([str(p) for p in rerun.failed_again])
     title = {"album_title": MetadataValue.text(album.title)} if album.title else {}
     return CheckOutcome(
         name=NO_FAILED_PHOTOS_IN_ALBUM,
@@ -408,6 +422,7 @@ def failed_in_album_check(album: AlbumState) -> CheckOutcome:
             "failed_photos": MetadataValue.int(failures.failed),
             "failed_photo_ids": MetadataValue.json([str(p.id) for p in failures.examples]),
             "latest_failures": MetadataValue.md(failed_photos_table(failures)),
+            **rerun_metadata,
         },
         per_album=True,
     )
@@ -443,10 +458,12 @@ def failed_in_any_album_check(across: reruns.FailuresAcrossAlbums) -> CheckOutco
     )
 
 
-def check_outcomes(photo_pipeline: PhotoPipelineResource, album: AlbumState) -> list[CheckOutcome]:
+def check_outcomes(
+    photo_pipeline: PhotoPipelineResource, album: AlbumState, rerun: reruns.RerunResult | None = None
+) -> list[CheckOutcome]:
     """Both failed-photo checks, from the table as it is now (whoever failed the photos)."""
     across = reruns.failures_across_albums(photo_pipeline.repository())
-    return [failed_in_album_check(album), failed_in_any_album_check(across)]
+    return [failed_in_album_check(album, rerun), failed_in_any_album_check(across)]
 
 
 def check_result(outcome: CheckOutcome) -> AssetCheckResult:
@@ -475,19 +492,19 @@ def check_evaluation(outcome: CheckOutcome, album_id: uuid.UUID) -> AssetCheckEv
 
 
 def album_rendition_events(
-    log: logging.Logger, photo_pipeline: PhotoPipelineResource, report: AlbumReport
+    log: logging.Logger, photo_pipeline: PhotoPipelineResource, report: AlbumReport, *, rerun: reruns.RerunResult | None = None
 ) -> list[AssetMaterialization | AssetCheckEvaluation]:
     """What the album_renditions asset records for a render, as events an op logs after calling
-    `render_album` itself (reprocess_failed_photos): the thumbnails and previews materializations
-    of the album partition and both failed-photo checks. The asset's history then shows that run
-    like any other render of the album."""
+    `render_album` itself (reprocess_failed_photos, with what its re-run changed): the thumbnails
+    and previews materializations of the album partition and both failed-photo checks. The
+    asset's history then shows that run like any other render of the album."""
     view = album_view(log, photo_pipeline, report)
     partition = str(report.album_id)
     events: list[AssetMaterialization | AssetCheckEvaluation] = [
         AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata)
-        for asset, metadata in rendition_metadata(report, view).items()
+        for asset, metadata in rendition_metadata(report, view, rerun=rerun).items()
     ]
-    events += [check_evaluation(outcome, report.album_id) for outcome in check_outcomes(photo_pipeline, view.state)]
+    events += [check_evaluation(outcome, report.album_id) for outcome in check_outcomes(photo_pipeline, view.state, rerun)]
     return events
 
 

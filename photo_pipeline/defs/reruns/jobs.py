@@ -74,14 +74,23 @@ reprocess_partitioned_config = PartitionedConfig(
 )
 
 
+# The run's tag saying what the re-run changed (the runs list shows it).
+RERUN_RESULT_TAG = "photo_pipeline/rerun_result"
+# What `requeue_failed` hands `render_albums`: album -> photo -> the error it had failed with.
+FailuresBefore = dict[str, dict[str, str | None]]
+
+
 @op(
     name=REQUEUE_OP,
-    description="Put the chosen failed (and optionally missing) photos back to pending; outputs the albums touched.",
+    description=(
+        "Put the chosen failed (and optionally missing) photos back to pending; outputs the albums touched "
+        "and each photo's failure, to compare the re-run with."
+    ),
     tags={"kind": "requeue"},
 )
 def requeue_failed(
     context: OpExecutionContext, config: ReprocessFailedConfig, photo_pipeline: PhotoPipelineResource
-) -> list[str]:
+) -> FailuresBefore:
     try:
         selection = reruns.parse_selection(config.album_id, config.photo_ids, config.include_missing)
     except reruns.InvalidRerunSelection as exc:
@@ -98,7 +107,10 @@ def requeue_failed(
     for photo_id, reason in outcome.not_requeued.items():
         context.log.warning("photo %s not requeued: %s", photo_id, reason)
     context.add_output_metadata(requeue_metadata(outcome))
-    return [str(album) for album in outcome.albums]
+    return {
+        str(album): {str(photo): error for photo, error in failures.items()}
+        for album, failures in outcome.failures_before().items()
+    }
 
 
 def requeue_metadata(outcome: reruns.RequeueOutcome) -> dict[str, MetadataValue]:
@@ -121,31 +133,54 @@ def requeue_metadata(outcome: reruns.RequeueOutcome) -> dict[str, MetadataValue]
     name="render_albums",
     description=(
         "Render each touched album's pending photos and record the thumbnails/previews "
-        "materializations and the failed-photo checks for that album partition."
+        "materializations and the failed-photo checks for that album partition; say what the "
+        "re-run changed for each photo (fixed, or failed again with the same reason)."
     ),
     retry_policy=TRANSIENT_RETRY,
     tags={"kind": "rendering"},
 )
-def render_albums(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource, albums: list[str]) -> None:
+def render_albums(context: OpExecutionContext, photo_pipeline: PhotoPipelineResource, albums: FailuresBefore) -> None:
     rendered = failed = 0
-    for album in albums:
+    results: list[reruns.RerunResult] = []
+    for album, failures in albums.items():
         ensure_album_partition(context, album)
-        report = render_album(context.log, photo_pipeline, uuid.UUID(album), context.run.run_id)
+        album_id = uuid.UUID(album)
+        report = render_album(context.log, photo_pipeline, album_id, context.run.run_id)
+        result = reruns.rerun_result(album_id, {uuid.UUID(p): error for p, error in failures.items()}, report.outcomes)
+        log = context.log.warning if result.changed_nothing else context.log.info
+        log("album %s: %s", album, result.summary())
         # The same events the album_renditions asset records (materializations and checks), so
         # the asset's history in the UI shows this re-run like any other render of the album.
-        for event in album_rendition_events(context.log, photo_pipeline, report):
+        for event in album_rendition_events(context.log, photo_pipeline, report, rerun=result):
             # log_event accepts check evaluations at run time (1.13), though its annotation omits them.
             context.log_event(event)  # type: ignore[arg-type]
         rendered, failed = rendered + report.rendered, failed + report.failed
+        results.append(result)
     if not albums:
         context.log.info("no photo was requeued: nothing to render")
+    summary = rerun_summary(results)
+    # On the run itself, so the runs list tells a re-run that fixed nothing from one that did.
+    context.instance.add_run_tags(context.run.run_id, {RERUN_RESULT_TAG: summary})
     context.add_output_metadata(
         {
+            "summary": MetadataValue.text(summary),
             "albums": MetadataValue.int(len(albums)),
             "photos_rendered": MetadataValue.int(rendered),
             "photos_failed": MetadataValue.int(failed),
+            "photos_fixed": MetadataValue.int(sum(len(r.fixed) for r in results)),
+            "photos_failed_again_same_reason": MetadataValue.int(sum(len(r.failed_again) for r in results)),
+            "photos_failed_with_new_reason": MetadataValue.int(sum(len(r.failed_differently) for r in results)),
         }
     )
+
+
+def rerun_summary(results: list[reruns.RerunResult]) -> str:
+    """One line for the whole run (its tag, the step's summary): the albums' results together."""
+    if not results:
+        return "nothing requeued"
+    if len(results) == 1:
+        return results[0].summary()
+    return "; ".join(f"album {r.album_id}: {r.summary()}" for r in results)
 
 
 def ensure_album_partition(context: OpExecutionContext, album: str) -> None:

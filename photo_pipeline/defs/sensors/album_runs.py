@@ -6,7 +6,7 @@ queued or running `process_album` run gets no second one.
 """
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from dagster import (
     RunRequest,
@@ -16,6 +16,7 @@ from dagster import (
 
 from photo_pipeline.defs.renditions.assets import albums_partitions
 from photo_pipeline.defs.renditions.jobs import IN_FLIGHT, process_album
+from photo_pipeline.services import discovery
 from photo_pipeline.settings import Settings
 
 PARTITION_TAG = "dagster/partition"
@@ -27,6 +28,8 @@ PENDING_PROBES_PER_ALBUM = 20
 PENDING_ALBUMS_PER_TICK = 200
 # On run requests of a tick that skipped keys the table cannot hold: how many.
 UNHOLDABLE_TAG = "photo_pipeline/unholdable_keys"
+# On every run request: the album by title and short id ("Holidays (3f2a9c1e…)").
+ALBUM_TAG = "photo_pipeline/album"
 
 # Read when the code location loads: sensor intervals are fixed at definition time.
 SETTINGS = Settings.from_env()
@@ -46,6 +49,16 @@ def album_run_request(album_id: uuid.UUID, key: str, trigger: str) -> RunRequest
         partition_key=str(album_id),
         tags={"photo_pipeline/trigger": trigger},
     )
+
+
+def labelled(requests: Sequence[RunRequest], titles: Mapping[uuid.UUID, str]) -> list[RunRequest]:
+    """The requests with their album's title and short id as a tag: the runs list names the album."""
+    named = []
+    for request in requests:
+        album_id = uuid.UUID(request.partition_key or "")
+        label = discovery.album_label(album_id, titles.get(album_id))
+        named.append(request.with_replaced_attrs(tags={**request.tags, ALBUM_TAG: label}))
+    return named
 
 
 def new_album_partitions(context: SensorEvaluationContext, album_ids: Iterable[uuid.UUID]):

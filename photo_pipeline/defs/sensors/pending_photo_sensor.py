@@ -27,6 +27,7 @@ from photo_pipeline.defs.sensors.album_runs import (
     SETTINGS,
     album_run_request,
     albums_with_runs_in_flight,
+    labelled,
     new_album_partitions,
 )
 from photo_pipeline.photos.repository import (
@@ -69,13 +70,16 @@ def pending_photo_sensor(context: SensorEvaluationContext, photo_pipeline: Photo
     expired = expired_claim_requests(context, repository, lease, skip={r.partition_key or "" for r in requests})
     requests += expired
     partitions = new_album_partitions(context, [*arrived, *(uuid.UUID(r.partition_key or "") for r in expired)])
+    # The albums this tick names, titled in one query.
+    requested = [uuid.UUID(r.partition_key or "") for r in requests]
+    titles = repository.album_titles({*(a.album_id for a in pending), *requested}) if pending or requested else {}
     if not requests:
-        reason = (
-            f"{len(pending)} album(s) with pending photos; {len(news)} changed, "
-            f"{len(news) - len(ready)} already running, none with an arrived original"
+        reason = discovery.pending_skip_reason(
+            [a.album_id for a in pending], [a.album_id for a in news], {a.album_id for a in news} - {a.album_id for a in ready}, titles
         )
         return SensorResult(skip_reason=SkipReason(reason), cursor=next_cursor.to_json(), dynamic_partitions_requests=partitions)
-    return SensorResult(run_requests=requests, cursor=next_cursor.to_json(), dynamic_partitions_requests=partitions)
+    context.log.info("process_album requested for %s", discovery.named_albums(requested, titles, limit=len(requested)))
+    return SensorResult(run_requests=labelled(requests, titles), cursor=next_cursor.to_json(), dynamic_partitions_requests=partitions)
 
 
 def albums_with_arrived_originals(
@@ -131,11 +135,7 @@ def expired_claim_requests(
         if str(album_id) not in busy
     ]
     if requests:
-        context.log.info(
-            "expired claims in %d album(s): requesting runs for %s",
-            len(expired),
-            ", ".join(r.partition_key or "" for r in requests),
-        )
+        context.log.info("expired claims in %d album(s): requesting their runs", len(expired))
     return requests
 
 

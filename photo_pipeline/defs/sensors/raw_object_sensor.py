@@ -26,6 +26,7 @@ from photo_pipeline.defs.sensors.album_runs import (
     UNHOLDABLE_TAG,
     album_run_request,
     albums_with_runs_in_flight,
+    labelled,
     new_album_partitions,
 )
 from photo_pipeline.photos.repository import (
@@ -62,8 +63,14 @@ def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPip
     candidates = discovery.photos_to_adopt(holdable, rows)
     created = set(isolate_refused_rows(candidates, repository.adopt, refused_logger(context)))
     by_album = discovery.group_by_album(candidates, created)
+    # The albums this tick names, titled in one query.
+    titles = repository.album_titles(by_album) if by_album else {}
     if created:
-        context.log.info("created pending rows for %d raw object(s) without a row", len(created))
+        context.log.info(
+            "created pending rows for %d raw object(s) without a row, in %s",
+            len(created),
+            discovery.named_albums(list(by_album), titles),
+        )
 
     busy = albums_with_runs_in_flight(context) if by_album else set()
     requests = [
@@ -75,14 +82,13 @@ def raw_object_sensor(context: SensorEvaluationContext, photo_pipeline: PhotoPip
     ]
     next_cursor = cursor.advanced(objects[-1].key if objects else cursor.after, reached_end)
     if not requests:
-        unholdable = f"; {discovery.describe_skipped(skipped)}" if skipped else ""
         return SensorResult(
-            skip_reason=SkipReason(f"looked at {len(objects)} raw object(s); none without a row{unholdable}"),
+            skip_reason=SkipReason(discovery.raw_skip_reason(len(objects), by_album, titles, skipped)),
             cursor=next_cursor.to_json(),
             dynamic_partitions_requests=new_album_partitions(context, by_album),
         )
     return SensorResult(
-        run_requests=requests,
+        run_requests=labelled(requests, titles),
         cursor=next_cursor.to_json(),
         dynamic_partitions_requests=new_album_partitions(context, by_album),
     )
