@@ -76,7 +76,9 @@ def test_the_daemon_removes_a_late_object_of_an_erased_photo_and_empties_the_tra
     launch(trash_env, "empty_trash", empty_trash_config(dry_run=False))
 
     def settled() -> bool:
-        return not store.exists(late) and repository.get(expired) is None
+        # The erase commits the row's removal first and deletes the objects after: wait for both.
+        gone = not any(str(expired) in o.key for o in store.iter_objects(keys.RAW_PREFIX))
+        return not store.exists(late) and repository.get(expired) is None and gone
 
     seconds = wait_for(settled, "the late object removed and the expired trash emptied", log, daemon)
     print(f"\nlaunched through the daemon: the late object removed and the trash emptied in {seconds:.1f}s")
