@@ -23,6 +23,9 @@ from photo_pipeline.failures import FailureKind
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.storage.keys import PREVIEWS_PREFIX, THUMBS_PREFIX
+
+SHARED_PREFIXES = (THUMBS_PREFIX, PREVIEWS_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,10 @@ class ReconciliationQueries:
             where = self._starts_with(RenditionFile.key, prefix)
             if where is not None:
                 query = query.where(where)
+            else:
+                # A size whose bytes are the preview's or the thumbnail's names that key (stored
+                # once): compared with the previews' and thumbnails' listings, not the sizes'.
+                query = query.where(*(~self._starts_with(RenditionFile.key, shared) for shared in SHARED_PREFIXES))
             if last is not None:
                 query = query.where(ordered > last)
             with self.engine.connect() as conn:

@@ -435,45 +435,38 @@ class PhotoProcessor:
     # -- the stages (see pipeline.py); each returns the next stage's payload or the final outcome
 
     def _fetch(self, entered: _Entered) -> _Fetched | PhotoOutcome:
-        """HEAD, then the original into a spooled file, once the originals budget has room."""
+        """The original into a spooled file, once the originals budget has room. One GET, no HEAD:
+        its own headers (size, ETag) are checked against the maximum original size, and reserve
+        the originals budget, before a byte of the body is read."""
         claim, started = entered.claim, entered.started
+        reservation = _Reservation(self._originals)
         try:
-            # HEAD before any GET: an oversized original is refused without reading a byte of it.
-            head: ObjectInfo = self._store.head(claim.original_key)
+            original, sha256 = hashed_download(
+                self._store, claim.original_key, self._limits.max_original_bytes, on_headers=reservation.reserve
+            )
         except ObjectNotFound:
-            return self._release_missing(claim, started)
-        except StorageError as exc:
-            self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
-            return self._release(claim, f"storage error reading the original: {exc}", started)
-        if head.size > self._limits.max_original_bytes:
-            reason = original_too_large_reason(claim.original_key, head.size, self._limits.max_original_bytes)
-            self._log.warning("photo %s: %s", claim.id, reason)
-            return self._fail(claim, reason, started, FailureKind.TOO_LARGE)
-
-        # An original larger than the whole originals budget takes all of it: alone, never refused.
-        held = min(max(head.size, 1), self._originals.total_bytes)
-        self._originals.acquire(held)
-        try:
-            original, sha256 = hashed_download(self._store, claim.original_key, self._limits.max_original_bytes)
-        except ObjectNotFound:
-            self._originals.release(held)
+            reservation.release()
             return self._release_missing(claim, started)
         except ObjectTooLarge as exc:
-            self._originals.release(held)
-            # HEAD said it fitted but the body did not (replaced meanwhile, or a lying server).
+            reservation.release()
+            # Its declared size is over (refused before the body), or the body outgrew what the
+            # headers said (replaced meanwhile, or a lying server).
             reason = original_too_large_reason(
-                claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=True
+                claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=exc.size is None
             )
             self._log.warning("photo %s: %s", claim.id, reason)
             return self._fail(claim, reason, started, FailureKind.TOO_LARGE)
         except StorageError as exc:
-            self._originals.release(held)
+            reservation.release()
             self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
             return self._release(claim, f"storage error reading the original: {exc}", started)
         except BaseException:
-            self._originals.release(held)
+            reservation.release()
             raise
-        return _Fetched(claim, started, head, original, held, self._originals, sha256)
+        if reservation.info is None:  # every store calls on_headers before the body
+            original.close()
+            raise RuntimeError(f"the store gave no headers for {claim.original_key}")
+        return _Fetched(claim, started, reservation.info, original, reservation.held, self._originals, sha256)
 
     def _duplicate_of(self, claim: ClaimedPhoto, sha256: str) -> uuid.UUID | None:
         """The photo of the same album this one duplicates: one completed earlier, or one this
@@ -555,7 +548,7 @@ class PhotoProcessor:
         claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
-            files = self._write_sized(claim, renditions)
+            files = self._write_sized(claim, renditions, thumb_key, preview_key)
         except StorageError as exc:
             self._log.exception("photo %s: could not write renditions", claim.id)
             return self._release(claim, f"storage error writing renditions: {exc}", started)
@@ -570,8 +563,7 @@ class PhotoProcessor:
             width=renditions.source_width,
             height=renditions.source_height,
             original_bytes=head.size,
-            # The HEAD came before the GET, so the bytes rendered are never older than this ETag:
-            # an original replaced in between reads as changed later and is rendered once more.
+            # From the GET's own headers: the ETag of exactly the bytes rendered.
             original_etag=head.etag,
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
@@ -585,7 +577,6 @@ class PhotoProcessor:
         )
         if not completed:
             return self._claim_lost(claim, started)
-        self._log.debug("photo %s: completed", claim.id)
         return PhotoOutcome(
             photo_id=claim.id,
             album_id=claim.album_id,
@@ -596,8 +587,9 @@ class PhotoProcessor:
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
             warning=renditions.warning,
-            sized_files=len(files),
-            sized_bytes=sum(file.bytes for file in files),
+            # What this photo uploaded beside the preview and thumbnail (a shared size names their key).
+            sized_files=sum(1 for file in files if file.key not in (thumb_key, preview_key)),
+            sized_bytes=sum(file.bytes for file in files if file.key not in (thumb_key, preview_key)),
         )
 
     def _render_within_budget(self, original: BinaryIO) -> Renditions:
@@ -621,13 +613,18 @@ class PhotoProcessor:
         self._store.put(preview_key, renditions.preview.data, renditions.preview.content_type)
         return thumb_key, preview_key
 
-    def _write_sized(self, claim: ClaimedPhoto, renditions: Renditions) -> list[StoredRendition]:
-        """Upload every responsive size in every format (`processed/{size}/...`)."""
+    def _write_sized(self, claim: ClaimedPhoto, renditions: Renditions, thumb_key: str, preview_key: str) -> list[StoredRendition]:
+        """Upload every responsive size in every format (`processed/{size}/...`), but a size whose
+        bytes are the preview's or the thumbnail's (the renderer encodes such a size once: the
+        same object) names that key instead of uploading the same bytes twice."""
+        shared = {id(renditions.preview): preview_key, id(renditions.thumbnail): thumb_key}
         files = []
         for sized in renditions.sized:
             rendition = sized.rendition
-            key = keys.sized_key(claim.album_id, claim.id, sized.label, rendition.format)
-            self._store.put(key, rendition.data, rendition.content_type)
+            key = shared.get(id(rendition))
+            if key is None:
+                key = keys.sized_key(claim.album_id, claim.id, sized.label, rendition.format)
+                self._store.put(key, rendition.data, rendition.content_type)
             files.append(
                 StoredRendition(
                     key=key, size=sized.label, format=rendition.format, width=rendition.width, height=rendition.height, bytes=len(rendition.data)
@@ -705,6 +702,27 @@ class _Entered:
 
     claim: ClaimedPhoto
     started: float
+
+
+class _Reservation:
+    """An original's share of the originals budget, taken from its GET's headers (an original
+    larger than the whole budget takes all of it: alone, never refused). Waiting for room holds
+    the response open, unread: at most one connection per fetch thread."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self._budget = budget
+        self.held = 0
+        self.info: ObjectInfo | None = None
+
+    def reserve(self, info: ObjectInfo) -> None:
+        held = min(max(info.size, 1), self._budget.total_bytes)
+        self._budget.acquire(held)
+        self.held, self.info = held, info
+
+    def release(self) -> None:
+        if self.held:
+            self._budget.release(self.held)
+            self.held = 0
 
 
 @dataclass
@@ -838,13 +856,16 @@ class _HashingWriter:
         return self._out.write(chunk)
 
 
-def hashed_download(store: ObjectStore, key: str, max_bytes: int) -> tuple[IO[bytes], str]:
+def hashed_download(
+    store: ObjectStore, key: str, max_bytes: int, *, on_headers: Callable[[ObjectInfo], None] | None = None
+) -> tuple[IO[bytes], str]:
     """The object streamed into a spooled temporary file (rewound; the caller closes it) and the
-    hex SHA-256 of its bytes, computed on the way; ObjectTooLarge past `max_bytes`."""
+    hex SHA-256 of its bytes, computed on the way; ObjectTooLarge past `max_bytes`; `on_headers`
+    as in `ObjectStore.download`."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, prefix="original-")  # noqa: SIM115 (the caller closes it)
     try:
         writer = _HashingWriter(spool)
-        store.download(key, writer, max_bytes)  # type: ignore[arg-type]  # only write() is used
+        store.download(key, writer, max_bytes, on_headers=on_headers)  # type: ignore[arg-type]  # only write() is used
         spool.seek(0)
     except BaseException:
         spool.close()
@@ -853,7 +874,7 @@ def hashed_download(store: ObjectStore, key: str, max_bytes: int) -> tuple[IO[by
 
 
 def original_too_large_reason(key: str, size: int | None, max_bytes: int, *, while_reading: bool = False) -> str:
-    shown = f"{size / MIB:,.1f} MiB ({size:,} bytes)" if size is not None else "larger than its HEAD said"
+    shown = f"{size / MIB:,.1f} MiB ({size:,} bytes)" if size is not None else "larger than its headers said"
     what = "the download was stopped at the limit" if while_reading else "not downloaded"
     return (
         f"original {key} is {shown}, over the maximum original size of {max_bytes / MIB:,.0f} MiB "
