@@ -33,8 +33,8 @@ one run.
     renderer's own CPU per photo (`render_renditions` on the same 40 photos, the run's options,
     measured before and after the runs, mean used); their ratio (target <= 1.15); and the albums'
     marginal photos/s (30 photos over the wall-time difference) over the renderer's photos/s on
-    the run's render threads. With --profile, another 40-photo run's CPU split by kind of work
-    (cpu_profile.py: a sampler over each thread's CPU clock). --cpu: section (d) only (no pyvips
+    the run's render threads. With --profile, two more runs (10 and 40 photos), their CPU split
+    by kind of work and the difference printed per photo (cpu_profile.py: a sampler over each thread's CPU clock). --cpu: section (d) only (no pyvips
     needed); --repeat N: (d) N times in one process.
 
 12-megapixel JPEGs made in code (`samples.photo_jpeg(4000, 3000, seed=i)`). Needs pyvips
@@ -354,12 +354,17 @@ def measure_cpu(originals: list[bytes], workers: int, *, profile: bool) -> CpuFi
     small_cpu, small_wall, small_ok = run_cpu(seed_album(originals, 10), 10)
     large_cpu, large_wall, large_ok = run_cpu(seed_album(originals, 40), 40)
     if profile:
-        # A run of its own: the sampler's thread is CPU of this process too.
+        # Runs of their own (the sampler's thread is CPU of this process too), 10 and 40 photos:
+        # their difference is what 30 more photos cost, as the marginal figure above.
         from cpu_profile import CpuProfile
 
-        with CpuProfile() as split:
-            run_cpu(seed_album(originals, 40), 40)
-        print(f"    profile of another 40-photo run, CPU by kind of work (cpu_profile.py):\n{split.report(40)}")
+        profiles = {}
+        for photos in (10, 40):
+            with CpuProfile() as profiles[photos]:
+                run_cpu(seed_album(originals, photos), photos)
+        split = profiles[40].minus(profiles[10])
+        print(f"    profile, marginal 10 -> 40 photos (two more runs), CPU by kind of work (cpu_profile.py):\n{split.report(30)}")
+        print(f"    the project's code asking for it (top):\n{split.top_callers(30)}")
     renderer_after = renderer_cpu_per_photo(originals)
     return CpuFigures(
         run_cpu_per_photo=(large_cpu - small_cpu) / 30,

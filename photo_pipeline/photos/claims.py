@@ -352,6 +352,18 @@ class ClaimQueries:
             first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
         )
 
+    def completed_checksums(self, album_id: uuid.UUID) -> set[str]:
+        """The SHA-256 of every completed photo of the album that is not itself a duplicate: a run
+        reads them once, and asks `first_with_checksum` only for a photo whose checksum is here."""
+        query = select(Photo.original_sha256).where(
+            Photo.album_id == album_id,
+            Photo.original_sha256.is_not(None),
+            Photo.duplicate_of.is_(None),
+            Photo.status == PhotoStatus.COMPLETED.value,
+        )
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
     def first_with_checksum(self, album_id: uuid.UUID, sha256: str, *, other_than: uuid.UUID) -> uuid.UUID | None:
         """The album's earliest completed photo (not itself a duplicate) with this checksum."""
         query = (

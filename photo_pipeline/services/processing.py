@@ -287,6 +287,8 @@ class PhotoProcessor:
         # in the same run are rendered once, although neither is in the table as completed yet.
         self._first_by_checksum: dict[tuple[uuid.UUID, str], _FirstCopy] = {}
         self._checksum_lock = threading.Lock()
+        # album -> checksums of its completed photos when this processor first looked (once a run).
+        self._album_checksums: dict[uuid.UUID, set[str]] = {}
 
     @property
     def memory_budget(self) -> MemoryBudget:
@@ -307,6 +309,7 @@ class PhotoProcessor:
         the next batch once the pipeline runs low, so the render threads never wait for a batch's
         stragglers. With `rerender`, completed photos are claimed and rendered again too."""
         statuses = (PhotoStatus.PENDING, PhotoStatus.COMPLETED) if rerender else (PhotoStatus.PENDING,)
+        self._forget_checksums()
         report = AlbumReport(album_id=album_id, started_at=time.time())
         started = time.perf_counter()
         attempted: set[uuid.UUID] = set()
@@ -401,6 +404,7 @@ class PhotoProcessor:
 
     def process_claims(self, claims: Iterable[ClaimedPhoto], album_id: uuid.UUID) -> AlbumReport:
         """Render photos that were claimed elsewhere (re-runs of chosen photos)."""
+        self._forget_checksums()
         report = AlbumReport(album_id=album_id, started_at=time.time())
         started = time.perf_counter()
         claims = list(claims)
@@ -471,9 +475,13 @@ class PhotoProcessor:
     def _duplicate_of(self, claim: ClaimedPhoto, sha256: str) -> uuid.UUID | None:
         """The photo of the same album this one duplicates: one completed earlier, or one this
         run took first; None when this photo is the first with its checksum."""
-        first = self._repository.first_with_checksum(claim.album_id, sha256, other_than=claim.id)
-        if first is not None:
-            return first
+        # The table is asked only when the album had this checksum as the run began (read once a
+        # run, not once a photo); a copy completed by another run since is rendered again, as when
+        # two runs check at the same moment.
+        if sha256 in self._completed_checksums(claim.album_id):
+            first = self._repository.first_with_checksum(claim.album_id, sha256, other_than=claim.id)
+            if first is not None:
+                return first
         with self._checksum_lock:
             copy = self._first_by_checksum.setdefault((claim.album_id, sha256), _FirstCopy(claim.id))
         if copy.photo_id == claim.id:
@@ -483,6 +491,18 @@ class PhotoProcessor:
         if not copy.settled.wait(FIRST_COPY_WAIT_SECONDS):
             return None
         return copy.photo_id if copy.rendered else None
+
+    def _forget_checksums(self) -> None:
+        """Each run (each call) reads the albums' checksums afresh."""
+        with self._checksum_lock:
+            self._album_checksums.clear()
+
+    def _completed_checksums(self, album_id: uuid.UUID) -> set[str]:
+        with self._checksum_lock:
+            known = self._album_checksums.get(album_id)
+            if known is None:
+                known = self._album_checksums[album_id] = self._repository.completed_checksums(album_id)
+            return known
 
     def _settle_first_copy(self, claim: ClaimedPhoto, sha256: str, *, rendered: bool) -> None:
         with self._checksum_lock:
