@@ -360,8 +360,9 @@ def measure_cpu(originals: list[bytes], workers: int, *, profile: bool) -> CpuFi
 
         profiles = {}
         for photos in (10, 40):
+            album = seed_album(originals, photos)  # not profiled: the uploads are no part of the run
             with CpuProfile() as profiles[photos]:
-                run_cpu(seed_album(originals, photos), photos)
+                run_cpu(album, photos)
         split = profiles[40].minus(profiles[10])
         print(f"    profile, marginal 10 -> 40 photos (two more runs), CPU by kind of work (cpu_profile.py):\n{split.report(30)}")
         print(f"    the project's code asking for it (top):\n{split.top_callers(30)}")

@@ -74,6 +74,8 @@ class PhotoFacts:
 
 # The columns of a completed row without renditions of its own (a duplicate): emptied together.
 NO_RENDITIONS: dict[str, Any] = {"thumb_key": None, "preview_key": None, "thumb_bytes": None, "preview_bytes": None, "thumbhash": None}
+# What a duplicate shares with the photo it duplicates (the same bytes: the same renditions).
+SHARED_COLUMNS = tuple(NO_RENDITIONS)
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,12 @@ class ClaimQueries:
     ) -> bool:
         """Write the outcome only while the caller still holds the claim (fencing). With `files`,
         the photo's rows in `renditions` are replaced by these, in the same transaction."""
+        with self.engine.begin() as conn:
+            return self._finish_in(conn, claim, now, files=files, **values)
+
+    def _finish_in(
+        self, conn: Connection, claim: ClaimedPhoto, now: datetime, *, files: Sequence[StoredRendition] | None = None, **values: Any
+    ) -> bool:
         statement = (
             update(Photo)
             .where(
@@ -248,14 +256,13 @@ class ClaimQueries:
             # A failure's kind goes with its error: every other outcome clears it.
             .values(updated_at=now, claimed_by=None, claimed_at=None, **{"failure_kind": None, **values})
         )
-        with self.engine.begin() as conn:
-            if conn.execute(statement).rowcount != 1:
-                return False
-            if files is not None:
-                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == claim.id))
-                if files:
-                    conn.execute(insert(RenditionFile), [file.row(claim.id) for file in files])
-            return True
+        if conn.execute(statement).rowcount != 1:
+            return False
+        if files is not None:
+            conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == claim.id))
+            if files:
+                conn.execute(insert(RenditionFile), [file.row(claim.id) for file in files])
+        return True
 
     def rendition_files(self, photo_id: uuid.UUID) -> list[StoredRendition]:
         """The photo's responsive sizes as its last completion recorded them, largest first."""
@@ -333,24 +340,39 @@ class ClaimQueries:
         original_bytes: int | None,
         original_etag: str | None = None,
     ) -> bool:
-        """Mark the photo completed as a duplicate of `duplicate_of` (same checksum, same album):
-        no renditions of its own, so its keys are emptied (their objects, from before it was found
-        to be a duplicate, become orphans reconciliation removes)."""
+        """Mark the photo completed as a duplicate of `duplicate_of` (same checksum, same album),
+        whole for a reader of the table: it gets that photo's keys, sizes, ThumbHash and
+        `renditions` rows (naming the same keys: nothing is stored twice), read in the same
+        transaction. A photo pointed to that is not completed (gone meanwhile) leaves the keys
+        empty; reconciliation renders such a duplicate on its own (`stale_duplicate_reason`)."""
         now = self._clock()
-        return self._finish(
-            claim,
-            now,
-            files=(),
-            status=PhotoStatus.COMPLETED.value,
-            duplicate_of=duplicate_of,
-            original_sha256=original_sha256,
-            original_bytes=original_bytes,
-            original_etag=original_etag,
-            **NO_RENDITIONS,
-            error=None,
-            completed_at=now,
-            first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
-        )
+        with self.engine.begin() as conn:
+            shared = conn.execute(
+                select(*(getattr(Photo, column) for column in SHARED_COLUMNS)).where(
+                    Photo.id == duplicate_of, Photo.status == PhotoStatus.COMPLETED.value, Photo.duplicate_of.is_(None)
+                )
+            ).first()
+            files: list[StoredRendition] = []
+            if shared is not None:
+                files = [
+                    StoredRendition(key=r.key, size=r.size, format=r.format, width=r.width, height=r.height, bytes=r.bytes)
+                    for r in conn.execute(select(RenditionFile).where(RenditionFile.photo_id == duplicate_of))
+                ]
+            return self._finish_in(
+                conn,
+                claim,
+                now,
+                files=files,
+                status=PhotoStatus.COMPLETED.value,
+                duplicate_of=duplicate_of,
+                original_sha256=original_sha256,
+                original_bytes=original_bytes,
+                original_etag=original_etag,
+                **(dict(shared._mapping) if shared is not None else NO_RENDITIONS),
+                error=None,
+                completed_at=now,
+                first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+            )
 
     def completed_checksums(self, album_id: uuid.UUID) -> set[str]:
         """The SHA-256 of every completed photo of the album that is not itself a duplicate: a run

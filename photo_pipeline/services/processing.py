@@ -425,8 +425,16 @@ class PhotoProcessor:
             render=self._render,
             store=lambda rendered: self._store_renditions(rendered, report),
             outcome_type=PhotoOutcome,
-            discard=_discard,
+            discard=self._discard,
         )
+
+    def _discard(self, payload: object) -> None:
+        """A payload the next stage will not run (the pipeline shut down): its original given back,
+        and a copy waiting on a rendered first copy told it will not be recorded."""
+        if isinstance(payload, _Fetched):
+            payload.discard()
+        elif isinstance(payload, _Rendered):
+            self._settle_first_copy(payload.claim, payload.sha256, rendered=False)
 
     def _give_back(self, claims: Iterable[ClaimedPhoto]) -> None:
         """Best effort: return claims we could not finish, so they need not wait for the lease."""
@@ -486,8 +494,9 @@ class PhotoProcessor:
             copy = self._first_by_checksum.setdefault((claim.album_id, sha256), _FirstCopy(claim.id))
         if copy.photo_id == claim.id:
             return None
-        # Another thread is rendering the same bytes: its outcome decides. A copy of a photo that
-        # could not be rendered is tried (and reported) on its own.
+        # Another thread is rendering the same bytes: its outcome decides, once its row is written
+        # (the copy takes that row's keys). A copy of a photo that could not be rendered or
+        # recorded is tried (and reported) on its own.
         if not copy.settled.wait(FIRST_COPY_WAIT_SECONDS):
             return None
         return copy.photo_id if copy.rendered else None
@@ -557,14 +566,25 @@ class PhotoProcessor:
         else:
             rendered = True
         finally:
-            self._settle_first_copy(claim, fetched.sha256, rendered=rendered)
+            if not rendered:  # a rendered first copy settles once its row is written (store stage)
+                self._settle_first_copy(claim, fetched.sha256, rendered=False)
             fetched.discard()
         if renditions.warning is not None:
             self._log.warning("photo %s (%s): %s", claim.id, claim.original_key, renditions.warning)
         return _Rendered(claim, started, fetched.head, renditions, fetched.sha256)
 
     def _store_renditions(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome:
-        """Upload both renditions, then record them in the row (fenced by the claim's token)."""
+        """Upload both renditions, then record them in the row (fenced by the claim's token); a
+        copy of the same bytes waiting on this photo learns whether its row is completed."""
+        completed = False
+        try:
+            outcome = self._upload_and_record(rendered, report)
+            completed = outcome.outcome is Outcome.COMPLETED
+            return outcome
+        finally:
+            self._settle_first_copy(rendered.claim, rendered.sha256, rendered=completed)
+
+    def _upload_and_record(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome:
         claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
@@ -777,9 +797,6 @@ class _Rendered:
     sha256: str
 
 
-def _discard(payload: object) -> None:
-    if isinstance(payload, _Fetched):
-        payload.discard()
 
 
 class _PipelineRun:
@@ -856,7 +873,8 @@ FIRST_COPY_WAIT_SECONDS = 300.0
 
 @dataclass
 class _FirstCopy:
-    """The first photo of a run with a given checksum, and whether its render has succeeded."""
+    """The first photo of a run with a given checksum, and whether its row was completed (settled
+    once its renditions are recorded, so a copy completed as its duplicate can take its keys)."""
 
     photo_id: uuid.UUID
     settled: threading.Event = field(default_factory=threading.Event)
