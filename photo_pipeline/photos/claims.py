@@ -94,6 +94,43 @@ class StoredRendition:
                 "width": self.width, "height": self.height, "bytes": self.bytes}
 
 
+@dataclass(frozen=True)
+class Completion:
+    """What `complete` writes for one photo: its keys, sizes, facts and responsive sizes."""
+
+    claim: ClaimedPhoto
+    thumb_key: str
+    preview_key: str
+    width: int
+    height: int
+    original_bytes: int | None
+    thumb_bytes: int
+    preview_bytes: int
+    original_etag: str | None = None
+    note: str | None = None
+    facts: PhotoFacts = PhotoFacts()  # noqa: RUF009 - frozen
+    files: Sequence[StoredRendition] = ()
+
+    def columns(self, now: datetime) -> dict[str, Any]:
+        return {
+            **self.facts.columns(),
+            "duplicate_of": None,
+            "status": PhotoStatus.COMPLETED.value,
+            "thumb_key": self.thumb_key,
+            "preview_key": self.preview_key,
+            "width": self.width,
+            "height": self.height,
+            "original_bytes": self.original_bytes,
+            "thumb_bytes": self.thumb_bytes,
+            "preview_bytes": self.preview_bytes,
+            "original_etag": self.original_etag,
+            "error": self.note,
+            "completed_at": now,
+            # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
+            "first_completed_at": func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+        }
+
+
 class ClaimQueries:
     """The claim and outcome statements of the photo table (mixed into `PhotoRepository`)."""
 
@@ -309,14 +346,8 @@ class ClaimQueries:
     ) -> bool:
         """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
         but looks damaged, such as a truncated JPEG padded with grey."""
-        now = self._clock()
-        return self._finish(
+        completion = Completion(
             claim,
-            now,
-            files=files,
-            **facts.columns(),
-            duplicate_of=None,
-            status=PhotoStatus.COMPLETED.value,
             thumb_key=thumb_key,
             preview_key=preview_key,
             width=width,
@@ -325,11 +356,27 @@ class ClaimQueries:
             thumb_bytes=thumb_bytes,
             preview_bytes=preview_bytes,
             original_etag=original_etag,
-            error=note,
-            completed_at=now,
-            # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
-            first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+            note=note,
+            facts=facts,
         )
+        now = self._clock()
+        return self._finish(claim, now, files=files, **completion.columns(now))
+
+    def complete_many(self, completions: Sequence[Completion]) -> list[bool]:
+        """Several `complete` calls in one transaction (one BEGIN/COMMIT, one DELETE and one INSERT
+        of `renditions` rows for them all): each row still fenced by its own claim's token, so
+        the result says, per photo, whether it was written. All or none are written when the
+        database fails."""
+        now = self._clock()
+        with self.engine.begin() as conn:
+            written = [self._finish_in(conn, c.claim, now, **c.columns(now)) for c in completions]
+            done = [c for c, ok in zip(completions, written, strict=True) if ok]
+            for chunk in in_chunks([c.claim.id for c in done]):
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id.in_(chunk)))
+            rows = [file.row(c.claim.id) for c in done for file in c.files]
+            if rows:
+                conn.execute(insert(RenditionFile), rows)
+        return written
 
     def complete_duplicate(
         self,

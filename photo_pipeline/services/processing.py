@@ -23,7 +23,7 @@ from typing import IO, BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline.failures import FailureKind
-from photo_pipeline.photos.claims import ClaimedPhoto, PhotoFacts, StoredRendition
+from photo_pipeline.photos.claims import ClaimedPhoto, Completion, PhotoFacts, StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository, utc_now
 from photo_pipeline.rendering.memory_budget import (
@@ -41,6 +41,7 @@ from photo_pipeline.rendering.render import (
 )
 from photo_pipeline.services.pipeline import PhotoPipeline, Stages
 from photo_pipeline.services.progress import Progress, album_total
+from photo_pipeline.services.recording import CompletionRecorder
 from photo_pipeline.services.removal import sweep_erased_photo
 from photo_pipeline.storage import (
     SPOOL_MEMORY_BYTES,
@@ -287,6 +288,8 @@ class PhotoProcessor:
         # in the same run are rendered once, although neither is in the table as completed yet.
         self._first_by_checksum: dict[tuple[uuid.UUID, str], _FirstCopy] = {}
         self._checksum_lock = threading.Lock()
+        # Completed rows written a batch per transaction (recording.py).
+        self._recorder = CompletionRecorder(repository.complete_many)
         # album -> checksums of its completed photos when this processor first looked (once a run).
         self._album_checksums: dict[uuid.UUID, set[str]] = {}
 
@@ -585,6 +588,20 @@ class PhotoProcessor:
             self._settle_first_copy(rendered.claim, rendered.sha256, rendered=completed)
 
     def _upload_and_record(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome:
+        self._recorder.uploading()
+        recording = False
+        try:
+            outcome = self._upload(rendered, report)
+            if isinstance(outcome, PhotoOutcome):
+                return outcome
+            recording = True  # from here the recorder counts the photo as arrived
+            return self._record(rendered, *outcome)
+        finally:
+            if not recording:
+                self._recorder.abandoned()
+
+    def _upload(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome | tuple[str, str, list[StoredRendition]]:
+        """The renditions uploaded: their keys, or the photo's outcome when the store failed."""
         claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
@@ -592,11 +609,15 @@ class PhotoProcessor:
         except StorageError as exc:
             self._log.exception("photo %s: could not write renditions", claim.id)
             return self._release(claim, f"storage error writing renditions: {exc}", started)
-
         if report.sample_thumbnail is None:
             report.sample_thumbnail = renditions.thumbnail.data
             report.sample_content_type = renditions.thumbnail.content_type
-        completed = self._repository.complete(
+        return thumb_key, preview_key, files
+
+    def _record(self, rendered: _Rendered, thumb_key: str, preview_key: str, files: list[StoredRendition]) -> PhotoOutcome:
+        """The row completed (in a batch with others', each fenced by its claim's token)."""
+        claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
+        completion = Completion(
             claim,
             thumb_key=thumb_key,
             preview_key=preview_key,
@@ -608,14 +629,10 @@ class PhotoProcessor:
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
             note=renditions.warning,
-            facts=PhotoFacts(
-                original_sha256=rendered.sha256,
-                thumbhash=renditions.thumbhash,
-                **renditions.capture.as_dict(),
-            ),
+            facts=PhotoFacts(original_sha256=rendered.sha256, thumbhash=renditions.thumbhash, **renditions.capture.as_dict()),
             files=files,
         )
-        if not completed:
+        if not self._recorder.complete(completion):
             return self._claim_lost(claim, started)
         return PhotoOutcome(
             photo_id=claim.id,
