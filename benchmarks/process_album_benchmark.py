@@ -26,6 +26,16 @@ one run.
     includes the originals of (a) held in memory, printed apart).
 (c) the processing service alone (`PhotoProcessor.process_album`, no Dagster) on the same
     database and bucket, for the smallest album size: what the pipeline itself reaches.
+(d) CPU per photo (issue 21): the run process's own CPU (`time.process_time`, every thread of
+    this process; moto and PostgreSQL are other processes and not counted) around `execute_job`
+    (the job's own executor, in process), marginal between a 10- and a 40-photo album of distinct photos
+    (after a 2-photo warm-up run, so imports and first-use costs fall on neither), against the
+    renderer's own CPU per photo (`render_renditions` on the same 40 photos, the run's options,
+    measured before and after the runs, mean used); their ratio (target <= 1.15); and the albums'
+    marginal photos/s (30 photos over the wall-time difference) over the renderer's photos/s on
+    the run's render threads. With --profile, two more runs (10 and 40 photos), their CPU split
+    by kind of work and the difference printed per photo (cpu_profile.py: a sampler over each thread's CPU clock). --cpu: section (d) only (no pyvips
+    needed); --repeat N: (d) N times in one process.
 
 12-megapixel JPEGs made in code (`samples.photo_jpeg(4000, 3000, seed=i)`). Needs pyvips
 (pip install pyvips pyvips-binary scikit-image numpy, or the `bench` extra). Prints; asserts
@@ -33,6 +43,7 @@ nothing. A few minutes at most with the defaults; --quick: the 40-photo album on
 
     flock /tmp/bench.lock env PYTHONPATH=. /work/main/.venv/bin/python benchmarks/process_album_benchmark.py \\
         [--quick] [--photos 40] [--albums 40,200] [--executors job,in_process] [--workers N] [--io-threads N]
+    flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python benchmarks/process_album_benchmark.py --cpu --repeat 3 [--profile]
 """
 
 from __future__ import annotations
@@ -55,9 +66,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 from bench_support import create_database, drop_database  # noqa: E402 (the script's own folder)
-
-# libvips exactly as the renderer benchmark runs it (importing it sets VIPS_CONCURRENCY=1 first).
-from render_benchmark import vips_render  # noqa: E402
 
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 # The run's log lines stay in its event log; the console gets warnings only.
@@ -93,28 +101,42 @@ class RunFigures:
 Render = Callable[[bytes], object]
 
 
-def engines() -> dict[str, Render]:
-    """libvips and the renderer, each as the run would use it (the run's render settings)."""
-    import pyvips
-
+def renderer_engine() -> Render:
+    """The project's renderer with the run's render settings."""
     from photo_pipeline.rendering.render import (
         render_options_from_settings,
         render_renditions,
     )
     from photo_pipeline.settings import Settings
 
-    pyvips.cache_set_max(0)  # a repeated photo is rendered again, as the run does
     options = render_options_from_settings(Settings.from_env().render)
-    return {
-        "libvips": lambda data: vips_render(data, options),
-        "renderer": lambda data: render_renditions(data, options),
-    }
+    return lambda data: render_renditions(data, options)
+
+
+def engines(names: list[str] | None = None) -> dict[str, Render]:
+    """libvips and the renderer, each as the run would use it (the run's render settings)."""
+    chosen: dict[str, Render] = {}
+    if names is None or "libvips" in names:
+        # libvips exactly as the renderer benchmark runs it (importing it sets VIPS_CONCURRENCY=1
+        # before pyvips is loaded).
+        from render_benchmark import vips_render  # isort: skip
+        import pyvips
+
+        from photo_pipeline.rendering.render import render_options_from_settings
+        from photo_pipeline.settings import Settings
+
+        pyvips.cache_set_max(0)  # a repeated photo is rendered again, as the run does
+        options = render_options_from_settings(Settings.from_env().render)
+        chosen["libvips"] = lambda data: vips_render(data, options)
+    if names is None or "renderer" in names:
+        chosen["renderer"] = renderer_engine()
+    return chosen
 
 
 def measure_engines(originals: list[bytes], workers: int, names: list[str] | None = None) -> dict[str, float]:
     """Photos/s of each engine over all the originals on `workers` threads; the engines take
     turns, so a change in the machine's load falls on both."""
-    chosen = {name: render for name, render in engines().items() if names is None or name in names}
+    chosen = engines(names)
     rates: dict[str, float] = {}
     for name, render in chosen.items():
         render(originals[0])  # codecs, fonts and the watermark loaded before the clock starts
@@ -275,6 +297,108 @@ def measure_processor(originals: list[bytes], photos: int) -> float:
     return report.rendered / report.seconds
 
 
+@dataclass(frozen=True)
+class CpuFigures:
+    """Section (d): one measurement of the run process's CPU per photo against the renderer's."""
+
+    run_cpu_per_photo: float  # marginal, 10 -> 40 photos, seconds
+    renderer_cpu_per_photo: float  # mean of before and after the runs, seconds
+    renderer_cpu_spread: tuple[float, float]  # before, after
+    album_rate: float  # marginal photos/s of the run (30 photos over the wall-time difference)
+    renderer_rate: float  # photos/s of the renderer alone on the run's render threads
+    runs_ok: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.run_cpu_per_photo / self.renderer_cpu_per_photo
+
+
+def renderer_cpu_per_photo(originals: list[bytes]) -> float:
+    """CPU seconds per photo of the renderer alone, one photo at a time on this thread (the
+    process's CPU clock: nothing else of this process runs meanwhile)."""
+    render = renderer_engine()
+    render(originals[0])  # codecs, fonts and the watermark loaded before the clock starts
+    started = time.process_time()
+    for data in originals:
+        render(data)
+    return (time.process_time() - started) / len(originals)
+
+
+def run_cpu(album: uuid.UUID, photos: int) -> tuple[float, float, bool]:
+    """(CPU seconds of this process, wall seconds, all photos rendered) of one `process_album`
+    run (the job's own executor is in process: the step runs on this thread, its pools in this process)."""
+    from dagster import DagsterInstance, execute_job, reconstructable
+
+    from photo_pipeline.defs.resources import PhotoPipelineResource
+    from photo_pipeline.photos.models import PhotoStatus
+
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("albums", [str(album)])
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = execute_job(
+            reconstructable(process_album_job),
+            instance=instance,
+            run_config=QUIET,  # the job's own executor runs its step in this process
+            tags={"dagster/partition": str(album)},
+        )
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    counts = PhotoPipelineResource().repository().status_counts(album)
+    return cpu, wall, result.success and counts[PhotoStatus.COMPLETED] == photos
+
+
+def measure_cpu(originals: list[bytes], workers: int, *, profile: bool) -> CpuFigures:
+    """Section (d) once: the renderer, a warm-up run, the 10- and 40-photo runs, the renderer."""
+    renderer_before = renderer_cpu_per_photo(originals)
+    renderer_rate = measure_engines(originals, workers, ["renderer"])["renderer"]
+    run_cpu(seed_album(originals, 2), 2)  # imports, first connections, caches: on no measured run
+    small_cpu, small_wall, small_ok = run_cpu(seed_album(originals, 10), 10)
+    large_cpu, large_wall, large_ok = run_cpu(seed_album(originals, 40), 40)
+    if profile:
+        # Runs of their own (the sampler's thread is CPU of this process too), 10 and 40 photos:
+        # their difference is what 30 more photos cost, as the marginal figure above.
+        from cpu_profile import CpuProfile
+
+        profiles = {}
+        for photos in (10, 40):
+            album = seed_album(originals, photos)  # not profiled: the uploads are no part of the run
+            with CpuProfile() as profiles[photos]:
+                run_cpu(album, photos)
+        split = profiles[40].minus(profiles[10])
+        print(f"    profile, marginal 10 -> 40 photos (two more runs), CPU by kind of work (cpu_profile.py):\n{split.report(30)}")
+        print(f"    the project's code asking for it (top):\n{split.top_callers(30)}")
+    renderer_after = renderer_cpu_per_photo(originals)
+    return CpuFigures(
+        run_cpu_per_photo=(large_cpu - small_cpu) / 30,
+        renderer_cpu_per_photo=(renderer_before + renderer_after) / 2,
+        renderer_cpu_spread=(renderer_before, renderer_after),
+        album_rate=30 / (large_wall - small_wall),
+        renderer_rate=renderer_rate,
+        runs_ok=small_ok and large_ok,
+    )
+
+
+def print_cpu(index: int, f: CpuFigures) -> None:
+    before, after = f.renderer_cpu_spread
+    print(
+        f"(d) run {index}: run process {1000 * f.run_cpu_per_photo:.1f} ms CPU/photo (marginal 10 -> 40), renderer "
+        f"{1000 * f.renderer_cpu_per_photo:.1f} ms (before {1000 * before:.1f}, after {1000 * after:.1f}) -> ratio "
+        f"{f.ratio:.3f} ({'within' if f.ratio <= 1.15 else 'OVER'} 1.15); album {f.album_rate:.2f} photos/s (marginal) / "
+        f"renderer {f.renderer_rate:.2f} photos/s = {f.album_rate / f.renderer_rate:.2f}; all rendered: "
+        f"{'yes' if f.runs_ok else 'NO'}",
+        flush=True,
+    )
+
+
+def cpu_section(originals: list[bytes], workers: int, repeat: int, *, profile: bool) -> None:
+    from photo_pipeline.rendering.memory_budget import return_freed_memory_promptly
+
+    # The allocator setting every run makes, so the renderer alone pays the same page faults.
+    return_freed_memory_promptly()
+    with tempfile.TemporaryDirectory() as folder, services(Path(folder)):
+        for index in range(1, repeat + 1):
+            print_cpu(index, measure_cpu(originals, workers, profile=profile))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40, help="distinct originals made (the engines' set)")
@@ -285,6 +409,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=None, help="render threads (PHOTO_WORKERS); default: the settings' default")
     parser.add_argument("--io-threads", type=int, default=None, help="PHOTO_IO_THREADS; default: the settings' default")
+    parser.add_argument("--cpu", action="store_true", help="section (d) only: CPU per photo, run process against renderer")
+    parser.add_argument("--repeat", type=int, default=1, help="section (d) this many times")
+    parser.add_argument("--profile", action="store_true", help="section (d): split the 40-photo run's CPU by kind of work")
     args = parser.parse_args()
     if args.workers is not None:
         os.environ["PHOTO_WORKERS"] = str(args.workers)
@@ -307,6 +434,9 @@ def main() -> None:
         f"render threads {settings.workers}, I/O threads {settings.io_threads}, {os.cpu_count()} cores"
     )
     workers = settings.workers
+    if args.cpu:
+        cpu_section(originals, workers, args.repeat, profile=args.profile)
+        return
     default_allocator = measure_engines(originals, workers, ["renderer"])["renderer"]
     # From here on, the allocator setting every run makes (process-wide, once): the engines alone
     # pay the same page faults for their pixel blocks as the run's render threads.
@@ -352,6 +482,7 @@ def main() -> None:
         )
     # The S3 server shares the two cores with the render threads here; a real bucket does not.
     print(f"S3 server (moto, own process) CPU while seeding and running the albums: {s3_cpu:.1f} s in {runs_wall:.1f} s = {s3_cpu / runs_wall:.2f} cores")
+    cpu_section(originals, workers, args.repeat, profile=args.profile)
     print(
         "/rend, /vips: photos/s over the run / the renderer alone, / libvips alone (the ratios album / renderer and "
         "album / libvips); run s: RUN_START -> RUN_SUCCESS; proc s: first claim -> last outcome (asset metadata); "

@@ -74,6 +74,8 @@ class PhotoFacts:
 
 # The columns of a completed row without renditions of its own (a duplicate): emptied together.
 NO_RENDITIONS: dict[str, Any] = {"thumb_key": None, "preview_key": None, "thumb_bytes": None, "preview_bytes": None, "thumbhash": None}
+# What a duplicate shares with the photo it duplicates (the same bytes: the same renditions).
+SHARED_COLUMNS = tuple(NO_RENDITIONS)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,43 @@ class StoredRendition:
     def row(self, photo_id: uuid.UUID) -> dict[str, Any]:
         return {"photo_id": photo_id, "key": self.key, "size": self.size, "format": self.format,
                 "width": self.width, "height": self.height, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What `complete` writes for one photo: its keys, sizes, facts and responsive sizes."""
+
+    claim: ClaimedPhoto
+    thumb_key: str
+    preview_key: str
+    width: int
+    height: int
+    original_bytes: int | None
+    thumb_bytes: int
+    preview_bytes: int
+    original_etag: str | None = None
+    note: str | None = None
+    facts: PhotoFacts = PhotoFacts()  # noqa: RUF009 - frozen
+    files: Sequence[StoredRendition] = ()
+
+    def columns(self, now: datetime) -> dict[str, Any]:
+        return {
+            **self.facts.columns(),
+            "duplicate_of": None,
+            "status": PhotoStatus.COMPLETED.value,
+            "thumb_key": self.thumb_key,
+            "preview_key": self.preview_key,
+            "width": self.width,
+            "height": self.height,
+            "original_bytes": self.original_bytes,
+            "thumb_bytes": self.thumb_bytes,
+            "preview_bytes": self.preview_bytes,
+            "original_etag": self.original_etag,
+            "error": self.note,
+            "completed_at": now,
+            # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
+            "first_completed_at": func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+        }
 
 
 class ClaimQueries:
@@ -238,6 +277,12 @@ class ClaimQueries:
     ) -> bool:
         """Write the outcome only while the caller still holds the claim (fencing). With `files`,
         the photo's rows in `renditions` are replaced by these, in the same transaction."""
+        with self.engine.begin() as conn:
+            return self._finish_in(conn, claim, now, files=files, **values)
+
+    def _finish_in(
+        self, conn: Connection, claim: ClaimedPhoto, now: datetime, *, files: Sequence[StoredRendition] | None = None, **values: Any
+    ) -> bool:
         statement = (
             update(Photo)
             .where(
@@ -248,14 +293,13 @@ class ClaimQueries:
             # A failure's kind goes with its error: every other outcome clears it.
             .values(updated_at=now, claimed_by=None, claimed_at=None, **{"failure_kind": None, **values})
         )
-        with self.engine.begin() as conn:
-            if conn.execute(statement).rowcount != 1:
-                return False
-            if files is not None:
-                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == claim.id))
-                if files:
-                    conn.execute(insert(RenditionFile), [file.row(claim.id) for file in files])
-            return True
+        if conn.execute(statement).rowcount != 1:
+            return False
+        if files is not None:
+            conn.execute(delete(RenditionFile).where(RenditionFile.photo_id == claim.id))
+            if files:
+                conn.execute(insert(RenditionFile), [file.row(claim.id) for file in files])
+        return True
 
     def rendition_files(self, photo_id: uuid.UUID) -> list[StoredRendition]:
         """The photo's responsive sizes as its last completion recorded them, largest first."""
@@ -302,14 +346,8 @@ class ClaimQueries:
     ) -> bool:
         """Mark the photo completed; `note` (kept in `error`) flags a rendition that was made
         but looks damaged, such as a truncated JPEG padded with grey."""
-        now = self._clock()
-        return self._finish(
+        completion = Completion(
             claim,
-            now,
-            files=files,
-            **facts.columns(),
-            duplicate_of=None,
-            status=PhotoStatus.COMPLETED.value,
             thumb_key=thumb_key,
             preview_key=preview_key,
             width=width,
@@ -318,11 +356,27 @@ class ClaimQueries:
             thumb_bytes=thumb_bytes,
             preview_bytes=preview_bytes,
             original_etag=original_etag,
-            error=note,
-            completed_at=now,
-            # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
-            first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+            note=note,
+            facts=facts,
         )
+        now = self._clock()
+        return self._finish(claim, now, files=files, **completion.columns(now))
+
+    def complete_many(self, completions: Sequence[Completion]) -> list[bool]:
+        """Several `complete` calls in one transaction (one BEGIN/COMMIT, one DELETE and one INSERT
+        of `renditions` rows for them all): each row still fenced by its own claim's token, so
+        the result says, per photo, whether it was written. All or none are written when the
+        database fails."""
+        now = self._clock()
+        with self.engine.begin() as conn:
+            written = [self._finish_in(conn, c.claim, now, **c.columns(now)) for c in completions]
+            done = [c for c, ok in zip(completions, written, strict=True) if ok]
+            for chunk in in_chunks([c.claim.id for c in done]):
+                conn.execute(delete(RenditionFile).where(RenditionFile.photo_id.in_(chunk)))
+            rows = [file.row(c.claim.id) for c in done for file in c.files]
+            if rows:
+                conn.execute(insert(RenditionFile), rows)
+        return written
 
     def complete_duplicate(
         self,
@@ -333,24 +387,51 @@ class ClaimQueries:
         original_bytes: int | None,
         original_etag: str | None = None,
     ) -> bool:
-        """Mark the photo completed as a duplicate of `duplicate_of` (same checksum, same album):
-        no renditions of its own, so its keys are emptied (their objects, from before it was found
-        to be a duplicate, become orphans reconciliation removes)."""
+        """Mark the photo completed as a duplicate of `duplicate_of` (same checksum, same album),
+        whole for a reader of the table: it gets that photo's keys, sizes, ThumbHash and
+        `renditions` rows (naming the same keys: nothing is stored twice), read in the same
+        transaction. A photo pointed to that is not completed (gone meanwhile) leaves the keys
+        empty; reconciliation renders such a duplicate on its own (`stale_duplicate_reason`)."""
         now = self._clock()
-        return self._finish(
-            claim,
-            now,
-            files=(),
-            status=PhotoStatus.COMPLETED.value,
-            duplicate_of=duplicate_of,
-            original_sha256=original_sha256,
-            original_bytes=original_bytes,
-            original_etag=original_etag,
-            **NO_RENDITIONS,
-            error=None,
-            completed_at=now,
-            first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+        with self.engine.begin() as conn:
+            shared = conn.execute(
+                select(*(getattr(Photo, column) for column in SHARED_COLUMNS)).where(
+                    Photo.id == duplicate_of, Photo.status == PhotoStatus.COMPLETED.value, Photo.duplicate_of.is_(None)
+                )
+            ).first()
+            files: list[StoredRendition] = []
+            if shared is not None:
+                files = [
+                    StoredRendition(key=r.key, size=r.size, format=r.format, width=r.width, height=r.height, bytes=r.bytes)
+                    for r in conn.execute(select(RenditionFile).where(RenditionFile.photo_id == duplicate_of))
+                ]
+            return self._finish_in(
+                conn,
+                claim,
+                now,
+                files=files,
+                status=PhotoStatus.COMPLETED.value,
+                duplicate_of=duplicate_of,
+                original_sha256=original_sha256,
+                original_bytes=original_bytes,
+                original_etag=original_etag,
+                **(dict(shared._mapping) if shared is not None else NO_RENDITIONS),
+                error=None,
+                completed_at=now,
+                first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+            )
+
+    def completed_checksums(self, album_id: uuid.UUID) -> set[str]:
+        """The SHA-256 of every completed photo of the album that is not itself a duplicate: a run
+        reads them once, and asks `first_with_checksum` only for a photo whose checksum is here."""
+        query = select(Photo.original_sha256).where(
+            Photo.album_id == album_id,
+            Photo.original_sha256.is_not(None),
+            Photo.duplicate_of.is_(None),
+            Photo.status == PhotoStatus.COMPLETED.value,
         )
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
 
     def first_with_checksum(self, album_id: uuid.UUID, sha256: str, *, other_than: uuid.UUID) -> uuid.UUID | None:
         """The album's earliest completed photo (not itself a duplicate) with this checksum."""

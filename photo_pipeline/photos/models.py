@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -160,12 +161,14 @@ class Photo(Base):
 class RenditionFile(Base):
     """One responsive size of a photo in one format (`processed/{size}/...`): what exists, as the
     photo's last completion wrote it. Replaced whole at each completion; reconciliation compares
-    these keys with the bucket."""
+    these keys with the bucket. A key may be named by several rows: a size whose bytes are the
+    preview's or the thumbnail's names that key, and a duplicate's rows name its first copy's
+    keys (migration 0011)."""
 
     __tablename__ = "renditions"
-    __table_args__ = (Index("ix_renditions_photo_id", "photo_id"),)
+    __table_args__ = (PrimaryKeyConstraint("photo_id", "key"), Index("ix_renditions_key", "key"))
 
-    key: Mapped[str] = mapped_column(ObjectKey, primary_key=True)
+    key: Mapped[str] = mapped_column(ObjectKey, nullable=False)
     photo_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     # The configured size it is filed under (its folder, a long side); `width` and `height` are what
     # the file has (never upscaled).

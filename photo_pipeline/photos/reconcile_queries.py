@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    or_,
     select,
     update,
 )
@@ -23,6 +24,9 @@ from photo_pipeline.failures import FailureKind
 from photo_pipeline.photos.database import in_chunks
 from photo_pipeline.photos.models import Photo, PhotoStatus, RenditionFile
 from photo_pipeline.photos.repository import PhotoRecord, PhotoRepository
+from photo_pipeline.storage.keys import PREVIEWS_PREFIX, THUMBS_PREFIX
+
+SHARED_PREFIXES = (THUMBS_PREFIX, PREVIEWS_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -59,22 +63,23 @@ class ReconciliationQueries:
         self._page_size = page_size
 
     def _iter_ordered(self, column: Any, *, where: Any = None) -> Iterator[tuple[str, PhotoRecord]]:
-        """Keyset pagination: pages of `page_size` rows, so memory does not grow with the table."""
+        """Keyset pagination: pages of `page_size` rows, so memory does not grow with the table.
+        On (key, id): a duplicate's row names its first copy's thumbnail and preview keys."""
         ordered = _byte_ordered(column, self.engine.dialect.name)
-        last: str | None = None
+        last: tuple[str, uuid.UUID] | None = None
         while True:
-            query = select(*Photo.__table__.columns).where(column.is_not(None)).order_by(ordered).limit(self._page_size)
+            query = select(*Photo.__table__.columns).where(column.is_not(None)).order_by(ordered, Photo.id).limit(self._page_size)
             if where is not None:
                 query = query.where(where)
             if last is not None:
-                query = query.where(ordered > last)
+                query = query.where(or_(ordered > last[0], and_(ordered == last[0], Photo.id > last[1])))
             with self.engine.connect() as conn:
                 rows = [PhotoRepository._record(row) for row in conn.execute(query)]
             for record in rows:
                 yield getattr(record, column.key), record
             if len(rows) < self._page_size:
                 return
-            last = getattr(rows[-1], column.key)
+            last = (getattr(rows[-1], column.key), rows[-1].id)
 
     def rows_by_original_key(self, prefix: str | None = None) -> Iterator[PhotoRecord]:
         """Rows in original-key order; with `prefix`, only those whose key starts with it (one
@@ -92,19 +97,24 @@ class ReconciliationQueries:
         `prefix` those under it; a file whose photo row is gone is not listed (its object is an
         orphan to the plan)."""
         ordered = _byte_ordered(RenditionFile.key, self.engine.dialect.name)
-        last: str | None = None
+        # Keyset paging on (key, photo): a key may be named by several rows (a duplicate's).
+        last: tuple[str, uuid.UUID] | None = None
         while True:
             query = (
                 select(RenditionFile.key, *Photo.__table__.columns)
                 .join(Photo, Photo.id == RenditionFile.photo_id)
-                .order_by(ordered)
+                .order_by(ordered, RenditionFile.photo_id)
                 .limit(self._page_size)
             )
             where = self._starts_with(RenditionFile.key, prefix)
             if where is not None:
                 query = query.where(where)
+            else:
+                # A size whose bytes are the preview's or the thumbnail's names that key (stored
+                # once): compared with the previews' and thumbnails' listings, not the sizes'.
+                query = query.where(*(~self._starts_with(RenditionFile.key, shared) for shared in SHARED_PREFIXES))
             if last is not None:
-                query = query.where(ordered > last)
+                query = query.where(or_(ordered > last[0], and_(ordered == last[0], RenditionFile.photo_id > last[1])))
             with self.engine.connect() as conn:
                 rows = list(conn.execute(query))
             for row in rows:
@@ -112,7 +122,7 @@ class ReconciliationQueries:
                 yield values.pop("key"), PhotoRepository._record_from(values)
             if len(rows) < self._page_size:
                 return
-            last = rows[-1].key
+            last = (rows[-1].key, rows[-1].id)
 
     def duplicate_links(self, prefix: str | None = None) -> Iterator[DuplicateLink]:
         """Every completed duplicate with the row it points to, in one LEFT JOIN of the table to

@@ -229,7 +229,8 @@ class TrashQueries:
     def _requeue_duplicates_of(
         self, conn: Connection, gone: Iterable[TrashedRow | ErasedRow], now: datetime
     ) -> list[RequeuedDuplicate]:
-        """Completed duplicates of these photos back to `pending`, keys cleared (duplicates live in
+        """Completed duplicates of these photos back to `pending`, keys and `renditions` rows
+        cleared, to be rendered on their own (duplicates live in
         their canonical photo's album: one range of ix_photos_album_status per album)."""
         by_album: dict[uuid.UUID, list[uuid.UUID]] = {}
         for row in gone:
@@ -254,6 +255,9 @@ class TrashQueries:
                     .returning(Photo.id, Photo.album_id)
                 )
                 requeued += [RequeuedDuplicate(r.id, r.album_id) for r in conn.execute(statement)]
+        # Their `renditions` rows named the gone photo's files: they go with the keys.
+        for chunk in in_chunks([r.id for r in requeued]):
+            conn.execute(delete(RenditionFile).where(RenditionFile.photo_id.in_(chunk)))
         return requeued
 
     # -- restore ----------------------------------------------------------------------------------

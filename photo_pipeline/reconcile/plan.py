@@ -216,6 +216,29 @@ def merge_join(
             yield None, b.pop()
 
 
+def _grouped_by_key(rows: Iterable[tuple[str, PhotoRecord]]) -> Iterator[tuple[str, list[PhotoRecord]]]:
+    """(key, the rows naming it) from (key, row) pairs sorted by key."""
+    key: str | None = None
+    named_by: list[PhotoRecord] = []
+    for row_key, row in rows:
+        if row_key != key and named_by:
+            yield key, named_by  # type: ignore[misc]  # set with the first row
+            named_by = []
+        key = row_key
+        named_by.append(row)
+    if named_by:
+        yield key, named_by  # type: ignore[misc]
+
+
+def _renderers_of(key: str, named_by: list[PhotoRecord]) -> list[PhotoRecord]:
+    """Which completed rows to render again for a missing key: the photo whose id the key carries
+    (its duplicates share what it makes again); any row naming a key whose owner is not among them."""
+    completed = [row for row in named_by if row.status is PhotoStatus.COMPLETED]
+    owner = keys.carried_photo_id(key)
+    owners = [row for row in completed if row.id == owner]
+    return owners or completed
+
+
 def original_replaced(row: PhotoRecord, obj: ObjectInfo) -> bool:
     """Whether the object under a completed row's key is not the one its renditions were made
     from. Rows rendered before the ETag was recorded cannot tell, and count as unchanged."""
@@ -451,15 +474,17 @@ class Planner:
     # -- renditions -----------------------------------------------------------------------------
 
     def compare_renditions(self, rows: Iterable[tuple[str, PhotoRecord]], objects: Iterable[ObjectInfo]) -> None:
-        """`rows`: (rendition key, row) sorted by key, for rows that have such a key."""
-        for pair, obj in merge_join(rows, objects, lambda p: p[0], lambda o: o.key):
+        """`rows`: (rendition key, row) sorted by key, for rows that have such a key. A key may be
+        named by several rows (a duplicate's name its first copy's files): one object serves
+        them all, and a missing one is rendered again by its owner."""
+        for group, obj in merge_join(_grouped_by_key(rows), objects, lambda g: g[0], lambda o: o.key):
             if obj is not None:
                 self.plan.objects_seen += 1
-            if pair is not None and obj is None:
-                key, row = pair
-                if row.status is PhotoStatus.COMPLETED:
+            if group is not None and obj is None:
+                key, named_by = group
+                for row in _renderers_of(key, named_by):
                     self._rerender_once(row, key, "rendition missing from the bucket")
-            elif obj is not None and pair is None:
+            elif obj is not None and group is None:
                 self._stray_rendition(obj)
 
     def _rerender_once(self, row: PhotoRecord, key: str, why: str) -> None:

@@ -144,7 +144,7 @@ class PhotoView:
     # Bearer credentials until they expire: handed to the client, never logged.
     thumbnail: PresignedDownload | None
     preview: PresignedDownload | None
-    # The responsive sizes, largest first; empty unless completed with renditions of its own.
+    # The responsive sizes, largest first; empty unless completed (a duplicate's are its first copy's).
     sizes: tuple[SizedView, ...] = ()
 
     @property
@@ -222,8 +222,9 @@ def album_view(
 
 def _sized_files(repository: PhotoRepository, page: list[PhotoRecord]) -> dict[uuid.UUID, list[StoredRendition]]:
     """The responsive sizes of the page's completed photos, read together (not a query a photo)."""
-    # Only completed photos get URLs, as for their thumbnails; a duplicate has no files of its own.
-    completed = [row.id for row in page if row.status is PhotoStatus.COMPLETED and row.duplicate_of is None]
+    # Only completed photos get URLs, as for their thumbnails; a duplicate's rows name its first
+    # copy's files.
+    completed = [row.id for row in page if row.status is PhotoStatus.COMPLETED]
     return repository.rendition_files_of(completed) if completed else {}
 
 

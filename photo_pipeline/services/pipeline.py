@@ -1,7 +1,7 @@
 """The album pipeline: each claimed photo flows through three stages, each with its own threads,
 so the cores render while other threads wait on the network.
 
-    fetch  (I/O threads)     HEAD, then the original streamed into a spooled file
+    fetch  (I/O threads)     the original streamed into a spooled file (one GET: its headers checked first)
     render (render threads)  decode, resize, watermark, encode: CPU-bound, Pillow drops the GIL
     store  (I/O threads)     both renditions uploaded, then the row written
 

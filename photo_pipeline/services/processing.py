@@ -23,7 +23,7 @@ from typing import IO, BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from photo_pipeline.failures import FailureKind
-from photo_pipeline.photos.claims import ClaimedPhoto, PhotoFacts, StoredRendition
+from photo_pipeline.photos.claims import ClaimedPhoto, Completion, PhotoFacts, StoredRendition
 from photo_pipeline.photos.models import PhotoStatus
 from photo_pipeline.photos.repository import PhotoRepository, utc_now
 from photo_pipeline.rendering.memory_budget import (
@@ -41,6 +41,7 @@ from photo_pipeline.rendering.render import (
 )
 from photo_pipeline.services.pipeline import PhotoPipeline, Stages
 from photo_pipeline.services.progress import Progress, album_total
+from photo_pipeline.services.recording import CompletionRecorder
 from photo_pipeline.services.removal import sweep_erased_photo
 from photo_pipeline.storage import (
     SPOOL_MEMORY_BYTES,
@@ -287,6 +288,10 @@ class PhotoProcessor:
         # in the same run are rendered once, although neither is in the table as completed yet.
         self._first_by_checksum: dict[tuple[uuid.UUID, str], _FirstCopy] = {}
         self._checksum_lock = threading.Lock()
+        # Completed rows written a batch per transaction (recording.py).
+        self._recorder = CompletionRecorder(repository.complete_many)
+        # album -> checksums of its completed photos when this processor first looked (once a run).
+        self._album_checksums: dict[uuid.UUID, set[str]] = {}
 
     @property
     def memory_budget(self) -> MemoryBudget:
@@ -307,6 +312,7 @@ class PhotoProcessor:
         the next batch once the pipeline runs low, so the render threads never wait for a batch's
         stragglers. With `rerender`, completed photos are claimed and rendered again too."""
         statuses = (PhotoStatus.PENDING, PhotoStatus.COMPLETED) if rerender else (PhotoStatus.PENDING,)
+        self._forget_checksums()
         report = AlbumReport(album_id=album_id, started_at=time.time())
         started = time.perf_counter()
         attempted: set[uuid.UUID] = set()
@@ -401,6 +407,7 @@ class PhotoProcessor:
 
     def process_claims(self, claims: Iterable[ClaimedPhoto], album_id: uuid.UUID) -> AlbumReport:
         """Render photos that were claimed elsewhere (re-runs of chosen photos)."""
+        self._forget_checksums()
         report = AlbumReport(album_id=album_id, started_at=time.time())
         started = time.perf_counter()
         claims = list(claims)
@@ -421,8 +428,16 @@ class PhotoProcessor:
             render=self._render,
             store=lambda rendered: self._store_renditions(rendered, report),
             outcome_type=PhotoOutcome,
-            discard=_discard,
+            discard=self._discard,
         )
+
+    def _discard(self, payload: object) -> None:
+        """A payload the next stage will not run (the pipeline shut down): its original given back,
+        and a copy waiting on a rendered first copy told it will not be recorded."""
+        if isinstance(payload, _Fetched):
+            payload.discard()
+        elif isinstance(payload, _Rendered):
+            self._settle_first_copy(payload.claim, payload.sha256, rendered=False)
 
     def _give_back(self, claims: Iterable[ClaimedPhoto]) -> None:
         """Best effort: return claims we could not finish, so they need not wait for the lease."""
@@ -435,61 +450,71 @@ class PhotoProcessor:
     # -- the stages (see pipeline.py); each returns the next stage's payload or the final outcome
 
     def _fetch(self, entered: _Entered) -> _Fetched | PhotoOutcome:
-        """HEAD, then the original into a spooled file, once the originals budget has room."""
+        """The original into a spooled file, once the originals budget has room. One GET, no HEAD:
+        its own headers (size, ETag) are checked against the maximum original size, and reserve
+        the originals budget, before a byte of the body is read."""
         claim, started = entered.claim, entered.started
+        reservation = _Reservation(self._originals)
         try:
-            # HEAD before any GET: an oversized original is refused without reading a byte of it.
-            head: ObjectInfo = self._store.head(claim.original_key)
+            original, sha256 = hashed_download(
+                self._store, claim.original_key, self._limits.max_original_bytes, on_headers=reservation.reserve
+            )
         except ObjectNotFound:
-            return self._release_missing(claim, started)
-        except StorageError as exc:
-            self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
-            return self._release(claim, f"storage error reading the original: {exc}", started)
-        if head.size > self._limits.max_original_bytes:
-            reason = original_too_large_reason(claim.original_key, head.size, self._limits.max_original_bytes)
-            self._log.warning("photo %s: %s", claim.id, reason)
-            return self._fail(claim, reason, started, FailureKind.TOO_LARGE)
-
-        # An original larger than the whole originals budget takes all of it: alone, never refused.
-        held = min(max(head.size, 1), self._originals.total_bytes)
-        self._originals.acquire(held)
-        try:
-            original, sha256 = hashed_download(self._store, claim.original_key, self._limits.max_original_bytes)
-        except ObjectNotFound:
-            self._originals.release(held)
+            reservation.release()
             return self._release_missing(claim, started)
         except ObjectTooLarge as exc:
-            self._originals.release(held)
-            # HEAD said it fitted but the body did not (replaced meanwhile, or a lying server).
+            reservation.release()
+            # Its declared size is over (refused before the body), or the body outgrew what the
+            # headers said (replaced meanwhile, or a lying server).
             reason = original_too_large_reason(
-                claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=True
+                claim.original_key, exc.size, self._limits.max_original_bytes, while_reading=exc.size is None
             )
             self._log.warning("photo %s: %s", claim.id, reason)
             return self._fail(claim, reason, started, FailureKind.TOO_LARGE)
         except StorageError as exc:
-            self._originals.release(held)
+            reservation.release()
             self._log.exception("photo %s: could not read %s", claim.id, claim.original_key)
             return self._release(claim, f"storage error reading the original: {exc}", started)
         except BaseException:
-            self._originals.release(held)
+            reservation.release()
             raise
-        return _Fetched(claim, started, head, original, held, self._originals, sha256)
+        if reservation.info is None:  # every store calls on_headers before the body
+            original.close()
+            raise RuntimeError(f"the store gave no headers for {claim.original_key}")
+        return _Fetched(claim, started, reservation.info, original, reservation.held, self._originals, sha256)
 
     def _duplicate_of(self, claim: ClaimedPhoto, sha256: str) -> uuid.UUID | None:
         """The photo of the same album this one duplicates: one completed earlier, or one this
         run took first; None when this photo is the first with its checksum."""
-        first = self._repository.first_with_checksum(claim.album_id, sha256, other_than=claim.id)
-        if first is not None:
-            return first
+        # The table is asked only when the album had this checksum as the run began (read once a
+        # run, not once a photo); a copy completed by another run since is rendered again, as when
+        # two runs check at the same moment.
+        if sha256 in self._completed_checksums(claim.album_id):
+            first = self._repository.first_with_checksum(claim.album_id, sha256, other_than=claim.id)
+            if first is not None:
+                return first
         with self._checksum_lock:
             copy = self._first_by_checksum.setdefault((claim.album_id, sha256), _FirstCopy(claim.id))
         if copy.photo_id == claim.id:
             return None
-        # Another thread is rendering the same bytes: its outcome decides. A copy of a photo that
-        # could not be rendered is tried (and reported) on its own.
+        # Another thread is rendering the same bytes: its outcome decides, once its row is written
+        # (the copy takes that row's keys). A copy of a photo that could not be rendered or
+        # recorded is tried (and reported) on its own.
         if not copy.settled.wait(FIRST_COPY_WAIT_SECONDS):
             return None
         return copy.photo_id if copy.rendered else None
+
+    def _forget_checksums(self) -> None:
+        """Each run (each call) reads the albums' checksums afresh."""
+        with self._checksum_lock:
+            self._album_checksums.clear()
+
+    def _completed_checksums(self, album_id: uuid.UUID) -> set[str]:
+        with self._checksum_lock:
+            known = self._album_checksums.get(album_id)
+            if known is None:
+                known = self._album_checksums[album_id] = self._repository.completed_checksums(album_id)
+            return known
 
     def _settle_first_copy(self, claim: ClaimedPhoto, sha256: str, *, rendered: bool) -> None:
         with self._checksum_lock:
@@ -544,48 +569,71 @@ class PhotoProcessor:
         else:
             rendered = True
         finally:
-            self._settle_first_copy(claim, fetched.sha256, rendered=rendered)
+            if not rendered:  # a rendered first copy settles once its row is written (store stage)
+                self._settle_first_copy(claim, fetched.sha256, rendered=False)
             fetched.discard()
         if renditions.warning is not None:
             self._log.warning("photo %s (%s): %s", claim.id, claim.original_key, renditions.warning)
         return _Rendered(claim, started, fetched.head, renditions, fetched.sha256)
 
     def _store_renditions(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome:
-        """Upload both renditions, then record them in the row (fenced by the claim's token)."""
+        """Upload both renditions, then record them in the row (fenced by the claim's token); a
+        copy of the same bytes waiting on this photo learns whether its row is completed."""
+        completed = False
+        try:
+            outcome = self._upload_and_record(rendered, report)
+            completed = outcome.outcome is Outcome.COMPLETED
+            return outcome
+        finally:
+            self._settle_first_copy(rendered.claim, rendered.sha256, rendered=completed)
+
+    def _upload_and_record(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome:
+        self._recorder.uploading()
+        recording = False
+        try:
+            outcome = self._upload(rendered, report)
+            if isinstance(outcome, PhotoOutcome):
+                return outcome
+            recording = True  # from here the recorder counts the photo as arrived
+            return self._record(rendered, *outcome)
+        finally:
+            if not recording:
+                self._recorder.abandoned()
+
+    def _upload(self, rendered: _Rendered, report: AlbumReport) -> PhotoOutcome | tuple[str, str, list[StoredRendition]]:
+        """The renditions uploaded: their keys, or the photo's outcome when the store failed."""
         claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
         try:
             thumb_key, preview_key = self._write_renditions(claim, renditions)
-            files = self._write_sized(claim, renditions)
+            files = self._write_sized(claim, renditions, thumb_key, preview_key)
         except StorageError as exc:
             self._log.exception("photo %s: could not write renditions", claim.id)
             return self._release(claim, f"storage error writing renditions: {exc}", started)
-
         if report.sample_thumbnail is None:
             report.sample_thumbnail = renditions.thumbnail.data
             report.sample_content_type = renditions.thumbnail.content_type
-        completed = self._repository.complete(
+        return thumb_key, preview_key, files
+
+    def _record(self, rendered: _Rendered, thumb_key: str, preview_key: str, files: list[StoredRendition]) -> PhotoOutcome:
+        """The row completed (in a batch with others', each fenced by its claim's token)."""
+        claim, started, head, renditions = rendered.claim, rendered.started, rendered.head, rendered.renditions
+        completion = Completion(
             claim,
             thumb_key=thumb_key,
             preview_key=preview_key,
             width=renditions.source_width,
             height=renditions.source_height,
             original_bytes=head.size,
-            # The HEAD came before the GET, so the bytes rendered are never older than this ETag:
-            # an original replaced in between reads as changed later and is rendered once more.
+            # From the GET's own headers: the ETag of exactly the bytes rendered.
             original_etag=head.etag,
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
             note=renditions.warning,
-            facts=PhotoFacts(
-                original_sha256=rendered.sha256,
-                thumbhash=renditions.thumbhash,
-                **renditions.capture.as_dict(),
-            ),
+            facts=PhotoFacts(original_sha256=rendered.sha256, thumbhash=renditions.thumbhash, **renditions.capture.as_dict()),
             files=files,
         )
-        if not completed:
+        if not self._recorder.complete(completion):
             return self._claim_lost(claim, started)
-        self._log.debug("photo %s: completed", claim.id)
         return PhotoOutcome(
             photo_id=claim.id,
             album_id=claim.album_id,
@@ -596,8 +644,9 @@ class PhotoProcessor:
             thumb_bytes=len(renditions.thumbnail.data),
             preview_bytes=len(renditions.preview.data),
             warning=renditions.warning,
-            sized_files=len(files),
-            sized_bytes=sum(file.bytes for file in files),
+            # What this photo uploaded beside the preview and thumbnail (a shared size names their key).
+            sized_files=sum(1 for file in files if file.key not in (thumb_key, preview_key)),
+            sized_bytes=sum(file.bytes for file in files if file.key not in (thumb_key, preview_key)),
         )
 
     def _render_within_budget(self, original: BinaryIO) -> Renditions:
@@ -621,13 +670,18 @@ class PhotoProcessor:
         self._store.put(preview_key, renditions.preview.data, renditions.preview.content_type)
         return thumb_key, preview_key
 
-    def _write_sized(self, claim: ClaimedPhoto, renditions: Renditions) -> list[StoredRendition]:
-        """Upload every responsive size in every format (`processed/{size}/...`)."""
+    def _write_sized(self, claim: ClaimedPhoto, renditions: Renditions, thumb_key: str, preview_key: str) -> list[StoredRendition]:
+        """Upload every responsive size in every format (`processed/{size}/...`), but a size whose
+        bytes are the preview's or the thumbnail's (the renderer encodes such a size once: the
+        same object) names that key instead of uploading the same bytes twice."""
+        shared = {id(renditions.preview): preview_key, id(renditions.thumbnail): thumb_key}
         files = []
         for sized in renditions.sized:
             rendition = sized.rendition
-            key = keys.sized_key(claim.album_id, claim.id, sized.label, rendition.format)
-            self._store.put(key, rendition.data, rendition.content_type)
+            key = shared.get(id(rendition))
+            if key is None:
+                key = keys.sized_key(claim.album_id, claim.id, sized.label, rendition.format)
+                self._store.put(key, rendition.data, rendition.content_type)
             files.append(
                 StoredRendition(
                     key=key, size=sized.label, format=rendition.format, width=rendition.width, height=rendition.height, bytes=len(rendition.data)
@@ -707,6 +761,27 @@ class _Entered:
     started: float
 
 
+class _Reservation:
+    """An original's share of the originals budget, taken from its GET's headers (an original
+    larger than the whole budget takes all of it: alone, never refused). Waiting for room holds
+    the response open, unread: at most one connection per fetch thread."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self._budget = budget
+        self.held = 0
+        self.info: ObjectInfo | None = None
+
+    def reserve(self, info: ObjectInfo) -> None:
+        held = min(max(info.size, 1), self._budget.total_bytes)
+        self._budget.acquire(held)
+        self.held, self.info = held, info
+
+    def release(self) -> None:
+        if self.held:
+            self._budget.release(self.held)
+            self.held = 0
+
+
 @dataclass
 class _Fetched:
     """An original spooled and holding `held` bytes of the originals budget until discarded."""
@@ -739,9 +814,6 @@ class _Rendered:
     sha256: str
 
 
-def _discard(payload: object) -> None:
-    if isinstance(payload, _Fetched):
-        payload.discard()
 
 
 class _PipelineRun:
@@ -818,7 +890,8 @@ FIRST_COPY_WAIT_SECONDS = 300.0
 
 @dataclass
 class _FirstCopy:
-    """The first photo of a run with a given checksum, and whether its render has succeeded."""
+    """The first photo of a run with a given checksum, and whether its row was completed (settled
+    once its renditions are recorded, so a copy completed as its duplicate can take its keys)."""
 
     photo_id: uuid.UUID
     settled: threading.Event = field(default_factory=threading.Event)
@@ -838,13 +911,16 @@ class _HashingWriter:
         return self._out.write(chunk)
 
 
-def hashed_download(store: ObjectStore, key: str, max_bytes: int) -> tuple[IO[bytes], str]:
+def hashed_download(
+    store: ObjectStore, key: str, max_bytes: int, *, on_headers: Callable[[ObjectInfo], None] | None = None
+) -> tuple[IO[bytes], str]:
     """The object streamed into a spooled temporary file (rewound; the caller closes it) and the
-    hex SHA-256 of its bytes, computed on the way; ObjectTooLarge past `max_bytes`."""
+    hex SHA-256 of its bytes, computed on the way; ObjectTooLarge past `max_bytes`; `on_headers`
+    as in `ObjectStore.download`."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, prefix="original-")  # noqa: SIM115 (the caller closes it)
     try:
         writer = _HashingWriter(spool)
-        store.download(key, writer, max_bytes)  # type: ignore[arg-type]  # only write() is used
+        store.download(key, writer, max_bytes, on_headers=on_headers)  # type: ignore[arg-type]  # only write() is used
         spool.seek(0)
     except BaseException:
         spool.close()
@@ -853,7 +929,7 @@ def hashed_download(store: ObjectStore, key: str, max_bytes: int) -> tuple[IO[by
 
 
 def original_too_large_reason(key: str, size: int | None, max_bytes: int, *, while_reading: bool = False) -> str:
-    shown = f"{size / MIB:,.1f} MiB ({size:,} bytes)" if size is not None else "larger than its HEAD said"
+    shown = f"{size / MIB:,.1f} MiB ({size:,} bytes)" if size is not None else "larger than its headers said"
     what = "the download was stopped at the limit" if while_reading else "not downloaded"
     return (
         f"original {key} is {shown}, over the maximum original size of {max_bytes / MIB:,.0f} MiB "

@@ -14,7 +14,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -116,14 +116,19 @@ class LocalObjectStore:
         except OSError as exc:
             raise self._error("get", key, exc) from exc
 
-    def download(self, key: str, out: BinaryIO, max_bytes: int) -> int:
-        """Copy the file into `out` a chunk at a time; never more than max_bytes are read."""
+    def download(
+        self, key: str, out: BinaryIO, max_bytes: int, *, on_headers: Callable[[ObjectInfo], None] | None = None
+    ) -> int:
+        """Copy the file into `out` a chunk at a time; never more than max_bytes are read. The open
+        file's own size and date (what S3's GET headers would say) go to `on_headers` first."""
         path = self._path(key)
         try:
             with path.open("rb") as source:
-                size = os.fstat(source.fileno()).st_size
-                if size > max_bytes:
-                    raise ObjectTooLarge(key, size, max_bytes)
+                stat = os.fstat(source.fileno())
+                if stat.st_size > max_bytes:
+                    raise ObjectTooLarge(key, stat.st_size, max_bytes)
+                if on_headers is not None:
+                    on_headers(_info(key, stat, _read_content_type(path, key)))
                 return copy_bounded(iter(lambda: source.read(COPY_CHUNK), b""), out, key, max_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(key, f"no object {key!r} in folder {self.root}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -206,16 +206,21 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise self._translate("get", key, exc) from exc
 
-    def download(self, key: str, out: BinaryIO, max_bytes: int) -> int:
-        """Stream the object into `out` a chunk at a time; never more than max_bytes are read."""
+    def download(
+        self, key: str, out: BinaryIO, max_bytes: int, *, on_headers: Callable[[ObjectInfo], None] | None = None
+    ) -> int:
+        """Stream the object into `out` a chunk at a time; never more than max_bytes are read. The
+        GET's own headers (size, ETag) are checked, and given to `on_headers`, before the body."""
         _check_s3_key(key)
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
             body = response["Body"]
             try:
-                declared = int(response.get("ContentLength", 0))
-                if declared > max_bytes:
-                    raise ObjectTooLarge(key, declared, max_bytes)
+                info = _fetched(key, response)
+                if info.size > max_bytes:
+                    raise ObjectTooLarge(key, info.size, max_bytes)
+                if on_headers is not None:
+                    on_headers(info)
                 return copy_bounded(body.iter_chunks(COPY_CHUNK), out, key, max_bytes)
             finally:
                 body.close()  # unread bytes are dropped with the connection, not downloaded
@@ -232,13 +237,7 @@ class S3ObjectStore:
             raise self._not_found_or_error("head", key, exc) from exc
         except BotoCoreError as exc:
             raise self._translate("head", key, exc) from exc
-        return ObjectInfo(
-            key=key,
-            size=int(response["ContentLength"]),
-            last_modified=utc(response["LastModified"]),
-            etag=response.get("ETag"),
-            content_type=response.get("ContentType"),
-        )
+        return _fetched(key, response)
 
     def exists(self, key: str) -> bool:
         try:
@@ -456,6 +455,17 @@ def _check_s3_key(key: str) -> None:
     # that others put in the bucket must stay readable and deletable.
     if not key:
         raise ValueError("object key must not be empty")
+
+
+def _fetched(key: str, response: Mapping[str, Any]) -> ObjectInfo:
+    """What a HEAD's or a GET's response headers say of the object."""
+    return ObjectInfo(
+        key=key,
+        size=int(response.get("ContentLength", 0)),
+        last_modified=utc(response["LastModified"]),
+        etag=response.get("ETag"),
+        content_type=response.get("ContentType"),
+    )
 
 
 def _listed(item: Mapping[str, Any]) -> ObjectInfo:

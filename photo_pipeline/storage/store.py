@@ -11,7 +11,7 @@ A missing bucket, a denied request or an unreachable endpoint is a `StorageError
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -110,7 +110,14 @@ class ObjectStore(Protocol):
     def presign_put(
         self, key: str, content_type: str, expires_in: int, *, content_length: int | None = None
     ) -> PresignedUpload: ...
-    def download(self, key: str, out: BinaryIO, max_bytes: int) -> int: ...
+    def download(
+        self, key: str, out: BinaryIO, max_bytes: int, *, on_headers: Callable[[ObjectInfo], None] | None = None
+    ) -> int:
+        """Stream the object into `out` (at most max_bytes; ObjectTooLarge before reading a byte of
+        the body when its declared size is over, while reading when the body is longer than
+        declared). `on_headers` gets the object's size, ETag and date from the GET's own response
+        before the body is read (no HEAD needed); an exception it raises ends the download."""
+        ...
     def presign_get(self, key: str, expires_in: int) -> PresignedDownload: ...
 
 

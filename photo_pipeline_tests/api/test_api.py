@@ -403,7 +403,13 @@ def test_an_album_lists_each_photos_responsive_sizes_with_urls_that_serve_them(
     photos = {p["filename"]: p for p in view["photos"]}
     sized, waiting, duplicate = photos["sized.jpg"], photos["waiting.jpg"], photos["copy.jpg"]
     assert (sized["status"], waiting["status"], duplicate["duplicate_of"]) == ("completed", "pending", sized["photo_id"])
-    assert waiting["renditions"] == [] and duplicate["renditions"] == []
+    assert waiting["renditions"] == []
+    # A duplicate lists its first copy's files (issue 18 item 10), with URLs of its own that serve them.
+    facts = ("size", "format", "width", "height", "bytes", "content_type")
+    assert [{k: r[k] for k in facts} for r in duplicate["renditions"]] == [{k: r[k] for k in facts} for r in sized["renditions"]]
+    for entry, first in zip(duplicate["renditions"], sized["renditions"], strict=True):
+        assert requests.get(entry["url"], timeout=10).content == requests.get(first["url"], timeout=10).content
+    assert duplicate["thumbnail_url"] and duplicate["preview_url"]
 
     table = api.repository.rendition_files(uuid.UUID(sized["photo_id"]))
     # Every file the table lists, largest first; 4000 is filled by the decode's own 320x240.

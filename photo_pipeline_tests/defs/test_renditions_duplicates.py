@@ -54,14 +54,18 @@ def rerenders(plan: ReconciliationPlan) -> dict[uuid.UUID, str]:
 
 def canonical_and_copies(repository: PhotoRepository, ids: Collection[uuid.UUID]) -> tuple[PhotoRecord, list[PhotoRecord]]:
     """The one photo among `ids` rendered on its own, and the others: every one completed, with
-    the same checksum, a duplicate of that photo, with no renditions of its own."""
+    the same checksum, a duplicate of that photo, whole with that photo's renditions (its keys,
+    sizes, hash and `renditions` rows: nothing stored twice)."""
     found = repository.get_many(ids)
     assert len(found) == len(ids) and all(r.status is PhotoStatus.COMPLETED for r in found.values()), found
     [canonical] = [r for r in found.values() if r.duplicate_of is None]
     copies = [r for r in found.values() if r.duplicate_of is not None]
     assert {r.original_sha256 for r in found.values()} == {canonical.original_sha256}
+    shared = ("thumb_key", "preview_key", "thumb_bytes", "preview_bytes", "thumbhash")
     for copy in copies:
-        assert copy.duplicate_of == canonical.id and copy.thumb_key is None and copy.preview_key is None
+        assert copy.duplicate_of == canonical.id
+        assert [getattr(copy, name) for name in shared] == [getattr(canonical, name) for name in shared]
+        assert repository.rendition_files(copy.id) == repository.rendition_files(canonical.id)
     return canonical, copies
 
 

@@ -57,7 +57,9 @@ def test_process_album_records_facts_marks_duplicates_and_the_rerender_back_fill
     # its duplicate (same checksum, same album) and is not rendered again.
     if rows[first].duplicate_of is not None:
         first, copy = copy, first
-    assert rows[copy].duplicate_of == first and rows[copy].thumb_key is None and rows[copy].preview_key is None
+    # Whole, and stored once: the first copy's keys and placeholder (issue 18 item 10).
+    assert rows[copy].duplicate_of == first
+    assert (rows[copy].thumb_key, rows[copy].preview_key, rows[copy].thumbhash) == (rows[first].thumb_key, rows[first].preview_key, rows[first].thumbhash)
     assert rows[first].duplicate_of is None and rows[first].thumb_key
     assert (rows[first].taken_at, rows[first].camera_make, rows[first].camera_model) == ("2024-05-01T10:00:00+02:00", "Canon", "EOS R6")
     assert (rows[first].width, rows[first].height) == (600, 900)
@@ -88,7 +90,7 @@ def test_process_album_records_facts_marks_duplicates_and_the_rerender_back_fill
 
     view = album_view(repository, store, album, limit=10, after=None, url_seconds=60)
     placeholders = {item.photo.id: item.thumbhash for item in view.photos}
-    assert placeholders[first] == rows[first].thumbhash and placeholders[copy] is None
+    assert placeholders[first] == rows[first].thumbhash and placeholders[copy] == rows[first].thumbhash, "a duplicate paints its first copy's"
 
     # Rows from before migration 0007 have none of it; the re-render job fills them in, and with
     # PHOTO_STORE_GPS the position too.
@@ -105,7 +107,7 @@ def test_process_album_records_facts_marks_duplicates_and_the_rerender_back_fill
     # Again one of the two copies is the duplicate of the other (whichever the run reached later).
     if back[first].duplicate_of is not None:
         first, copy = copy, first
-    assert back[copy].duplicate_of == first and back[copy].thumbhash is None
+    assert back[copy].duplicate_of == first and back[copy].thumbhash == back[first].thumbhash
     assert back[first].original_sha256 == back[copy].original_sha256 == hashlib.sha256(dated).hexdigest()
     assert back[first].thumbhash and back[undated].thumbhash and back[undated].original_sha256
     assert back[first].taken_at == "2024-05-01T10:00:00+02:00" and back[eve].taken_at == "2023-12-24T18:30:00"

@@ -52,7 +52,13 @@ def test_sizes_and_formats_are_rendered_listed_rerendered_and_reconciled(
     assert [(f.size, f.format, f.width, f.height) for f in files] == [
         (4000, fmt, 320, 240) for fmt in ("AVIF", "JPEG", "WEBP")
     ] + [(240, fmt, 240, 180) for fmt in ("AVIF", "JPEG", "WEBP")] + [(120, fmt, 120, 90) for fmt in ("AVIF", "JPEG", "WEBP")]
-    assert {f.key for f in files} == sized_objects(store, album)
+    # 4000 gets the preview's own pixels: its JPEG is the preview's bytes, named by the preview's
+    # key and not stored twice; every other file is stored under its size.
+    preview_key = keys.preview_key(album, photo, "JPEG")
+    shared = [f for f in files if f.key == preview_key]
+    assert [(f.size, f.format) for f in shared] == [(4000, "JPEG")]
+    assert {f.key for f in files} - {preview_key} == sized_objects(store, album)
+    assert not store.exists(keys.sized_key(album, photo, 4000, "JPEG")), "the preview's bytes are not uploaded twice"
     for file in files:
         data = store.get(file.key)
         assert len(data) == file.bytes
@@ -62,7 +68,8 @@ def test_sizes_and_formats_are_rendered_listed_rerendered_and_reconciled(
     row = repository.get(photo)
     assert row is not None and row.thumb_key == keys.thumb_key(album, photo, "JPEG"), "the thumbnail key is kept"
     metadata = latest_metadata(instance, "thumbnails", album)
-    assert metadata["sized_files_written"] == 9 and metadata["sized_bytes_written"] == sum(f.bytes for f in files)
+    own = [f for f in files if f.key != preview_key]
+    assert metadata["sized_files_written"] == 8 and metadata["sized_bytes_written"] == sum(f.bytes for f in own)
 
     # Settings change: other sizes, JPEG only; the re-render job makes exactly those.
     monkeypatch.setenv("PHOTO_RENDITION_SIZES", "120,240")
@@ -71,7 +78,7 @@ def test_sizes_and_formats_are_rendered_listed_rerendered_and_reconciled(
     files = repository.rendition_files(photo)
     assert [(f.size, f.format, f.width) for f in files] == [(240, "JPEG", 240), (120, "JPEG", 120)]
     stale = sized_objects(store, album) - {f.key for f in files}
-    assert len(stale) == 7, "the old sizes and formats are still in the bucket"
+    assert len(stale) == 6, "the old sizes and formats are still in the bucket (4000 JPEG was the preview's)"
 
     # Lose one rendition; reconciliation over the whole bucket and over the album sees both.
     lost = files[0].key

@@ -274,6 +274,59 @@ def copies_of(repository: PhotoRepository, ids: Collection[uuid.UUID]) -> tuple[
     return canonical, copies
 
 
+def whole_duplicate_of(repository: PhotoRepository, store: S3ObjectStore, photo: uuid.UUID, first: uuid.UUID) -> bool:
+    """A completed duplicate of `first`, whole for a reader of the table: `first`'s keys, sizes,
+    hash and `renditions` rows, every key an object in the bucket (issue 18 item 10)."""
+    row, canonical = repository.get(photo), repository.get(first)
+    assert row is not None and canonical is not None
+    files = repository.rendition_files(photo)
+    shared = ("thumb_key", "preview_key", "thumb_bytes", "preview_bytes", "thumbhash")
+    return (
+        row.status is PhotoStatus.COMPLETED
+        and row.duplicate_of == first
+        and [getattr(row, name) for name in shared] == [getattr(canonical, name) for name in shared]
+        and bool(row.thumb_key and row.preview_key and row.thumbhash and files)
+        and files == repository.rendition_files(first)
+        and all(store.exists(k) for k in [row.thumb_key or "", row.preview_key or "", *(f.key for f in files)])
+    )
+
+
+def test_a_duplicate_is_whole_its_urls_serve_its_first_copys_files_and_its_erase_keeps_them(
+    instance: DagsterInstance, flow_env: None, photo_db: str, store: S3ObjectStore
+) -> None:
+    repository = PhotoRepository.from_url(photo_db)
+    album = uuid.uuid4()
+    ids = [upload(repository, store, album, PICTURE, f"copy-{i}.jpg") for i in range(3)]
+    assert materialize_from_ui(instance, album).success
+    canonical, copies = copies_of(repository, ids)
+    assert all(whole_duplicate_of(repository, store, c, canonical) for c in copies)
+    # Stored once: only the first copy's id is carried by the album's renditions in the bucket.
+    assert [k for k in keys_with(store, *copies) if not k.startswith(keys.RAW_PREFIX)] == [], "not stored twice"
+
+    view = {p.photo.id: p for p in album_view(repository, store, album, limit=10, after=None, url_seconds=60).photos}
+    first_bytes = requests.get(view[canonical].preview.url, timeout=10).content  # type: ignore[union-attr]
+    for copy in copies:
+        shown = view[copy]
+        assert shown.thumbnail is not None and shown.preview is not None and shown.thumbhash
+        assert [s.file.size for s in shown.sizes] == [s.file.size for s in view[canonical].sizes] != []
+        for url in (shown.thumbnail.url, shown.preview.url, *(s.download.url for s in shown.sizes)):
+            assert requests.get(url, timeout=10).status_code == 200
+        assert requests.get(shown.preview.url, timeout=10).content == first_bytes
+
+    # Erasing a duplicate removes its original only: the files it shares stay with the others.
+    removal.erase_photo(repository, store, copies[0])
+    assert not store.exists(keys.raw_key(album, copies[0], "jpg"))
+    assert whole_duplicate_of(repository, store, copies[1], canonical)
+    assert rendered_on_its_own(repository, store, canonical)
+    assert {kind: n for kind, n in reconcile(instance).items() if n} == {}, "whole: nothing to repair"
+
+    # Erasing the first copy: the last copy goes back to pending and is rendered on its own.
+    removal.erase_photo(repository, store, canonical)
+    assert materialize_from_ui(instance, album).success
+    assert rendered_on_its_own(repository, store, copies[1])
+    assert {kind: n for kind, n in reconcile(instance).items() if n} == {}, "whole: nothing to repair"
+
+
 @pytest.mark.parametrize("how", ["erase", "trash"])
 def test_duplicates_whose_first_copy_is_removed_stay_whole(
     how: str, instance: DagsterInstance, flow_env: None, photo_db: str, store: S3ObjectStore
@@ -291,6 +344,7 @@ def test_duplicates_whose_first_copy_is_removed_stay_whole(
     assert materialize_from_ui(instance, album).success  # the run the caller requests
     survivor, [duplicate] = copies_of(repository, copies)
     assert rendered_on_its_own(repository, store, survivor)
+    assert whole_duplicate_of(repository, store, duplicate, survivor), "re-pointed: the survivor's files"
     assert repository.get(duplicate).duplicate_of == survivor  # type: ignore[union-attr]
     assert repository.get(survivor).original_sha256 == sha256(PICTURE)  # type: ignore[union-attr]
     assert {kind: n for kind, n in reconcile(instance).items() if n} == {}, "whole: nothing left to repair"

@@ -81,7 +81,10 @@ def test_facts_duplicates_and_capture_order(repository: PhotoRepository, clock: 
     assert repository.complete_duplicate(claims[copy], duplicate_of=first, original_sha256=SHA, original_bytes=10)
     duplicate = row(repository, copy)
     assert duplicate.status is PhotoStatus.COMPLETED and duplicate.duplicate_of == first
-    assert (duplicate.thumb_key, duplicate.preview_key, duplicate.thumbhash) == (None, None, None)
+    # Whole for a reader of the table: the first copy's keys, sizes and placeholder (issue 18 item 10).
+    shared = ("thumb_key", "preview_key", "thumb_bytes", "preview_bytes", "thumbhash")
+    assert [getattr(duplicate, name) for name in shared] == [getattr(done, name) for name in shared]
+    assert duplicate.thumb_key is not None
     # A duplicate is never what a later copy is a duplicate of.
     assert repository.first_with_checksum(album, SHA, other_than=elsewhere) == first
     assert complete_with(repository, elsewhere_claim, None)

@@ -140,7 +140,10 @@ def test_a_page_lists_its_completed_photos_sizes_from_one_query(database_url: st
     ]
     for item in by_id[sized].sizes:
         assert item.download.url.split("?")[0].endswith(item.file.key), "each URL is its own file's"
-    assert by_id[unsized].sizes == by_id[duplicate].sizes == by_id[pending].sizes == ()
+    assert by_id[unsized].sizes == by_id[pending].sizes == ()
+    # A duplicate's sizes are its first copy's files (issue 18 item 10): same keys, same order.
+    assert [s.file for s in by_id[duplicate].sizes] == [s.file for s in by_id[sized].sizes]
+    assert by_id[duplicate].thumbnail is not None and by_id[duplicate].preview is not None
     assert by_id[sized].urls_expire_at is not None and by_id[pending].urls_expire_at is None
 
     # A page of only pending photos asks nothing; a long id list is read a chunk at a time.

@@ -10,7 +10,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -87,29 +87,51 @@ def add_photo(repository: PhotoRepository, store: ObjectStore, album: uuid.UUID,
 
 
 class RecordingStore:
-    """A real store, with every read of an object's bytes recorded (get and download)."""
+    """A real store, with every read of an object's bytes recorded (get, and a download that
+    passed a byte of the body on)."""
 
     def __init__(self, inner: ObjectStore, *, head_size: int | None = None) -> None:
         self.inner = inner
         self.reads: list[str] = []
-        self._head_size = head_size  # when set, HEAD lies about the size, as a replaced object would
+        # When set, the headers the caller is told of lie about the size, as a replaced object's would.
+        self._head_size = head_size
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def head(self, key: str) -> ObjectInfo:
-        info = self.inner.head(key)
+    def _told(self, info: ObjectInfo) -> ObjectInfo:
         if self._head_size is None:
             return info
         return ObjectInfo(key=info.key, size=self._head_size, last_modified=info.last_modified, etag=info.etag)
+
+    def head(self, key: str) -> ObjectInfo:
+        return self._told(self.inner.head(key))
 
     def get(self, key: str) -> bytes:
         self.reads.append(key)
         return self.inner.get(key)
 
-    def download(self, key: str, out: BinaryIO, max_bytes: int) -> int:
-        self.reads.append(key)
-        return self.inner.download(key, out, max_bytes)
+    def download(
+        self, key: str, out: BinaryIO, max_bytes: int, *, on_headers: Callable[[ObjectInfo], None] | None = None
+    ) -> int:
+        counted = _CountingWriter(out)
+        try:
+            return self.inner.download(
+                key, counted, max_bytes, on_headers=None if on_headers is None else lambda info: on_headers(self._told(info))  # type: ignore[arg-type]
+            )
+        finally:
+            if counted.written:
+                self.reads.append(key)
+
+
+class _CountingWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.written = 0
+
+    def write(self, chunk: bytes) -> int:
+        self.written += len(chunk)
+        return self._out.write(chunk)
 
 
 # --- the memory budget in a run ---------------------------------------------------------------
@@ -157,7 +179,7 @@ def test_a_photo_larger_than_the_whole_budget_fails_with_the_figures(repository:
 # --- maximum original size --------------------------------------------------------------------
 
 
-def test_an_original_over_the_maximum_size_fails_without_a_get(repository: PhotoRepository, store: ObjectStore) -> None:
+def test_an_original_over_the_maximum_size_fails_without_reading_its_body(repository: PhotoRepository, store: ObjectStore) -> None:
     album = uuid.uuid4()
     big = add_photo(repository, store, album, samples.photo_png(1500, 1000), "png")  # about 1.5 MB
     small = add_photo(repository, store, album, samples.photo_jpeg(640, 480))
@@ -170,10 +192,11 @@ def test_an_original_over_the_maximum_size_fails_without_a_get(repository: Photo
     assert rows[big].status is PhotoStatus.FAILED
     assert "over the maximum original size of 1 MiB (PHOTO_MAX_ORIGINAL_MB)" in (rows[big].error or "")
     assert rows[small].status is PhotoStatus.COMPLETED
-    assert recording.reads == [rows[small].original_key]  # the big one was never read
+    assert "not downloaded" in (rows[big].error or "")  # refused on its GET's headers
+    assert recording.reads == [rows[small].original_key]  # not a byte of the big one's body was read
 
 
-def test_a_head_that_understates_the_size_is_caught_while_reading(repository: PhotoRepository, store: ObjectStore) -> None:
+def test_headers_that_understate_the_size_do_not_let_a_large_original_through(repository: PhotoRepository, store: ObjectStore) -> None:
     album = uuid.uuid4()
     big = add_photo(repository, store, album, samples.photo_png(1500, 1000), "png")
     lying = RecordingStore(store, head_size=1000)

@@ -197,7 +197,8 @@ def run_metadata(report: AlbumReport, filenames: Mapping[uuid.UUID, str]) -> dic
         "photos_flagged": MetadataValue.int(report.flagged),
         # Completed as copies of a photo the album already has (same SHA-256): not rendered.
         "photos_duplicate": MetadataValue.int(len(report.duplicates)),
-        # The responsive sizes (processed/<size>/...) written, every size and format.
+        # The responsive sizes (processed/<size>/...) uploaded, every size and format (a size whose
+        # bytes are the preview's or the thumbnail's names their key and is not uploaded).
         "sized_files_written": MetadataValue.int(sum(o.sized_files for o in report.outcomes)),
         "sized_bytes_written": MetadataValue.int(sum(o.sized_bytes for o in report.outcomes)),
         "outcomes": MetadataValue.md(outcomes_table(report, filenames)),
