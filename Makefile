@@ -6,10 +6,17 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test ui benchmarks
 
+# uv resolves and installs the same requirements in about 20 s where pip takes about 2 min; it is
+# installed into the venv itself (from the same index pip uses), and pip does the work when uv cannot
+# be had.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	if $(BIN)/python -m pip install --quiet uv; then \
+		$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev]"; \
+	else \
+		$(BIN)/python -m pip install --quiet --upgrade pip && \
+		$(BIN)/python -m pip install --quiet -e ".[dev]"; \
+	fi
 	touch $@
 
 setup: $(BIN)/.installed
