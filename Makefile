@@ -3,6 +3,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test`: the suite mostly waits (daemons, sensors, runs, browsers),
+# so more workers than this 2-core machine's cores; each has its own databases, buckets, ports and
+# Dagster homes (photo_pipeline_tests/conftest.py). `make test TEST_WORKERS=0` runs it serially.
+TEST_WORKERS ?= 4
 
 .PHONY: setup demo test ui benchmarks
 
@@ -32,7 +36,7 @@ test: setup
 	./scripts/ensure-chromium.sh
 	./scripts/ensure-redis.sh
 	./scripts/ensure-s3rver.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10
 
 benchmarks: setup
 	for script in benchmarks/*.py; do $(BIN)/python "$$script" || exit 1; done
