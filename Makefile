@@ -36,7 +36,7 @@ test: setup
 	./scripts/ensure-chromium.sh
 	./scripts/ensure-redis.sh
 	./scripts/ensure-s3rver.sh
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=10
 
 benchmarks: setup
 	for script in benchmarks/*.py; do $(BIN)/python "$$script" || exit 1; done
