@@ -371,11 +371,26 @@ def browser() -> Iterator[Any]:
 # they start first, so that the many short tests fill the other workers around them instead of
 # one of these starting last and running alone.
 SLOW_FIRST = (
-    "photo_pipeline_tests/deploy/test_celery.py",
+    "photo_pipeline_tests/ui/test_browser_smoke.py",  # one unit: the demo and the UI, built once
     "photo_pipeline_tests/reconcile/test_scale.py",
-    "photo_pipeline_tests/services/test_crash_recovery.py",
+    "photo_pipeline_tests/defs/test_daemon_trash.py",
     "photo_pipeline_tests/defs/test_daemon.py",
-    "photo_pipeline_tests/ui/test_browser_smoke.py",
+    "photo_pipeline_tests/cli/test_commands.py",
+    "photo_pipeline_tests/services/test_crash_recovery.py",
+    "photo_pipeline_tests/cli/test_ui.py",
+    "photo_pipeline_tests/deploy/test_celery.py",
+    "photo_pipeline_tests/api/test_uploader_page.py",
+    "photo_pipeline_tests/photos/test_leases.py",
+    "photo_pipeline_tests/services/test_reruns.py",
+    "photo_pipeline_tests/api/test_api.py",
+    "photo_pipeline_tests/services/test_limits.py",
+    "photo_pipeline_tests/defs/test_trash_flow.py",
+    "photo_pipeline_tests/defs/test_dg.py",
+)
+# Modules whose tests all run on one worker, one after the other: the lease tests time claims
+# against a heartbeat (two of them at once on this machine's two cores would starve each other's
+# render threads), and the uploader page's tests share its servers, browser and daemon.
+ONE_WORKER_MODULES = (
     "photo_pipeline_tests/photos/test_leases.py",
     "photo_pipeline_tests/api/test_uploader_page.py",
 )
@@ -401,7 +416,7 @@ def _shares_a_module_fixture(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if _shares_a_module_fixture(item):
+        if _module_of(item) in ONE_WORKER_MODULES or _shares_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(_module_of(item)))
 
     def rank(item: pytest.Item) -> int:
