@@ -372,11 +372,12 @@ def browser() -> Iterator[Any]:
 # one of these starting last and running alone.
 SLOW_FIRST = (
     "photo_pipeline_tests/ui/test_browser_smoke.py",  # one unit: the demo and the UI, built once
-    "photo_pipeline_tests/reconcile/test_scale.py",
     "photo_pipeline_tests/defs/test_daemon_trash.py",
     "photo_pipeline_tests/defs/test_daemon.py",
-    "photo_pipeline_tests/cli/test_commands.py",
     "photo_pipeline_tests/services/test_crash_recovery.py",
+    # Long but bound by nothing but the CPU: after the daemons, which wait on deadlines.
+    "photo_pipeline_tests/reconcile/test_scale.py",
+    "photo_pipeline_tests/cli/test_commands.py",
     "photo_pipeline_tests/cli/test_ui.py",
     "photo_pipeline_tests/deploy/test_celery.py",
     "photo_pipeline_tests/api/test_uploader_page.py",
