@@ -15,9 +15,11 @@ TEST_WORKERS ?= 4
 # be had.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	if $(BIN)/python -m pip install --quiet uv; then \
-		$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev]"; \
+	if $(BIN)/python -m pip install --quiet uv && \
+		$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev]"; then \
+		:; \
 	else \
+		echo "uv could not install the project; pip installs it (about 2 min)" >&2; \
 		$(BIN)/python -m pip install --quiet --upgrade pip && \
 		$(BIN)/python -m pip install --quiet -e ".[dev]"; \
 	fi
