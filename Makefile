@@ -3,13 +3,26 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test`: the suite mostly waits (daemons, sensors, runs, browsers),
+# so more workers than this 2-core machine's cores; each has its own databases, buckets, ports and
+# Dagster homes (photo_pipeline_tests/conftest.py). `make test TEST_WORKERS=0` runs it serially.
+TEST_WORKERS ?= 4
 
 .PHONY: setup demo test ui benchmarks
 
+# uv resolves and installs the same requirements in about 20 s where pip takes about 2 min; it is
+# installed into the venv itself (from the same index pip uses), and pip does the work when uv cannot
+# be had.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	if $(BIN)/python -m pip install --quiet uv && \
+		$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev]"; then \
+		:; \
+	else \
+		echo "uv could not install the project; pip installs it (about 2 min)" >&2; \
+		$(BIN)/python -m pip install --quiet --upgrade pip && \
+		$(BIN)/python -m pip install --quiet -e ".[dev]"; \
+	fi
 	touch $@
 
 setup: $(BIN)/.installed
@@ -25,7 +38,7 @@ test: setup
 	./scripts/ensure-chromium.sh
 	./scripts/ensure-redis.sh
 	./scripts/ensure-s3rver.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=10
 
 benchmarks: setup
 	for script in benchmarks/*.py; do $(BIN)/python "$$script" || exit 1; done

@@ -64,10 +64,33 @@ class PostgresServer:
         self.created.append(name)
         return _sqlalchemy_pg_url(name)
 
-    def drop_all(self) -> None:
+    def drop_created_after(self, count: int) -> None:
+        """Drops the databases created after the first `count`, closing whatever connections are
+        still open to them (WITH FORCE): pools a test left behind hold no server slot after it."""
+        doomed, self.created = self.created[count:], self.created[:count]
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            for name in self.created:
+            for name in doomed:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def drop_all(self) -> None:
+        self.drop_created_after(0)
+
+
+# The session's server once a test has asked for it (the per-test clean-up below needs it then only).
+_postgres_servers: list[PostgresServer] = []
+
+
+@pytest.fixture(autouse=True)
+def _drop_the_tests_databases() -> Iterator[None]:
+    """Each test's databases are dropped when it ends, not when the session does. With four xdist
+    workers, pools left open by finished tests (idle connections of engines nobody disposed)
+    would otherwise add up past PostgreSQL's max_connections (100 by default). Autouse and
+    function-scoped, so it is set up after module- and session-scoped fixtures (whose databases
+    it leaves alone) and torn down after the test's other fixtures (daemons stopped first)."""
+    before = len(_postgres_servers[0].created) if _postgres_servers else 0
+    yield
+    if _postgres_servers:
+        _postgres_servers[0].drop_created_after(before)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +105,9 @@ def postgres_server() -> Iterator[PostgresServer]:
             pytrace=False,
         )
     server = PostgresServer(created=[])
+    _postgres_servers.append(server)
     yield server
+    _postgres_servers.remove(server)
     server.drop_all()
 
 
@@ -338,3 +363,65 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+# -- side by side: how `make test` spreads the suite over pytest-xdist workers (--dist loadgroup)
+
+# Modules (or single tests) that take longest, slowest first (from `make test`'s --durations):
+# they start first, so that the many short tests fill the other workers around them instead of
+# one of these starting last and running alone.
+SLOW_FIRST = (
+    "photo_pipeline_tests/ui/test_browser_smoke.py",  # one unit: the demo and the UI, built once
+    "photo_pipeline_tests/defs/test_daemon_trash.py",
+    "photo_pipeline_tests/defs/test_daemon.py",
+    "photo_pipeline_tests/services/test_crash_recovery.py",
+    # Long but bound by nothing but the CPU: after the daemons, which wait on deadlines.
+    "photo_pipeline_tests/reconcile/test_scale.py",
+    "photo_pipeline_tests/cli/test_commands.py",
+    "photo_pipeline_tests/cli/test_ui.py",
+    "photo_pipeline_tests/deploy/test_celery.py",
+    "photo_pipeline_tests/api/test_uploader_page.py",
+    "photo_pipeline_tests/photos/test_leases.py",
+    "photo_pipeline_tests/services/test_reruns.py",
+    "photo_pipeline_tests/api/test_api.py",
+    "photo_pipeline_tests/services/test_limits.py",
+    "photo_pipeline_tests/defs/test_trash_flow.py",
+    "photo_pipeline_tests/defs/test_dg.py",
+)
+# Modules whose tests all run on one worker, one after the other: the lease tests time claims
+# against a heartbeat (two of them at once on this machine's two cores would starve each other's
+# render threads), and the uploader page's tests share its servers, browser and daemon.
+ONE_WORKER_MODULES = (
+    "photo_pipeline_tests/photos/test_leases.py",
+    "photo_pipeline_tests/api/test_uploader_page.py",
+)
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture built once per module (a browser, a UI, a server): tests
+    sharing it go to one worker, or each worker would build it again."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definitions[-1].scope in ("module", "class", "package")
+        for definitions in info.name2fixturedefs.values()
+        if definitions
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _module_of(item) in ONE_WORKER_MODULES or _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(_module_of(item)))
+
+    def rank(item: pytest.Item) -> int:
+        module = _module_of(item)
+        return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order

@@ -358,6 +358,8 @@ def test_missing_photos_are_requeued_only_with_include_missing(
         ("holiday-2024", {}, "album_id 'holiday-2024' is not a UUID"),
         (str(uuid.uuid4()), {"photo_ids": [str(uuid.uuid4()), "IMG_0001.jpg"]}, "1 are not: 'IMG_0001.jpg'"),
     ],
+    # Fixed ids: the random UUIDs would name the test differently in each xdist worker's collection.
+    ids=["album-not-a-uuid", "photo-id-not-a-uuid"],
 )
 def test_invalid_config_fails_the_run_with_a_clear_error(
     instance: DagsterInstance, env: pytest.MonkeyPatch, album: str, options: dict[str, Any], message: str

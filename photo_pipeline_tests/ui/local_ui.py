@@ -28,6 +28,9 @@ STARTUP_SECONDS = 120
 DEMO_SECONDS = 180
 STOP_SECONDS = 60
 
+RUNS_QUERY = "{ runsOrError(limit: 20) { ... on Runs { results { runId status } } } }"
+# A run's statuses after which it changes no more.
+FINISHED_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 LOCATIONS_QUERY = (
     "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
     "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
@@ -102,14 +105,22 @@ class LocalUI:
         """Everything it printed so far, without colour codes."""
         return _ANSI.sub("", self.log_path.read_text(errors="replace"))
 
-    def code_locations(self) -> list[dict]:
+    def graphql(self, query: str) -> dict:
+        """The answer's data to a query of the UI's own GraphQL endpoint (what its pages ask)."""
         request = urllib.request.Request(
             f"{self.url}/graphql",
-            data=json.dumps({"query": LOCATIONS_QUERY}).encode(),
+            data=json.dumps({"query": query}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as answer:
-            return json.load(answer)["data"]["workspaceOrError"]["locationEntries"]
+            return json.load(answer)["data"]
+
+    def code_locations(self) -> list[dict]:
+        return self.graphql(LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
+
+    def runs(self) -> dict[str, str]:
+        """Status (SUCCESS, STARTED, QUEUED...) by run id, of the instance's latest runs."""
+        return {run["runId"]: run["status"] for run in self.graphql(RUNS_QUERY)["runsOrError"]["results"]}
 
     def serving(self) -> bool:
         """Whether anything accepts connections on its port."""

@@ -20,6 +20,7 @@ from photo_pipeline.defs.renditions.assets import NO_FAILED_PHOTOS_IN_ALBUM
 from photo_pipeline.reconcile.plan import ActionKind
 from photo_pipeline.reconcile.report import ACTION_MEANING
 from photo_pipeline_tests.ui.local_ui import (
+    FINISHED_RUN_STATUSES,
     LocalUI,
     album_with_failed_photos,
     drift_for_the_plan,
@@ -130,13 +131,19 @@ def test_a_reconciliation_plan_reads_at_a_glance_on_the_asset_page(
     stray = drift_for_the_plan(demo_home, album)
 
     page.open(f"{ui.url}/assets/storage_reconciliation", expect=["Latest materialization"])
+    runs_before = set(ui.runs())
     page.page.locator("button", has_text=re.compile(r"^Materialize$")).first.click()
     deadline = time.monotonic() + RUN_SECONDS
+    # The run the click started, followed through the UI's GraphQL (polled every half second)
+    # until it has ended: the page is reloaded then, not every few seconds while it runs.
+    while not any(status in FINISHED_RUN_STATUSES for run_id, status in ui.runs().items() if run_id not in runs_before):
+        assert time.monotonic() < deadline, f"the dry run started by Materialize did not end within {RUN_SECONDS}s"
+        time.sleep(0.5)
     while not page.page.get_by_text("2 repair(s) planned").filter(visible=True).count():
         assert time.monotonic() < deadline, f"no plan on the page within {RUN_SECONDS}s"
-        page.page.wait_for_timeout(3_000)
         page.page.reload(wait_until="domcontentloaded")
         page.page.get_by_text("Latest materialization").first.wait_for()
+        page.page.wait_for_timeout(200)
 
     by_kind = metadata_row(page, "actions_by_kind")
     assert [cell.inner_text().strip() for cell in by_kind.locator("table td").all()] == [
