@@ -10,7 +10,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -29,6 +28,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from photo_pipeline.photos.database import migrate
+from photo_pipeline_tests.processes import stop_process_tree
 
 # Admin connection used only to create and drop throw-away databases.
 PG_ADMIN_DSN = os.environ.get("PHOTO_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -332,14 +332,9 @@ def daemon(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to a process started with start_new_session (and its children), SIGKILL if it
-    has not ended within 30 s."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    """SIGTERM to a process started with start_new_session (and its children), SIGKILL to
+    whatever of its tree is left after 30 s or once it has ended."""
+    stop_process_tree(process, grace_seconds=30)
 
 
 # -- a real headless browser: Debian's Chromium driven by Playwright (browser tests)

@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from photo_pipeline_tests.processes import stop_process_tree
+
 # The venv's scripts (photo-pipeline, dg) beside the interpreter running this.
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,19 +205,6 @@ def processes_in_session(session_id: int) -> list[str]:
 
 
 def stop_process_group(process: subprocess.Popen[bytes], grace_seconds: float = 30) -> None:
-    """Clean-up whatever happened: SIGTERM to the whole session, SIGKILL to what is left after
-    `grace_seconds`."""
-    if process.poll() is None or processes_in_session(process.pid):
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline and processes_in_session(process.pid):
-            time.sleep(0.5)
-        if processes_in_session(process.pid):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    process.wait(timeout=30)
+    """Clean-up whatever happened: SIGTERM to the whole session, SIGKILL to what is left of its
+    tree after `grace_seconds`."""
+    stop_process_tree(process, grace_seconds=grace_seconds)
