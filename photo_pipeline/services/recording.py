@@ -9,9 +9,13 @@ join, so one transaction carries several rows when the pipeline is busy, and a l
 fast path of a single upload) is written at once.
 
 Nothing changes for a photo but when its row is written: each row is fenced by its own claim (a
-lost lease leaves that row alone and says so), a database error fails every completion of the
-batch (the pipeline gives those claims back and fails the step), and a photo's outcome is known
-only once its row is committed.
+lost lease leaves that row alone and says so), a photo's outcome is known only once its row is
+committed, and a database error belongs to the photo that caused it: a batch refused for one
+row's sake (a constraint, a value the column refuses) is written again a row per transaction, so
+the other photos of the batch are recorded and only that photo fails. An error of the connection
+(the database went away) fails every completion of the batch at once: writing the rows one by
+one would only wait for it again and again (the pipeline gives those claims back and fails the
+step).
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from photo_pipeline.photos.claims import Completion
+
+# Errors that belong to one row of a batch, not to the connection.
+ROW_ERRORS = (IntegrityError, DataError)
 
 # How long a writer waits for photos still uploading to join its batch: a few uploads' time.
 LINGER_SECONDS = 0.05
@@ -78,14 +87,7 @@ class CompletionRecorder:
                 return self._answer(me)
             self._writing = True
             batch = self._gather()
-        try:
-            written = self._write([w.completion for w in batch])
-        except BaseException as exc:
-            for waiting in batch:
-                waiting.error = exc
-        else:
-            for waiting, ok in zip(batch, written, strict=True):
-                waiting.written = ok
+        self._write_batch(batch)
         with self._condition:
             self.batches.append(len(batch))
             for waiting in batch:
@@ -93,6 +95,23 @@ class CompletionRecorder:
             self._writing = False
             self._condition.notify_all()
         return self._answer(me)
+
+    def _write_batch(self, batch: list[_Waiting]) -> None:
+        """Each waiting completion gets its answer: written, claim lost, or its own error."""
+        try:
+            written = self._write([w.completion for w in batch])
+        except ROW_ERRORS as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for waiting in batch:  # find the row it belongs to; the others are written
+                self._write_batch([waiting])
+        except BaseException as exc:
+            for waiting in batch:
+                waiting.error = exc
+        else:
+            for waiting, ok in zip(batch, written, strict=True):
+                waiting.written = ok
 
     def _gather(self) -> list[_Waiting]:
         """The batch to write (called holding the lock): everything waiting, after lingering (up

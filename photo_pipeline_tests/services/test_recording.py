@@ -1,8 +1,9 @@
 """Completed rows written in batches (issue 21), on real parts: the photo table on PostgreSQL,
 S3 over HTTP (moto's server). The transactions that complete photos are counted by SQLAlchemy's
 own events on the repository's engine; fencing still holds inside a batch (a lost lease leaves
-its row alone and is reported, the rest of the batch is written), a database error fails every
-completion of its batch, and an album run needs fewer transactions than photos."""
+its row alone and is reported, the rest of the batch is written), an error of the connection
+fails every completion of its batch, an error of one row (a constraint) fails that photo alone and
+the rest of its batch is written, and an album run needs fewer transactions than photos."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from photo_pipeline.cli import samples
 from photo_pipeline.photos.claims import Completion, StoredRendition
@@ -148,6 +149,38 @@ def test_a_database_error_fails_every_completion_of_its_batch() -> None:
         thread.join(10)
     assert calls == [3], "one transaction for the three (the writer waited for the uploads)"
     assert len(errors) == 3, "each photo's completion raises the batch's error"
+
+
+def test_a_batch_refused_for_one_rows_sake_is_written_row_by_row_and_only_that_photo_fails() -> None:
+    written: list[list[str]] = []
+
+    def write_refusing_bad(batch: Any) -> list[bool]:
+        if "bad" in batch:
+            raise IntegrityError("UPDATE photos ...", {}, Exception("violates check constraint"))
+        written.append(list(batch))
+        return [True] * len(batch)
+
+    recorder = CompletionRecorder(write_refusing_bad, linger_seconds=1.0, max_batch=3)
+    answers: dict[str, object] = {}
+
+    def finish(name: str) -> None:
+        try:
+            answers[name] = recorder.complete(name)  # type: ignore[arg-type]  # the writer only passes it on
+        except IntegrityError as exc:
+            answers[name] = exc
+
+    for _ in range(3):
+        recorder.uploading()
+    threads = [threading.Thread(target=finish, args=(name,)) for name in ("good-1", "bad", "good-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert recorder.batches == [3], "one batch was attempted for the three"
+    assert sorted(sum(written, [])) == ["good-1", "good-2"], "the others were written, each alone"
+    assert all(len(rows) == 1 for rows in written)
+    assert answers["good-1"] is True and answers["good-2"] is True
+    assert isinstance(answers["bad"], IntegrityError), "the refused row's photo gets its own error"
 
 
 def test_a_lone_photo_is_written_at_once() -> None:
