@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pytest-xdist workers for `make test`: the suite mostly waits (daemons, sensors, runs, browsers),
 # so more workers than this 2-core machine's cores; each has its own databases, buckets, ports and
 # Dagster homes (photo_pipeline_tests/conftest.py). `make test TEST_WORKERS=0` runs it serially.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 
 .PHONY: setup demo test ui benchmarks
 

@@ -82,7 +82,7 @@ _postgres_servers: list[PostgresServer] = []
 
 @pytest.fixture(autouse=True)
 def _drop_the_tests_databases() -> Iterator[None]:
-    """Each test's databases are dropped when it ends, not when the session does. With four xdist
+    """Each test's databases are dropped when it ends, not when the session does. With several xdist
     workers, pools left open by finished tests (idle connections of engines nobody disposed)
     would otherwise add up past PostgreSQL's max_connections (100 by default). Autouse and
     function-scoped, so it is set up after module- and session-scoped fixtures (whose databases
