@@ -291,14 +291,22 @@ def whole_duplicate_of(repository: PhotoRepository, store: S3ObjectStore, photo:
     )
 
 
-def test_a_duplicate_is_whole_its_urls_serve_its_first_copys_files_and_its_erase_keeps_them(
-    instance: DagsterInstance, flow_env: None, photo_db: str, store: S3ObjectStore
-) -> None:
-    repository = PhotoRepository.from_url(photo_db)
+def three_copies_rendered(
+    instance: DagsterInstance, repository: PhotoRepository, store: S3ObjectStore
+) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
+    """An album of three uploads of the same picture, rendered: (album, first copy, duplicates)."""
     album = uuid.uuid4()
     ids = [upload(repository, store, album, PICTURE, f"copy-{i}.jpg") for i in range(3)]
     assert materialize_from_ui(instance, album).success
     canonical, copies = copies_of(repository, ids)
+    return album, canonical, copies
+
+
+def test_a_duplicate_is_whole_its_urls_serve_its_first_copys_files_and_its_erase_keeps_them(
+    instance: DagsterInstance, flow_env: None, photo_db: str, store: S3ObjectStore
+) -> None:
+    repository = PhotoRepository.from_url(photo_db)
+    album, canonical, copies = three_copies_rendered(instance, repository, store)
     assert all(whole_duplicate_of(repository, store, c, canonical) for c in copies)
     # Stored once: only the first copy's id is carried by the album's renditions in the bucket.
     assert [k for k in keys_with(store, *copies) if not k.startswith(keys.RAW_PREFIX)] == [], "not stored twice"
@@ -332,10 +340,7 @@ def test_duplicates_whose_first_copy_is_removed_stay_whole(
     how: str, instance: DagsterInstance, flow_env: None, photo_db: str, store: S3ObjectStore
 ) -> None:
     repository = PhotoRepository.from_url(photo_db)
-    album = uuid.uuid4()
-    ids = [upload(repository, store, album, PICTURE, f"copy-{i}.jpg") for i in range(3)]
-    assert materialize_from_ui(instance, album).success
-    canonical, copies = copies_of(repository, ids)
+    album, canonical, copies = three_copies_rendered(instance, repository, store)
 
     removed = removal.delete_photo(repository, store, canonical, erase=how == "erase")
 
