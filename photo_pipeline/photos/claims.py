@@ -125,10 +125,17 @@ class Completion:
             "preview_bytes": self.preview_bytes,
             "original_etag": self.original_etag,
             "error": self.note,
-            "completed_at": now,
-            # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
-            "first_completed_at": func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+            **completion_times(now),
         }
+
+
+def completion_times(now: datetime) -> dict[str, Any]:
+    """The completion's time, and the first completion's kept when the photo was completed before."""
+    return {
+        "completed_at": now,
+        # literal() with the column's type: the bound value goes through UTCDateTime (naive UTC on SQLite).
+        "first_completed_at": func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+    }
 
 
 class ClaimQueries:
@@ -417,8 +424,7 @@ class ClaimQueries:
                 original_etag=original_etag,
                 **(dict(shared._mapping) if shared is not None else NO_RENDITIONS),
                 error=None,
-                completed_at=now,
-                first_completed_at=func.coalesce(Photo.first_completed_at, literal(now, Photo.first_completed_at.type)),
+                **completion_times(now),
             )
 
     def completed_checksums(self, album_id: uuid.UUID) -> set[str]:
