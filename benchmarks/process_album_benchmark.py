@@ -27,15 +27,17 @@ one run.
 (c) the processing service alone (`PhotoProcessor.process_album`, no Dagster) on the same
     database and bucket, for the smallest album size: what the pipeline itself reaches.
 (d) CPU per photo (issue 21): the run process's own CPU (`time.process_time`, every thread of
-    this process; moto and PostgreSQL are other processes and not counted) around `execute_job`
-    (the job's own executor, in process), marginal between a 10- and a 40-photo album of distinct photos
-    (after a 2-photo warm-up run, so imports and first-use costs fall on neither), against the
-    renderer's own CPU per photo (`render_renditions` on the same 40 photos, the run's options,
-    measured before and after the runs, mean used); their ratio (target <= 1.15); and the albums'
-    marginal photos/s (30 photos over the wall-time difference) over the renderer's photos/s on
-    the run's render threads. With --profile, two more runs (10 and 40 photos), their CPU split
-    by kind of work and the difference printed per photo (cpu_profile.py: a sampler over each thread's CPU clock). --cpu: section (d) only (no pyvips
-    needed); --repeat N: (d) N times in one process.
+    this process; the S3 server and PostgreSQL are other processes and not counted) around
+    `execute_job` (the job's own executor, in process), marginal between a 10- and a 70-photo
+    album of distinct photos (CPU_ALBUMS; after a 2-photo warm-up run, so imports and first-use
+    costs fall on neither; each size run RUNS_PER_SIZE times, taking turns, the least CPU used),
+    against the renderer's own CPU per photo (`render_renditions` on the same 70 photos, the run's
+    options, on the run's render threads and on one thread, each measured before and after the
+    runs, the least used); both ratios (target <= 1.15); and the albums' marginal photos/s over
+    the renderer's photos/s on the run's render threads. With --profile, two more runs (10 and 70
+    photos), their CPU split by kind of work and the difference printed per photo (cpu_profile.py:
+    a sampler over each thread's CPU clock). --cpu: section (d) only (no pyvips needed); --repeat
+    N: (d) N times in one process; --s3 s3rver: (d) against s3rver instead of moto.
 
 12-megapixel JPEGs made in code (`samples.photo_jpeg(4000, 3000, seed=i)`). Needs pyvips
 (pip install pyvips pyvips-binary scikit-image numpy, or the `bench` extra). Prints; asserts
@@ -43,7 +45,7 @@ nothing. A few minutes at most with the defaults; --quick: the 40-photo album on
 
     flock /tmp/bench.lock env PYTHONPATH=. /work/main/.venv/bin/python benchmarks/process_album_benchmark.py \\
         [--quick] [--photos 40] [--albums 40,200] [--executors job,in_process] [--workers N] [--io-threads N]
-    flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python benchmarks/process_album_benchmark.py --cpu --repeat 3 [--profile]
+    flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python benchmarks/process_album_benchmark.py --cpu --repeat 3 [--profile] [--s3 s3rver]
 """
 
 from __future__ import annotations
