@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import shutil
@@ -191,31 +190,15 @@ def start_moto_process() -> tuple[subprocess.Popen[bytes], str, int]:
 
 
 def start_s3rver_process(folder: Path) -> tuple[subprocess.Popen[bytes], str, int]:
-    """s3rver (Node; the suite's pinned copy, installed by scripts/ensure-s3rver.sh) on a free
-    port: unlike moto's server it keeps connections alive, as S3 and MinIO do, and its request
-    handling costs a fraction of moto's CPU on the cores the run shares with it."""
-    install = subprocess.run([str(ROOT / "scripts" / "ensure-s3rver.sh")], capture_output=True, text=True, check=False)
-    if install.returncode != 0:
-        raise RuntimeError(f"s3rver could not be installed: {install.stderr.strip()}")
+    """s3rver (the suite's pinned copy, started as the suite starts it) on a free port: unlike
+    moto's server it keeps connections alive, as S3 and MinIO do, and its request handling costs a
+    fraction of moto's CPU on the cores the run shares with it."""
+    from photo_pipeline_tests.s3rver_server import start_s3rver
+
     data = folder / "s3rver"
     data.mkdir()
-    server = subprocess.Popen(
-        [
-            "node",
-            str(ROOT / "photo_pipeline_tests" / "s3rver" / "serve.js"),
-            str(ROOT / ".cache" / "s3rver" / "node_modules"),
-            str(data),
-            S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        ],
-        stdin=subprocess.PIPE,  # closed when this process ends: the server then ends too
-        stdout=subprocess.PIPE,
-    )
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    if not line:
-        raise RuntimeError(f"s3rver did not start (exit code {server.poll()})")
-    return server, "127.0.0.1", int(json.loads(line)["port"])
+    server, port = start_s3rver(data, S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    return server, "127.0.0.1", port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -226,13 +209,14 @@ def cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def services(folder: Path, s3: str = "moto") -> Iterator[subprocess.Popen[bytes]]:
-    """moto's S3 server over HTTP, a photo database and a Dagster database on PostgreSQL, and
-    the environment a production run worker would have (set before definitions are imported)."""
+    """An S3 server over HTTP (moto's, or s3rver), a photo database and a Dagster database on
+    PostgreSQL, and the environment a production run worker would have (set before definitions
+    are imported)."""
     from photo_pipeline.photos.database import migrate
     from photo_pipeline.storage import make_s3_client
 
-    # moto in its own process, as a real S3 endpoint would be: in this process its request
-    # handling would compete with the render threads for the GIL.
+    # The S3 server in its own process, as a real S3 endpoint would be: in this process its
+    # request handling would compete with the render threads for the GIL.
     server, host, port = start_s3rver_process(folder) if s3 == "s3rver" else start_moto_process()
     photos_db, photos_url = create_database("bench_photos")
     dagster_db, _ = create_database("bench_dagster")

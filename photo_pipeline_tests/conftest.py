@@ -6,9 +6,7 @@ skipping, so CI cannot turn green without having tested the production database.
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from photo_pipeline.photos.database import migrate
 from photo_pipeline_tests.processes import stop_process_tree
+from photo_pipeline_tests.s3rver_server import S3rverUnavailable, start_s3rver
 
 # Admin connection used only to create and drop throw-away databases.
 PG_ADMIN_DSN = os.environ.get("PHOTO_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -177,9 +176,6 @@ def s3_server() -> Iterator[S3Server]:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-S3RVER_SOURCE = ROOT / "photo_pipeline_tests" / "s3rver"
-S3RVER_MODULES = ROOT / ".cache" / "s3rver" / "node_modules"
-S3RVER_STARTUP_SECONDS = 30
 
 
 @pytest.fixture(scope="session")
@@ -190,44 +186,18 @@ def s3rver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server
     If-None-Match on PUT (moto does). The suite's test credentials are registered with it.
     scripts/ensure-s3rver.sh installs it into .cache/ (make test runs it; so does this fixture,
     under a lock, so a single test run from a fresh clone works too)."""
-    install = subprocess.run(
-        [str(ROOT / "scripts" / "ensure-s3rver.sh")], capture_output=True, text=True, timeout=300, check=False
-    )
-    if install.returncode != 0:
-        pytest.fail(f"s3rver could not be installed (scripts/ensure-s3rver.sh): {install.stderr.strip()}", pytrace=False)
     data = tmp_path_factory.mktemp("s3rver")
-    log = (data.parent / f"{data.name}.log").open("wb")
-    process = subprocess.Popen(
-        [
-            "node",
-            str(S3RVER_SOURCE / "serve.js"),
-            str(S3RVER_MODULES),
-            str(data),
-            S3_TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            S3_TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        ],
-        stdin=subprocess.PIPE,  # closed by us or by our death: the server then ends too
-        stdout=subprocess.PIPE,
-        stderr=log,
-        start_new_session=True,
-    )
-    try:
-        port = _announced_port(process, S3RVER_STARTUP_SECONDS)
-        yield S3Server(endpoint_url=f"http://127.0.0.1:{port}")
-    finally:
-        stop_process_group(process)
-        log.close()
-
-
-def _announced_port(process: subprocess.Popen[bytes], seconds: float) -> int:
-    """The port serve.js prints ({"port": N}) once it listens; its exit or silence is an error."""
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], seconds)
-    line = process.stdout.readline() if ready else b""
-    if not line:
-        process.kill()
-        raise RuntimeError(f"s3rver did not announce its port within {seconds} s (exit code {process.poll()})")
-    return int(json.loads(line)["port"])
+    with (data.parent / f"{data.name}.log").open("wb") as log:
+        try:
+            process, port = start_s3rver(
+                data, S3_TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"], S3_TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], stderr=log
+            )
+        except S3rverUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        try:
+            yield S3Server(endpoint_url=f"http://127.0.0.1:{port}")
+        finally:
+            stop_process_tree(process)
 
 
 @pytest.fixture
@@ -368,14 +338,9 @@ def daemon(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.
         start_new_session=True,
     )
     yield process
-    stop_process_group(process)
+    stop_process_tree(process)
     log.close()
 
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to a process started with start_new_session (and its children), SIGKILL to
-    whatever of its tree is left after 30 s or once it has ended."""
-    stop_process_tree(process, grace_seconds=30)
 
 
 # -- a real headless browser: Debian's Chromium driven by Playwright (browser tests)

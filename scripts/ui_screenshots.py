@@ -30,12 +30,12 @@ from playwright.sync_api import Page, sync_playwright  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
 from photo_pipeline.defs.renditions.assets import NO_FAILED_PHOTOS_IN_ALBUM  # noqa: E402
+from photo_pipeline_tests.processes import stop_process_tree  # noqa: E402
 from photo_pipeline_tests.ui.local_ui import (  # noqa: E402
     album_with_failed_photos,
     drift_for_the_plan,
     run_demo,
     start_ui,
-    stop_process_group,
 )
 from photo_pipeline_tests.ui.pages import CONTENT_TIMEOUT_MS, UIPage, ui_page  # noqa: E402
 
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     browser.close()
         finally:
-            stop_process_group(ui.process, grace_seconds=5)
+            stop_process_tree(ui.process, grace_seconds=5)
     print(f"{len(SHOTS)} screenshots in {time.monotonic() - started:.0f}s")
     return 0
 

@@ -42,7 +42,8 @@ from photo_pipeline_tests.api.conftest import (
     wait_until_listening,
 )
 from photo_pipeline_tests.api.proxy import CuttingProxy
-from photo_pipeline_tests.conftest import BIN, ROOT, S3Server, stop_process_group
+from photo_pipeline_tests.conftest import BIN, ROOT, S3Server
+from photo_pipeline_tests.processes import stop_process_tree
 
 FINISHED_SECONDS = 60
 PROCESSED_SECONDS = 240
@@ -328,7 +329,7 @@ def test_uploads_reach_completed_with_the_daemon_running(
         rows, _percentages, _text = upload_in_browser(browser, f"{origin}/upload", album, files, PROCESSED_SECONDS)
         seconds = time.monotonic() - started
     finally:
-        stop_process_group(serve)
+        stop_process_tree(serve)
     served = log_path.read_text(errors="replace")
     by_file = {row["file"]: row for row in rows}
     repository = PhotoRepository.from_url(pipeline_env["PHOTO_DATABASE_URL"])

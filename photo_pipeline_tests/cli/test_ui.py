@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from photo_pipeline.cli.commands import sqlite_file_made_absolute
+from photo_pipeline_tests.processes import stop_process_tree
 from photo_pipeline_tests.ui.local_ui import (
     BIN,
     ROOT,
     processes_in_session,
     start_ui,
     stop_by_pid,
-    stop_process_group,
 )
 
 # A line that warns: a log record at level WARNING (Dagster's own format is "... - WARNING - ..."),
@@ -57,7 +57,7 @@ def test_ui_starts_quietly_and_stops_with_its_pid(tmp_path: Path) -> None:
         assert processes_in_session(ui.process.pid) == [], "left running after `kill PID`"
         assert not ui.serving(), f"something still serves port {ui.port} after `kill PID`"
     finally:
-        stop_process_group(ui.process)
+        stop_process_tree(ui.process)
 
 
 def test_warning_lines_are_recognised() -> None:

@@ -153,7 +153,7 @@ def start_ui(
     try:
         wait_until_started(ui, SENSORS if until_sensors_ticked else ())
     except BaseException:
-        stop_process_group(ui.process)
+        stop_process_tree(ui.process)
         raise
     return ui
 
@@ -203,8 +203,3 @@ def processes_in_session(session_id: int) -> list[str]:
             found.append(f"{stat.parent.name}: {cmdline[:200]}")
     return found
 
-
-def stop_process_group(process: subprocess.Popen[bytes], grace_seconds: float = 30) -> None:
-    """Clean-up whatever happened: SIGTERM to the whole session, SIGKILL to what is left of its
-    tree after `grace_seconds`."""
-    stop_process_tree(process, grace_seconds=grace_seconds)

@@ -19,6 +19,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from photo_pipeline.defs.renditions.assets import NO_FAILED_PHOTOS_IN_ALBUM
 from photo_pipeline.reconcile.plan import ActionKind
 from photo_pipeline.reconcile.report import ACTION_MEANING
+from photo_pipeline_tests.processes import stop_process_tree
 from photo_pipeline_tests.ui.local_ui import (
     FINISHED_RUN_STATUSES,
     LocalUI,
@@ -26,7 +27,6 @@ from photo_pipeline_tests.ui.local_ui import (
     drift_for_the_plan,
     run_demo,
     start_ui,
-    stop_process_group,
 )
 from photo_pipeline_tests.ui.pages import UIPage, ui_page
 
@@ -47,7 +47,7 @@ def demo_ui(demo_home: Path) -> Iterator[tuple[LocalUI, uuid.UUID]]:
         yield ui, album_with_failed_photos(demo_home)
     finally:
         # Stopping by the PID is test_ui's subject; this throwaway UI gets a short grace.
-        stop_process_group(ui.process, grace_seconds=5)
+        stop_process_tree(ui.process, grace_seconds=5)
 
 
 @pytest.fixture(scope="module")
